@@ -1,0 +1,130 @@
+"""The collector application: ``create_app(settings)``; clients live in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from collector.cors import ProductCORSMiddleware
+from collector.directory import KeyTable, ProductDirectory
+from collector.errors import ClientError, ErrorStyle, QueueUnavailable
+from collector.groupcommit import GroupCommitter
+from collector.metrics import Metrics, RequestMetricsMiddleware
+from collector.queue import JobWriter, make_queue
+from collector.routes import routes
+from sightline.redisconn import connect
+from sightline.settings import Settings
+from sightline.store.db import make_engine
+from sightline.store.migrate import upgrade
+from sightline.store.products import list_products
+
+_json = msgspec.json.Encoder()
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings.sqlalchemy_url)
+        upgrade(engine)
+        redis = connect(settings, timeout=settings.redis_timeout)
+        writer = JobWriter(
+            make_queue(redis, settings.queue_name),
+            max_retries=settings.max_retries,
+            job_timeout=settings.job_timeout,
+        )
+
+        def load_keys() -> KeyTable:
+            with engine.connect() as conn:
+                return KeyTable.from_products(list_products(conn))
+
+        def on_flush(size: int) -> None:
+            metrics.flush_size.observe(size)
+
+        directory = ProductDirectory(load_keys, settings.key_refresh_seconds)
+        committer = GroupCommitter(
+            writer.write,
+            linger=settings.flush_linger_ms / 1000,
+            max_events=settings.flush_max_events,
+            timeout=settings.redis_timeout,
+            on_flush=on_flush,
+        )
+        await directory.start()
+        await committer.start()
+        try:
+            yield {
+                "settings": settings,
+                "directory": directory,
+                "committer": committer,
+                "metrics": metrics,
+                "redis": redis,
+            }
+        finally:
+            await committer.stop()
+            await directory.stop()
+            redis.close()
+            engine.dispose()
+
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestMetricsMiddleware, metrics=metrics),
+            Middleware(ProductCORSMiddleware),
+        ],
+        exception_handlers={
+            ClientError: client_error,
+            QueueUnavailable: queue_unavailable,
+            HTTPException: http_error,
+        },
+    )
+
+
+def error_body(exc: ClientError) -> bytes:
+    errors = [{"field": e.field, "reason": e.reason} for e in exc.errors]
+    if exc.style is ErrorStyle.DAS:
+        return _json.encode(
+            {
+                "detail": [
+                    {"loc": e["field"].split("."), "msg": e["reason"], "type": "value_error"}
+                    for e in errors
+                ]
+                or [{"loc": [], "msg": exc.message, "type": "value_error"}]
+            }
+        )
+    return _json.encode({"success": False, "error": exc.message, "errors": errors})
+
+
+async def client_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return Response(error_body(exc), status_code=exc.status, media_type="application/json")
+
+
+async def queue_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueueUnavailable)
+    return Response(
+        _json.encode({"success": False, "error": "the event queue is unavailable, retry later"}),
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after)},
+        media_type="application/json",
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return Response(
+        _json.encode({"success": False, "error": exc.detail}),
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type="application/json",
+    )

@@ -1,0 +1,75 @@
+"""CORS by product: a browser may send from an origin some product allows.
+
+Preflights carry no key, so they are granted when any product allows the origin;
+the real request is then checked against its own product (403 otherwise). A
+product with no allowed origins accepts any origin.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from collector.directory import ProductDirectory
+
+ALLOW_METHODS = "GET, POST, PUT, OPTIONS"
+DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, X-Write-Key, APIKey, X-API-Key"
+
+
+class ProductCORSMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        directory: ProductDirectory = scope["state"]["directory"]
+        allowed = directory.any_allows_origin(origin)
+        if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await self._preflight(allowed, origin, headers, scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start" and allowed:
+                raw = list(message.get("headers", []))
+                raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                raw.append((b"access-control-allow-credentials", b"true"))
+                raw.append((b"vary", b"Origin"))
+                message = {**message, "headers": raw}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    async def _preflight(
+        self,
+        allowed: bool,
+        origin: str,
+        headers: Headers,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        if not allowed:
+            response = Response(f"origin {origin} is not allowed", status_code=403)
+        else:
+            response = Response(
+                status_code=204,
+                headers={
+                    "Access-Control-Allow-Origin": origin,
+                    "Access-Control-Allow-Methods": ALLOW_METHODS,
+                    "Access-Control-Allow-Headers": headers.get(
+                        "access-control-request-headers", DEFAULT_ALLOW_HEADERS
+                    ),
+                    "Access-Control-Allow-Credentials": "true",
+                    "Access-Control-Max-Age": "86400",
+                    "Vary": "Origin",
+                },
+            )
+        await response(scope, receive, send)

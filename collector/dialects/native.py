@@ -1,0 +1,363 @@
+"""The native dialect: Segment's tracking-API message shape.
+
+Our own snippet speaks it, and so do Segment-style SDKs (analytics.js,
+analytics-python, analytics-node ...): ``identify``, ``track``, ``page``,
+``screen``, ``group``, ``alias`` at ``/v1/<type>`` and up to 500 KB of them at
+``/v1/batch``. Sightline adds two message types of its own for the snippet:
+``click`` and ``engagement``.
+
+This module owns the wire schema (decoding is validation), the endpoints and the
+mapping to the canonical model; nothing else knows Segment's field names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from collector.auth import authorize, basic_auth_user
+from collector.bodies import read_body
+from collector.dialects.fields import Id, LooseId, Name, Properties, text_id
+from collector.envelope import Envelope
+from collector.errors import FieldError, InvalidInput, PayloadTooLarge, field_error
+from collector.intake import Payload, accept
+from sightline.model import (
+    AccountChange,
+    AliasChange,
+    AttributeOp,
+    AttributeOpKind,
+    Event,
+    EventType,
+    Normalised,
+    UserChange,
+)
+
+NAME = "native"
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+SUCCESS = b'{"success":true}'
+
+
+# -- wire schema ---------------------------------------------------------------
+
+
+class Message(msgspec.Struct, kw_only=True, tag_field="type"):
+    messageId: Id | None = None
+    timestamp: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
+    userId: LooseId | None = None
+    anonymousId: LooseId | None = None
+    context: dict[str, Any] | None = None
+    integrations: dict[str, Any] | None = None
+    writeKey: str | None = None
+
+
+class Track(Message, kw_only=True, tag="track"):
+    event: Name
+    properties: Properties | None = None
+
+
+class Page(Message, kw_only=True, tag="page"):
+    name: Name | None = None
+    category: Name | None = None
+    properties: Properties | None = None
+
+
+class Screen(Message, kw_only=True, tag="screen"):
+    name: Name | None = None
+    category: Name | None = None
+    properties: Properties | None = None
+
+
+class Identify(Message, kw_only=True, tag="identify"):
+    traits: Properties | None = None
+
+
+class Group(Message, kw_only=True, tag="group"):
+    groupId: LooseId
+    traits: Properties | None = None
+
+
+class Alias(Message, kw_only=True, tag="alias"):
+    previousId: LooseId
+
+
+class Click(Message, kw_only=True, tag="click"):
+    event: Name = "click"
+    properties: Properties | None = None
+
+
+class Engagement(Message, kw_only=True, tag="engagement"):
+    event: Name = "engagement"
+    properties: Properties | None = None
+
+
+AnyMessage = Track | Page | Screen | Identify | Group | Alias | Click | Engagement
+MESSAGE_TYPES: dict[str, type[AnyMessage]] = {
+    "track": Track,
+    "page": Page,
+    "screen": Screen,
+    "identify": Identify,
+    "group": Group,
+    "alias": Alias,
+    "click": Click,
+    "engagement": Engagement,
+}
+
+
+class BatchWire(msgspec.Struct, kw_only=True):
+    batch: list[msgspec.Raw]
+    writeKey: str | None = None
+    sentAt: datetime | None = None
+    context: dict[str, Any] | None = None
+
+
+# -- validation ----------------------------------------------------------------
+
+
+def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
+    """Decode one message as ``kind``; rules no schema can say are checked here."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise PayloadTooLarge(
+            f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES} bytes",
+            [FieldError(prefix.rstrip(".") or "$", "message larger than 32 KB")],
+        )
+    try:
+        message = msgspec.json.decode(raw, type=MESSAGE_TYPES[kind])
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput(f"invalid {kind} message", [field_error(exc, prefix)]) from None
+    if message.userId is None and message.anonymousId is None:
+        raise InvalidInput(
+            f"invalid {kind} message",
+            [FieldError(prefix + "userId", "either userId or anonymousId is required")],
+        )
+    return message
+
+
+def decode_batch(raw: bytes) -> tuple[BatchWire, list[tuple[str, msgspec.Raw]]]:
+    try:
+        wire = msgspec.json.decode(raw, type=BatchWire)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput("invalid batch", [field_error(exc)]) from None
+    if not wire.batch:
+        raise InvalidInput("invalid batch", [FieldError("batch", "must hold at least one message")])
+    items: list[tuple[str, msgspec.Raw]] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(wire.batch):
+        prefix = f"batch[{index}]."
+        kind = _type_of(item)
+        if kind not in MESSAGE_TYPES:
+            errors.append(FieldError(prefix + "type", f"must be one of {', '.join(MESSAGE_TYPES)}"))
+            continue
+        try:
+            validate(kind, bytes(item), prefix)
+        except InvalidInput as exc:
+            errors.extend(exc.errors)
+            continue
+        items.append((kind, item))
+    if errors:
+        # All or nothing: a client retrying a batch must not store half of it twice.
+        raise InvalidInput("invalid batch", errors)
+    return wire, items
+
+
+class _TypeOnly(msgspec.Struct):
+    type: str | None = None
+
+
+def _type_of(raw: msgspec.Raw) -> str | None:
+    try:
+        return msgspec.json.decode(raw, type=_TypeOnly).type
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+# -- endpoints -----------------------------------------------------------------
+
+
+def _header_key(request: Request) -> str | None:
+    return basic_auth_user(request) or request.headers.get("x-write-key")
+
+
+async def _ingest_one(request: Request, kind: str) -> Response:
+    raw = await read_body(request, MAX_MESSAGE_BYTES)
+    message = validate(kind, raw)
+    grant = await authorize(
+        request.state.directory,
+        _header_key(request) or message.writeKey,
+        origin=request.headers.get("origin"),
+    )
+    await accept(
+        request,
+        dialect=NAME,
+        product_id=grant.product.id,
+        payloads=[Payload(kind, msgspec.Raw(raw))],
+        sent_at=message.sentAt,
+    )
+    return Response(SUCCESS, media_type="application/json")
+
+
+async def track(request: Request) -> Response:
+    return await _ingest_one(request, "track")
+
+
+async def page(request: Request) -> Response:
+    return await _ingest_one(request, "page")
+
+
+async def screen(request: Request) -> Response:
+    return await _ingest_one(request, "screen")
+
+
+async def identify(request: Request) -> Response:
+    return await _ingest_one(request, "identify")
+
+
+async def group(request: Request) -> Response:
+    return await _ingest_one(request, "group")
+
+
+async def alias(request: Request) -> Response:
+    return await _ingest_one(request, "alias")
+
+
+async def batch(request: Request) -> Response:
+    raw = await read_body(request, MAX_BATCH_BYTES)
+    wire, items = decode_batch(raw)
+    grant = await authorize(
+        request.state.directory,
+        _header_key(request) or wire.writeKey,
+        origin=request.headers.get("origin"),
+    )
+    await accept(
+        request,
+        dialect=NAME,
+        product_id=grant.product.id,
+        payloads=[Payload(kind, item) for kind, item in items],
+        sent_at=wire.sentAt,
+    )
+    return JSONResponse({"success": True})
+
+
+# -- mapping to the canonical model (worker side, pure) --------------------------
+
+
+def normalise(envelope: Envelope) -> Normalised:
+    message = msgspec.convert(envelope.body, MESSAGE_TYPES[envelope.kind], strict=False)
+    user_id = text_id(message.userId)
+    anonymous_id = text_id(message.anonymousId)
+    context = dict(message.context or {})
+    context.setdefault("ip", envelope.ip)
+    context.setdefault("userAgent", envelope.user_agent)
+    event = Event(
+        id="",  # assigned by the worker
+        message_id=message.messageId or _derived_message_id(envelope),
+        product_id=envelope.product_id,
+        name=_event_name(message),
+        type=_event_type(message, context),
+        timestamp=message.timestamp or message.originalTimestamp or envelope.received_at,
+        original_timestamp=message.timestamp or message.originalTimestamp,
+        received_at=envelope.received_at,
+        sent_at=message.sentAt or envelope.sent_at,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        account_id=_account_of(message, context),
+        session_id=text_id(context.get("sessionId")) if _is_id(context.get("sessionId")) else None,
+        properties=_properties_of(message),
+        context=context,
+        dialect=NAME,
+    )
+    users: tuple[UserChange, ...] = ()
+    accounts: tuple[AccountChange, ...] = ()
+    aliases: tuple[AliasChange, ...] = ()
+    if isinstance(message, Identify) and user_id is not None:
+        traits = dict(message.traits or {})
+        users = (
+            UserChange(
+                external_id=user_id,
+                email=_str_or_none(traits.get("email")),
+                mobile=_str_or_none(traits.get("phone")),
+                account_external_id=text_id(traits.get("groupId"))
+                if _is_id(traits.get("groupId"))
+                else None,
+                ops=tuple(
+                    AttributeOp(
+                        name=k,
+                        kind=AttributeOpKind.SET if v is not None else AttributeOpKind.REMOVE,
+                        value=v,
+                    )
+                    for k, v in traits.items()
+                ),
+                anonymous_id=anonymous_id,
+            ),
+        )
+    elif isinstance(message, Group):
+        group_id = str(message.groupId)
+        traits = dict(message.traits or {})
+        parent = traits.get("parentId") if _is_id(traits.get("parentId")) else None
+        accounts = (
+            AccountChange(
+                external_id=group_id,
+                name=_str_or_none(traits.get("name")),
+                parent_external_id=text_id(parent),
+                traits=traits,
+            ),
+        )
+        if user_id is not None:
+            users = (UserChange(external_id=user_id, account_external_id=group_id),)
+    elif isinstance(message, Alias) and user_id is not None:
+        aliases = (AliasChange(alias=str(message.previousId), user_external_id=user_id),)
+    if user_id is not None and anonymous_id is not None:
+        aliases += (AliasChange(alias=anonymous_id, user_external_id=user_id, kind="anonymous"),)
+    return Normalised(events=(event,), users=users, accounts=accounts, aliases=aliases)
+
+
+def _derived_message_id(envelope: Envelope) -> str:
+    # The envelope id is fixed once Redis has it, so a replay derives the same id.
+    return f"sl-{envelope.id}"
+
+
+def _event_name(message: AnyMessage) -> str:
+    if isinstance(message, Track | Click | Engagement):
+        return message.event
+    if isinstance(message, Page | Screen):
+        return message.name or ("page_view" if isinstance(message, Page) else "screen_view")
+    return message.__struct_config__.tag  # type: ignore[return-value]
+
+
+def _event_type(message: AnyMessage, context: dict[str, Any]) -> EventType:
+    kind = EventType(message.__struct_config__.tag)
+    if kind is EventType.TRACK and isinstance(context.get("extension"), dict):
+        return EventType.EXTENSION
+    return kind
+
+
+def _properties_of(message: AnyMessage) -> dict[str, Any]:
+    if isinstance(message, Identify | Group):
+        return dict(message.traits or {})
+    if isinstance(message, Alias):
+        return {"previousId": str(message.previousId)}
+    props = dict(message.properties or {})
+    if isinstance(message, Page | Screen) and message.category:
+        props.setdefault("category", message.category)
+    return props
+
+
+def _account_of(message: AnyMessage, context: dict[str, Any]) -> str | None:
+    if isinstance(message, Group):
+        return str(message.groupId)
+    group_id = context.get("groupId")
+    return text_id(group_id) if _is_id(group_id) else None
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and str(value) != ""
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,37 @@
+"""The versioned envelope that carries one accepted payload from collector to worker.
+
+The collector wraps what it accepted, byte for byte (``body`` is the raw JSON it
+validated), with what only the collector knows: when, from where, for which
+product. Workers refuse versions they do not know instead of guessing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+ENVELOPE_VERSION = 1
+
+
+class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int = ENVELOPE_VERSION
+    id: str
+    dialect: str
+    kind: str
+    """What the payload is within its dialect: ``track``, ``identify``, ``profile`` ..."""
+    product_id: str
+    received_at: datetime
+    ip: str | None = None
+    user_agent: str | None = None
+    origin: str | None = None
+    sent_at: datetime | None = None
+    """The client's send time for the whole request, when it gave one (clock-skew correction)."""
+    body: Any = None
+    """The validated payload: ``msgspec.Raw`` in the collector, decoded JSON in the worker."""
+
+
+def envelope_from_job(data: Any) -> Envelope:
+    """Decode one envelope as the worker receives it (plain JSON values)."""
+    return msgspec.convert(data, Envelope)

@@ -1,0 +1,54 @@
+"""The last step of every ingest endpoint: wrap validated payloads and group-commit them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+from starlette.requests import Request
+
+from collector.envelope import Envelope
+from collector.groupcommit import GroupCommitter
+from collector.metrics import Metrics
+from sightline.ids import uuid7
+
+
+class Payload(msgspec.Struct, frozen=True):
+    kind: str
+    body: msgspec.Raw
+
+
+async def accept(
+    request: Request,
+    *,
+    dialect: str,
+    product_id: str,
+    payloads: Sequence[Payload],
+    sent_at: datetime | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> list[Envelope]:
+    """Enqueue one envelope per payload; returns once Redis acknowledged them."""
+    received_at = datetime.now(UTC)
+    client = request.client
+    envelopes = [
+        Envelope(
+            id=uuid7(),
+            dialect=dialect,
+            kind=payload.kind,
+            product_id=product_id,
+            received_at=received_at,
+            ip=ip if ip is not None else (client.host if client else None),
+            user_agent=user_agent if user_agent is not None else request.headers.get("user-agent"),
+            origin=request.headers.get("origin"),
+            sent_at=sent_at,
+            body=payload.body,
+        )
+        for payload in payloads
+    ]
+    committer: GroupCommitter = request.state.committer
+    await committer.submit(envelopes)
+    metrics: Metrics = request.state.metrics
+    metrics.events_enqueued.labels(dialect=dialect).inc(len(envelopes))
+    return envelopes

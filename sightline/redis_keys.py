@@ -1,0 +1,18 @@
+"""Every Redis key Sightline itself writes, built in one place (RQ names its own)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+PREFIX = "sightline"
+
+
+class Counter(str, Enum):
+    ACCEPTED = "accepted"  # events answered 2xx by a collector (written with the job)
+    STORED = "stored"  # events a worker committed to the store
+    DUPLICATES = "duplicates"  # events a worker found already stored (retries, replays)
+    DEAD_LETTERS = "dead_letters"  # events a worker could not normalise
+
+
+def counter_key(queue_name: str, counter: Counter) -> str:
+    return f"{PREFIX}:{queue_name}:stats:{counter.value}"

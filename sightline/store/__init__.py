@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy Core tables, engine set-up, migrations and queries."""

@@ -1,0 +1,131 @@
+"""Products and their keys: created by the CLI and Fuzy's /v3/product, read by the collector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from sightline.ids import new_key
+from sightline.model import BotHandling, IpHandling
+from sightline.store.queries import as_utc
+from sightline.store.schema import product_keys, products
+
+DEFAULT_PRODUCT_NAME = "Default product"
+
+
+class Product(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    allowed_origins: tuple[str, ...] = ()
+    """Origins browsers may send from; empty means any origin."""
+    ip_handling: IpHandling = IpHandling.FULL
+    bot_handling: BotHandling = BotHandling.FLAG
+    is_enabled: bool = True
+    channel_merging: bool = False
+    write_keys: tuple[str, ...] = ()
+    server_keys: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+    def allows_origin(self, origin: str | None) -> bool:
+        return origin is None or not self.allowed_origins or origin in self.allowed_origins
+
+
+class ProductSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The changeable part of a product; ``None`` leaves a field as it is."""
+
+    name: str | None = None
+    allowed_origins: tuple[str, ...] | None = None
+    ip_handling: IpHandling | None = None
+    bot_handling: BotHandling | None = None
+    is_enabled: bool | None = None
+    channel_merging: bool | None = None
+
+
+def create_product(
+    conn: sa.Connection,
+    name: str,
+    *,
+    allowed_origins: Sequence[str] = (),
+    product_id: str | None = None,
+) -> Product:
+    now = datetime.now(UTC)
+    pid = product_id or new_key("prd")[:28]
+    conn.execute(
+        sa.insert(products).values(
+            id=pid,
+            name=name,
+            allowed_origins=list(allowed_origins),
+            settings={},
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    write_key, server_key = new_key("wk"), new_key("sk")
+    conn.execute(
+        sa.insert(product_keys),
+        [
+            {"key": write_key, "product_id": pid, "kind": "write", "created_at": now},
+            {"key": server_key, "product_id": pid, "kind": "server", "created_at": now},
+        ],
+    )
+    product = get_product(conn, pid)
+    assert product is not None
+    return product
+
+
+def update_product(
+    conn: sa.Connection, product_id: str, changes: ProductSettings
+) -> Product | None:
+    values: dict[str, Any] = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in msgspec.structs.asdict(changes).items()
+        if v is not None
+    }
+    if values:
+        values["updated_at"] = datetime.now(UTC)
+        conn.execute(sa.update(products).where(products.c.id == product_id).values(**values))
+    return get_product(conn, product_id)
+
+
+def list_products(conn: sa.Connection) -> list[Product]:
+    keys: dict[str, dict[str, list[str]]] = {}
+    for row in conn.execute(
+        sa.select(product_keys.c.product_id, product_keys.c.kind, product_keys.c.key)
+        .where(product_keys.c.revoked_at.is_(None))
+        .order_by(product_keys.c.created_at)
+    ):
+        keys.setdefault(row.product_id, {}).setdefault(row.kind, []).append(row.key)
+    result = []
+    for row in conn.execute(sa.select(products).order_by(products.c.created_at, products.c.id)):
+        product_keys_of = keys.get(row.id, {})
+        result.append(
+            Product(
+                id=row.id,
+                name=row.name,
+                allowed_origins=tuple(row.allowed_origins or ()),
+                ip_handling=IpHandling(row.ip_handling),
+                bot_handling=BotHandling(row.bot_handling),
+                is_enabled=row.is_enabled,
+                channel_merging=row.channel_merging,
+                write_keys=tuple(product_keys_of.get("write", ())),
+                server_keys=tuple(product_keys_of.get("server", ())),
+                created_at=as_utc(row.created_at),
+            )
+        )
+    return result
+
+
+def get_product(conn: sa.Connection, product_id: str) -> Product | None:
+    return next((p for p in list_products(conn) if p.id == product_id), None)
+
+
+def ensure_default_product(conn: sa.Connection) -> tuple[Product, bool]:
+    """The first product, creating it on first start. Returns (product, created)."""
+    existing = list_products(conn)
+    if existing:
+        return existing[0], False
+    return create_product(conn, DEFAULT_PRODUCT_NAME), True

@@ -1,0 +1,146 @@
+"""Tables of the canonical model (see ARCHITECTURE.md, "The canonical model").
+
+SQLAlchemy Core, portable between SQLite and PostgreSQL. Alembic migrations in
+``migrations/`` create exactly these tables; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.DateTime(timezone=True)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("allowed_origins", JSON, nullable=False),
+    sa.Column("ip_handling", sa.String(16), nullable=False, server_default="full"),
+    sa.Column("bot_handling", sa.String(16), nullable=False, server_default="flag"),
+    sa.Column("is_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("channel_merging", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("settings", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+product_keys = sa.Table(
+    "product_keys",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "write" (public) or "server" (secret)
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time, nullable=True),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("parent_id", BigId, sa.ForeignKey("accounts.id"), nullable=True, index=True),
+    sa.Column("traits", JSON, nullable=False),
+    sa.Column("payment_ids", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("product_id", "external_id", name="uq_accounts_product_external"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("external_id", sa.String(255), nullable=False),
+    sa.Column("account_id", BigId, sa.ForeignKey("accounts.id"), nullable=True, index=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("mobile", sa.String(64), nullable=True),
+    sa.Column("payment_ids", JSON, nullable=False),
+    sa.Column("first_seen", Time, nullable=True),
+    sa.Column("last_seen", Time, nullable=True),
+    sa.Column("event_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("product_id", "external_id", name="uq_users_product_external"),
+)
+
+user_attributes = sa.Table(
+    "user_attributes",
+    metadata,
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("value", JSON, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("product_id", sa.ForeignKey("products.id"), primary_key=True),
+    sa.Column("alias", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # UUIDv7: time-ordered
+    sa.Column("product_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("timestamp", Time, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("sent_at", Time, nullable=True),
+    sa.Column("original_timestamp", Time, nullable=True),
+    sa.Column("user_id", sa.String(255), nullable=True),
+    sa.Column("anonymous_id", sa.String(255), nullable=True),
+    sa.Column("account_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("entity_type", sa.String(64), nullable=True),
+    sa.Column("entity_id", sa.String(255), nullable=True),
+    sa.Column("recording_id", sa.String(255), nullable=True),
+    sa.Column("properties", JSON, nullable=False),
+    sa.Column("context", JSON, nullable=False),
+    sa.Column("dialect", sa.String(32), nullable=False),
+    sa.Column("is_bot", sa.Boolean, nullable=False),
+    sa.Column("is_unused", sa.Boolean, nullable=False),
+    # The idempotency key: a job run twice, or a client retry, stores nothing twice.
+    sa.UniqueConstraint("product_id", "message_id", name="uq_events_product_message"),
+    sa.Index("ix_events_product_timestamp", "product_id", "timestamp"),
+    sa.Index("ix_events_product_user", "product_id", "user_id"),
+    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id"),
+    sa.Index("ix_events_product_account", "product_id", "account_id"),
+    sa.Index("ix_events_product_entity", "product_id", "entity_type", "entity_id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.String(40), nullable=True, index=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("envelope", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("replayed_at", Time, nullable=True),
+)

@@ -1,0 +1,132 @@
+"""``sightline up``: Redis, store, worker and collector on one machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from types import FrameType
+
+import click
+import uvicorn
+from redis.exceptions import RedisError
+
+from collector.app import create_app
+from sightline.embedded import EmbeddedRedis
+from sightline.redisconn import connect
+from sightline.settings import Settings
+from sightline.status import read_status
+from sightline.store.db import make_engine
+from sightline.store.migrate import upgrade
+from sightline.store.products import Product, ensure_default_product
+
+
+def prepare_redis(settings: Settings, stack: ExitStack, fsync: str = "everysec") -> Settings:
+    """With no REDIS_URL, the embedded server of the data dir (started unless running)."""
+    if settings.redis_url:
+        return settings
+    embedded = stack.enter_context(EmbeddedRedis(settings.data_dir, fsync=fsync))
+    return settings.with_changes(redis_url=embedded.url)
+
+
+def print_welcome(product: Product, created: bool, host: str, port: int) -> None:
+    origin = f"http://{host}:{port}"
+    verb = "created" if created else "using"
+    click.echo(f"Sightline: {verb} product {product.name!r} ({product.id})")
+    click.echo(f"  write key  (public, for pages):   {product.write_keys[0]}")
+    click.echo(f"  server key (secret, for servers): {product.server_keys[0]}")
+    click.echo("  paste into your pages:")
+    click.echo(
+        f'    <script defer src="{origin}/s.js" data-key="{product.write_keys[0]}"></script>'
+    )
+    click.echo("  or send an event:")
+    click.echo(
+        f"    curl -u {product.write_keys[0]}: {origin}/v1/track "
+        """-H 'Content-Type: application/json' -d '{"userId":"u1","event":"Hello"}'"""
+    )
+    click.echo(f"Collector on {origin}  (Ctrl-C stops everything)")
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SIGHTLINE_DATA_DIR"] = str(settings.data_dir)
+    env["REDIS_URL"] = settings.redis_url or ""
+    env["DATABASE_URL"] = settings.sqlalchemy_url
+    env["SIGHTLINE_QUEUE"] = settings.queue_name
+    return env
+
+
+def status_loop(settings: Settings, stop: threading.Event, interval: float = 1.0) -> None:
+    redis = connect(settings, timeout=1.0)
+    tty = sys.stdout.isatty()
+    last = ""
+    try:
+        while not stop.wait(interval):
+            try:
+                line = read_status(redis, settings.queue_name).line()
+            except (RedisError, OSError) as exc:
+                line = f"redis unavailable: {exc}"
+            if line != last:  # at most once a second, and only when something changed
+                click.echo(("\r" + line.ljust(90)) if tty else line, nl=not tty)
+                last = line
+    finally:
+        redis.close()
+        if tty:
+            click.echo()
+
+
+def run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
+    with ExitStack() as stack:
+        settings = prepare_redis(settings, stack, fsync)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sqlalchemy_url)
+        upgrade(engine)
+        with engine.begin() as conn:
+            product, created = ensure_default_product(conn)
+        engine.dispose()
+        print_welcome(product, created, host, port)
+
+        # Its own session: a terminal's Ctrl-C reaches only us, and we send the worker
+        # exactly one SIGTERM (a second signal would make RQ abandon the job in hand).
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "sightline", "worker"],
+            env=worker_env(settings),
+            start_new_session=True,
+        )
+        stack.callback(_stop_process, worker)
+        stop = threading.Event()
+        status = threading.Thread(target=status_loop, args=(settings, stop), daemon=True)
+        status.start()
+        stack.callback(status.join, 3)
+        stack.callback(stop.set)
+        config = uvicorn.Config(
+            create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        )
+        # uvicorn shuts down gracefully on SIGINT / SIGTERM, then re-raises the signal
+        # with our handler back in place: both end up as KeyboardInterrupt here, so the
+        # stack stops the worker and Redis in order.
+        signal.signal(signal.SIGTERM, _interrupt)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run()
+    click.echo(
+        "Sightline stopped; queued events stay in Redis's append-only file for the next start."
+    )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM is RQ's warm shutdown: the job in hand finishes, the rest stays queued."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
