@@ -2,8 +2,8 @@
 
 Requests never query the database: keys are looked up in a table loaded at
 start-up and refreshed in the background. An unknown key triggers one coalesced
-reload (at most once per ``miss_interval``), so a product created a moment ago
-works on its first request while a flood of bad keys costs one query a second.
+reload, at most one per ``miss_interval``: a product created a moment ago works
+on its first request, while a flood of bad keys costs one query a second.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ProductDirectory:
         self._refresh_seconds = refresh_seconds
         self._miss_interval = miss_interval
         self._table = KeyTable(grants={}, products={})
-        self._loaded_at = 0.0
+        self._last_miss_reload = float("-inf")
         self._reload: asyncio.Task[None] | None = None
         self._periodic: asyncio.Task[None] | None = None
 
@@ -82,7 +82,6 @@ class ProductDirectory:
 
     async def _do_reload(self) -> None:
         self._table = await asyncio.to_thread(self._load)
-        self._loaded_at = time.monotonic()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -96,7 +95,9 @@ class ProductDirectory:
         grant = self._table.grants.get(key)
         if grant is not None:
             return grant
-        if time.monotonic() - self._loaded_at >= self._miss_interval:
+        now = time.monotonic()
+        if now - self._last_miss_reload >= self._miss_interval:
+            self._last_miss_reload = now
             try:
                 await asyncio.wait_for(self.reload(), timeout=2.0)
             except Exception:

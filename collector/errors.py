@@ -76,12 +76,19 @@ class QueueUnavailable(Exception):
 
 
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
 
 
 def field_error(exc: msgspec.ValidationError | msgspec.DecodeError, prefix: str = "") -> FieldError:
-    """Turn msgspec's message ("Expected `str`, got `int` - at `$.userId`") into a FieldError."""
+    """Turn msgspec's message ("Expected `str`, got `int` - at `$.userId`") into a FieldError.
+
+    A missing field is named itself ("event"), not the object that lacks it.
+    """
     match = _AT.match(str(exc))
     reason = match.group("reason") if match else str(exc)
     path = (match.group("path") if match else None) or ""
-    field = (prefix + path).lstrip(".")
+    missing = _MISSING.search(reason)
+    if missing:
+        path = f"{path}.{missing.group('name')}"
+    field = (prefix + path.lstrip(".") if prefix else path).strip(".")
     return FieldError(field=field or "$", reason=reason.replace("`", ""))

@@ -21,9 +21,10 @@ from starlette.responses import JSONResponse, Response
 
 from collector.auth import authorize, basic_auth_user
 from collector.bodies import read_body
+from collector.decoding import decode
 from collector.dialects.fields import Id, LooseId, Name, Properties, text_id
 from collector.envelope import Envelope
-from collector.errors import FieldError, InvalidInput, PayloadTooLarge, field_error
+from collector.errors import FieldError, InvalidInput, PayloadTooLarge
 from collector.intake import Payload, accept
 from sightline.model import (
     AccountChange,
@@ -127,10 +128,7 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
             f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES} bytes",
             [FieldError(prefix.rstrip(".") or "$", "message larger than 32 KB")],
         )
-    try:
-        message = msgspec.json.decode(raw, type=MESSAGE_TYPES[kind])
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidInput(f"invalid {kind} message", [field_error(exc, prefix)]) from None
+    message = decode(raw, MESSAGE_TYPES[kind], what=f"{kind} message", prefix=prefix)
     if message.userId is None and message.anonymousId is None:
         raise InvalidInput(
             f"invalid {kind} message",
@@ -140,10 +138,7 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
 
 
 def decode_batch(raw: bytes) -> tuple[BatchWire, list[tuple[str, msgspec.Raw]]]:
-    try:
-        wire = msgspec.json.decode(raw, type=BatchWire)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidInput("invalid batch", [field_error(exc)]) from None
+    wire = decode(raw, BatchWire, what="batch")
     if not wire.batch:
         raise InvalidInput("invalid batch", [FieldError("batch", "must hold at least one message")])
     items: list[tuple[str, msgspec.Raw]] = []
@@ -173,7 +168,7 @@ class _TypeOnly(msgspec.Struct):
 def _type_of(raw: msgspec.Raw) -> str | None:
     try:
         return msgspec.json.decode(raw, type=_TypeOnly).type
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 

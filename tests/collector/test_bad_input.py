@@ -1,0 +1,204 @@
+"""Bad input gets a precise 4xx naming the field and the reason, and nothing is enqueued."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.harness import System, basic
+
+
+def assert_nothing_enqueued(system: System) -> None:
+    assert system.queued_jobs() == 0
+    assert system.status().accepted == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        pytest.param(b'{"userId": "u", "event": ', "$", "truncated", id="malformed-json"),
+        pytest.param(b'{"userId": 1.5, "event": "E"}', "userId", "Expected", id="wrong-type"),
+        pytest.param(b'{"userId": "u"}', "event", "missing required field event", id="missing-event"),
+        pytest.param(b'{"event": "E"}', "userId", "userId or anonymousId", id="no-identity"),
+        pytest.param(b'{"userId": "u", "event": ""}', "event", "length", id="empty-name"),
+        pytest.param(
+            b'{"userId": "u", "event": "E", "timestamp": "yesterday"}',
+            "timestamp",
+            "datetime",
+            id="bad-time",
+        ),
+        pytest.param(
+            b'{"userId": "u", "event": "E", "properties": []}',
+            "properties",
+            "Expected",
+            id="props-not-object",
+        ),
+        pytest.param(b'{"userId": "\xff\xfe", "event": "E"}', "$", "", id="non-utf8"),
+        pytest.param(b"[]", "$", "Expected", id="not-an-object"),
+        pytest.param(b"   ", "", "empty", id="empty-body"),
+        pytest.param(
+            json.dumps({"userId": "u", "event": "x" * 300}).encode(),
+            "event",
+            "length",
+            id="name-too-long",
+        ),
+    ],
+)
+def test_invalid_track_is_a_400_naming_the_field(
+    system: System, body: bytes, field: str, reason: str
+) -> None:
+    response = system.client.post("/v1/track", content=body, headers=basic(system.write_key))
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert payload["success"] is False
+    if field:
+        assert payload["errors"][0]["field"] == field
+        assert reason.lower() in payload["errors"][0]["reason"].lower()
+    else:
+        assert reason in payload["error"]
+    assert_nothing_enqueued(system)
+
+
+def test_a_batch_with_one_bad_message_is_refused_whole_naming_it(system: System) -> None:
+    batch = [
+        {"type": "track", "userId": "u", "event": "ok"},
+        {"type": "track", "userId": "u"},
+        {"type": "nonsense", "userId": "u"},
+    ]
+    response = system.send("/v1/batch", {"batch": batch})
+    assert response.status_code == 400
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert fields == ["batch[1].event", "batch[2].type"]
+    assert_nothing_enqueued(system)
+
+
+def test_an_empty_batch_is_refused(system: System) -> None:
+    response = system.send("/v1/batch", {"batch": []})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "batch", "reason": "must hold at least one message"}
+    ]
+
+
+def test_a_message_over_32_kb_is_a_413(system: System) -> None:
+    body = {"userId": "u", "event": "E", "properties": {"blob": "x" * 33_000}}
+    response = system.send("/v1/track", body)
+    assert response.status_code == 413
+    assert_nothing_enqueued(system)
+
+
+def test_a_message_over_32_kb_inside_a_batch_is_a_413_naming_it(system: System) -> None:
+    big = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "x" * 33_000}}
+    response = system.send(
+        "/v1/batch", {"batch": [{"type": "track", "userId": "u", "event": "E"}, big]}
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["field"] == "batch[1]"
+
+
+def test_a_batch_over_500_kb_is_a_413(system: System) -> None:
+    message = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "x" * 20_000}}
+    response = system.send("/v1/batch", {"batch": [message] * 30})
+    assert response.status_code == 413
+    assert_nothing_enqueued(system)
+
+
+def test_a_lying_content_length_is_refused_before_reading(system: System) -> None:
+    response = system.client.post(
+        "/v1/batch",
+        content=b"{}",
+        headers=basic(system.write_key) | {"Content-Length": "999999999"},
+    )
+    assert response.status_code in (400, 413)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        pytest.param({}, 401, "no key", id="no-key"),
+        pytest.param({"X-Write-Key": "wk_nope"}, 401, "unknown key", id="unknown-key"),
+        pytest.param({"Authorization": "Basic !!!"}, 401, "no key", id="garbled-basic"),
+    ],
+)
+def test_keys(system: System, headers: dict[str, str], status: int, error: str) -> None:
+    response = system.client.post("/v1/track", json={"userId": "u", "event": "E"}, headers=headers)
+    assert response.status_code == status
+    assert error in response.json()["error"]
+    assert_nothing_enqueued(system)
+
+
+def test_origin_not_allowed_is_a_403(system: System) -> None:
+    product = system.create_product("Shop", origins=("https://shop.example",))
+    key = product.write_keys[0]
+    ok = system.send(
+        "/v1/track",
+        {"userId": "u", "event": "E"},
+        key=key,
+        headers={"Origin": "https://shop.example"},
+    )
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "https://shop.example"
+    refused = system.send(
+        "/v1/track",
+        {"userId": "u", "event": "E"},
+        key=key,
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert "origin" in refused.json()["error"]
+
+
+def test_wrong_method_and_unknown_path_are_json_errors(system: System) -> None:
+    assert system.client.get("/v1/track").status_code == 405
+    response = system.client.post("/v1/nothing-here", json={})
+    assert response.status_code == 404
+    assert response.json()["success"] is False
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+message_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["track", "page", "identify", "group", "alias", "screen", "x"])
+        | json_values,
+        "userId": st.text(max_size=5) | json_values,
+        "anonymousId": st.text(max_size=5),
+        "event": st.text(max_size=5) | json_values,
+        "groupId": json_values,
+        "previousId": json_values,
+        "timestamp": st.sampled_from(["2026-01-01T00:00:00Z", "nope", "2026-13-01"]) | json_values,
+        "properties": json_values,
+        "traits": json_values,
+        "context": json_values,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.sampled_from(
+        ["/v1/track", "/v1/page", "/v1/identify", "/v1/group", "/v1/alias", "/v1/batch"]
+    ),
+    body=message_like
+    | st.builds(lambda b: {"batch": b}, st.lists(message_like, max_size=3))
+    | json_values,
+    raw=st.none() | st.binary(max_size=64),
+)
+def test_no_input_gets_a_5xx(system: System, path: str, body: Any, raw: bytes | None) -> None:
+    content = raw if raw is not None else json.dumps(body).encode()
+    response = system.client.post(path, content=content, headers=basic(system.write_key))
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.json()["success"] is False

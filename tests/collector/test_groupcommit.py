@@ -1,0 +1,101 @@
+"""Group commit: concurrent requests share one RQ job; replies wait for Redis's ack."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from collector.envelope import Envelope
+from collector.errors import QueueUnavailable
+from collector.groupcommit import GroupCommitter
+from tests.harness import System
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def envelope(n: int) -> Envelope:
+    return Envelope(
+        id=str(n),
+        dialect="native",
+        kind="track",
+        product_id="p",
+        received_at=datetime.now(UTC),
+        body=msgspec.Raw(b'{"userId":"u","event":"E"}'),
+    )
+
+
+@pytest.mark.anyio
+async def test_requests_waiting_on_a_write_share_the_next_one() -> None:
+    flushes: list[int] = []
+    gate = threading.Event()
+
+    def slow_write(envelopes: Sequence[Envelope]) -> None:
+        flushes.append(len(envelopes))
+        gate.wait(2)  # the first write is "in flight" while the others arrive
+
+    committer = GroupCommitter(slow_write, timeout=5)
+    await committer.start()
+    first = asyncio.create_task(committer.submit([envelope(0)]))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(committer.submit([envelope(i)])) for i in range(1, 51)]
+    await asyncio.sleep(0.05)
+    assert not any(t.done() for t in [first, *rest]), "nobody is answered before the ack"
+    gate.set()
+    await asyncio.gather(first, *rest)
+    await committer.stop()
+    assert flushes == [1, 50]
+
+
+@pytest.mark.anyio
+async def test_a_failed_write_fails_every_waiter_of_that_flush() -> None:
+    def broken(envelopes: Sequence[Envelope]) -> None:
+        raise ConnectionError("redis down")
+
+    committer = GroupCommitter(broken, timeout=1)
+    await committer.start()
+    results = await asyncio.gather(
+        *(committer.submit([envelope(i)]) for i in range(3)), return_exceptions=True
+    )
+    await committer.stop()
+    assert all(isinstance(r, QueueUnavailable) for r in results)
+
+
+@pytest.mark.anyio
+async def test_stop_flushes_what_is_pending() -> None:
+    written: list[int] = []
+    committer = GroupCommitter(lambda e: written.append(len(e)), linger=0.2)
+    await committer.start()
+    task = asyncio.create_task(committer.submit([envelope(1), envelope(2)]))
+    await asyncio.sleep(0)
+    await committer.stop()
+    await task
+    assert written == [2]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_flush_is_one_rq_job_holding_every_envelope(system: System) -> None:
+    batch = [{"type": "track", "userId": "u", "event": f"E{i}"} for i in range(40)]
+    assert system.send("/v1/batch", {"batch": batch}).status_code == 200
+    assert system.queued_jobs() == 1
+    assert system.status().accepted == 40
+    metrics = system.client.get("/metrics").text
+    assert 'sightline_requests_total{dialect="native",status="200"} 1.0' in metrics
+    assert 'sightline_events_enqueued_total{dialect="native"} 40.0' in metrics
+    assert "sightline_flush_batch_size_count 1.0" in metrics
+    system.work()
+    assert len(system.events()) == 40
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_health(system: System) -> None:
+    response = system.client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "redis": "ok"}

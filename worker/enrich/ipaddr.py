@@ -1,0 +1,115 @@
+"""Client addresses reduced to what a product's IP handling allows us to keep."""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import socket
+
+from sightline.model import IpHandling
+
+_IPV4_KEPT_PREFIX = 24  # the last octet goes
+_IPV6_KEPT_PREFIX = 48  # the routing prefix stays, subnet and interface id go
+
+
+# Not globally routable (IANA special-purpose registries), plus multicast and reserved.
+_NON_PUBLIC_V4 = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/3",  # multicast 224/4, reserved 240/4, broadcast
+)
+# Only 2000::/3 is allocated as global unicast; within it, these are not routable.
+_NON_PUBLIC_V6 = (
+    "::/3",
+    "2001::/23",  # IETF protocol assignments (Teredo, benchmarking, ORCHID, ...)
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4, deprecated
+    "3fff::/20",  # documentation
+    "4000::/2",
+    "8000::/1",
+)
+_MAPPED_V4_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def _ranges(networks: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    parsed = sorted(ipaddress.ip_network(network) for network in networks)
+    return [int(n.network_address) for n in parsed], [int(n.broadcast_address) for n in parsed]
+
+
+_V4_STARTS, _V4_ENDS = _ranges(_NON_PUBLIC_V4)
+_V6_STARTS, _V6_ENDS = _ranges(_NON_PUBLIC_V6)
+
+
+def _listed(value: int, starts: list[int], ends: list[int]) -> bool:
+    index = bisect.bisect_right(starts, value) - 1
+    return index >= 0 and value <= ends[index]
+
+
+def public_address(ip: str) -> str | None:
+    """``ip`` in a form a GeoIP reader takes, if it is a public (globally routable) address.
+
+    ``None`` for unparseable, private, loopback, link-local, shared (CGNAT),
+    documentation, multicast and reserved addresses. An IPv4-mapped IPv6 address is
+    returned as its IPv4 address. This sits on the per-event path, so it uses the C
+    parser (``inet_pton``) and a range table instead of ``ipaddress`` (~1 µs vs ~6 µs).
+    """
+    ip = ip.strip()
+    try:
+        packed = socket.inet_pton(socket.AF_INET, ip)
+    except (OSError, ValueError):
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, ip)
+        except (OSError, ValueError):  # also a zone (fe80::1%eth0): never public
+            return None
+        if not packed.startswith(_MAPPED_V4_PREFIX):
+            value = int.from_bytes(packed)
+            return None if _listed(value, _V6_STARTS, _V6_ENDS) else ip
+        packed = packed[12:]
+        ip = socket.inet_ntop(socket.AF_INET, packed)
+    return None if _listed(int.from_bytes(packed), _V4_STARTS, _V4_ENDS) else ip
+
+
+def parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Parse an address; an IPv4-mapped IPv6 address becomes the IPv4 one. ``None`` if invalid."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def anonymise(ip: str | None, mode: IpHandling) -> str | None:
+    """Apply ``mode`` to ``ip``; ``None`` when nothing may be kept or the address is unparseable.
+
+    ``FULL`` returns the address in canonical form (IPv6 compressed, IPv4-mapped
+    unwrapped); ``TRUNCATED`` zeroes an IPv4 address's last octet and keeps an IPv6
+    address's /48.
+    """
+    if ip is None or mode is IpHandling.NONE:
+        return None
+    address = parse_ip(ip)
+    if address is None:
+        return None
+    if mode is IpHandling.FULL:
+        return str(address)
+    if isinstance(address, ipaddress.IPv4Address):
+        prefix = _IPV4_KEPT_PREFIX
+    else:
+        prefix = _IPV6_KEPT_PREFIX
+        # A zone (fe80::1%eth0) names a local interface: not part of the kept prefix.
+        address = ipaddress.IPv6Address(int(address))
+    network = ipaddress.ip_network((address, prefix), strict=False)
+    return str(network.network_address)
