@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from types import FrameType
 
 import click
@@ -48,7 +47,6 @@ def print_welcome(product: Product, created: bool, host: str, port: int) -> None
         f"    curl -u {product.write_keys[0]}: {origin}/v1/track "
         """-H 'Content-Type: application/json' -d '{"userId":"u1","event":"Hello"}'"""
     )
-    click.echo(f"Collector on {origin}  (Ctrl-C stops everything)")
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -60,7 +58,16 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def status_loop(settings: Settings, stop: threading.Event, interval: float = 1.0) -> None:
+def status_loop(
+    settings: Settings, server: uvicorn.Server, stop: threading.Event, interval: float = 1.0
+) -> None:
+    """Say when the collector listens, then print the status when it changes."""
+    while not server.started:
+        if stop.wait(0.05):
+            return
+    click.echo(
+        f"Collector on http://{server.config.host}:{server.config.port}  (Ctrl-C stops everything)"
+    )
     redis = connect(settings, timeout=1.0)
     tty = sys.stdout.isatty()
     last = ""
@@ -80,6 +87,16 @@ def status_loop(settings: Settings, stop: threading.Event, interval: float = 1.0
 
 
 def run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
+    # SIGTERM at any moment (even during start-up) unwinds the stack below like Ctrl-C:
+    # uvicorn shuts down gracefully, then re-raises the signal with this handler back in
+    # place, so the worker and Redis are always stopped in order.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with suppress(KeyboardInterrupt):
+        _run_up(settings, host=host, port=port, fsync=fsync)
+    click.echo("Sightline stopped; queued events stay in Redis's append-only file for next start.")
+
+
+def _run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
     with ExitStack() as stack:
         settings = prepare_redis(settings, stack, fsync)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,23 +115,16 @@ def run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
             start_new_session=True,
         )
         stack.callback(_stop_process, worker)
-        stop = threading.Event()
-        status = threading.Thread(target=status_loop, args=(settings, stop), daemon=True)
-        status.start()
-        stack.callback(status.join, 3)
-        stack.callback(stop.set)
         config = uvicorn.Config(
             create_app(settings), host=host, port=port, log_level="warning", access_log=False
         )
-        # uvicorn shuts down gracefully on SIGINT / SIGTERM, then re-raises the signal
-        # with our handler back in place: both end up as KeyboardInterrupt here, so the
-        # stack stops the worker and Redis in order.
-        signal.signal(signal.SIGTERM, _interrupt)
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run()
-    click.echo(
-        "Sightline stopped; queued events stay in Redis's append-only file for the next start."
-    )
+        server = uvicorn.Server(config)
+        stop = threading.Event()
+        status = threading.Thread(target=status_loop, args=(settings, server, stop), daemon=True)
+        status.start()
+        stack.callback(status.join, 3)
+        stack.callback(stop.set)
+        server.run()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,150 @@
+"""``sightline up`` as a user runs it: a real process tree on embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port
+
+
+def clean_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "GEOIP_DB")}
+    env["SIGHTLINE_DATA_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextmanager
+def sightline(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sightline", *args],
+        env=clean_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        yield process, lines
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def read_until(process: subprocess.Popen[str], lines: list[str], pattern: str, timeout: float = 30) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r}; output so far:\n{''.join(lines)}")
+
+
+def cli(data_dir: Path, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "sightline", *args],
+        env=clean_env(data_dir),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def stored_names(data_dir: Path) -> list[str]:
+    return [json.loads(line)["name"] for line in cli(data_dir, "events", "list", "--json").splitlines()]
+
+
+def wait_for_names(data_dir: Path, expected: list[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sorted(stored_names(data_dir)) == sorted(expected):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"stored {stored_names(data_dir)}, expected {expected}")
+
+
+def stop(process: subprocess.Popen[str], lines: list[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"did not stop; output:\n{''.join(lines)}{exc.output}") from None
+    lines.append(out)
+    assert process.returncode == 0, "".join(lines)
+
+
+def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    with sightline(data_dir, "up", "--port", str(port)) as (process, lines):
+        key = read_until(process, lines, r"write key").split()[-1]
+        read_until(process, lines, r"<script defer src=.*/s.js.*data-key=")
+        read_until(process, lines, r"Collector on")
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/track",
+            auth=(key, ""),
+            json={"userId": "u1", "event": "Hello"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        wait_for_names(data_dir, ["Hello"])
+        read_until(process, lines, r"accepted 1\s+stored 1")
+        stop(process, lines)
+    output = "".join(lines)
+    assert "Sightline stopped" in output
+    assert "created product" in output
+    assert not (data_dir / "redis.sock").exists(), "the embedded Redis was shut down"
+
+    with sightline(data_dir, "up", "--port", str(port)) as (process, lines):
+        assert key == read_until(process, lines, r"write key").split()[-1], "same product on restart"
+        assert "using product" in "".join(lines)
+        read_until(process, lines, r"Collector on")
+        stop(process, lines)
+
+
+def test_events_queued_while_no_worker_runs_survive_a_restart(tmp_path: Path) -> None:
+    """The collector alone (its own embedded Redis) takes events; `up` later stores them."""
+    data_dir, port = tmp_path / "data", free_port()
+    products = json.loads(cli(data_dir, "products", "create", "Site", "--json"))
+    key = products["write_keys"][0]
+    with sightline(data_dir, "collector", "--port", str(port)) as (process, lines):
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "collector did not come up"
+            time.sleep(0.1)
+        for name in ("one", "two", "three"):
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/v1/track",
+                auth=(key, ""),
+                json={"userId": "u", "event": name},
+                timeout=10,
+            )
+            assert response.status_code == 200
+        stop(process, lines)
+    assert stored_names(data_dir) == []
+    assert (data_dir / "sightline.aof").exists() or any(data_dir.glob("appendonlydir/*"))
+    with sightline(data_dir, "up", "--port", str(port)) as (process, lines):
+        read_until(process, lines, r"Collector on")
+        wait_for_names(data_dir, ["one", "two", "three"])
+        stop(process, lines)
