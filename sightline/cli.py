@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from sightline.settings import Settings, SettingsError
+from sightline.signals import stop_on_sigterm
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
 
@@ -89,7 +90,7 @@ def collector(obj: Context, host: str, port: int, forwarded_allow_ips: str) -> N
     from collector.app import create_app
     from sightline.up import prepare_redis
 
-    with ExitStack() as stack:
+    with stop_on_sigterm(), ExitStack() as stack:
         settings = prepare_redis(obj.settings, stack)
         uvicorn.run(
             create_app(settings),

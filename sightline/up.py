@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
-from contextlib import ExitStack, suppress
-from types import FrameType
+from contextlib import ExitStack
 
 import click
 import uvicorn
@@ -18,6 +16,7 @@ from collector.app import create_app
 from sightline.embedded import EmbeddedRedis
 from sightline.redisconn import connect
 from sightline.settings import Settings
+from sightline.signals import stop_on_sigterm
 from sightline.status import read_status
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
@@ -87,11 +86,8 @@ def status_loop(
 
 
 def run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
-    # SIGTERM at any moment (even during start-up) unwinds the stack below like Ctrl-C:
-    # uvicorn shuts down gracefully, then re-raises the signal with this handler back in
-    # place, so the worker and Redis are always stopped in order.
-    signal.signal(signal.SIGTERM, _interrupt)
-    with suppress(KeyboardInterrupt):
+    # SIGTERM at any moment, even during start-up, stops the worker and Redis in order.
+    with stop_on_sigterm():
         _run_up(settings, host=host, port=port, fsync=fsync)
     click.echo("Sightline stopped; queued events stay in Redis's append-only file for next start.")
 
@@ -125,10 +121,6 @@ def _run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
         stack.callback(status.join, 3)
         stack.callback(stop.set)
         server.run()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _stop_process(process: subprocess.Popen[bytes]) -> None:
