@@ -58,7 +58,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
@@ -109,7 +109,7 @@ class PostgresServer:
                 os.setgid(user.pw_gid)
                 os.setuid(user.pw_uid)
 
-            subprocess.run(args, check=True, capture_output=True, preexec_fn=demote)  # noqa: PLW1509
+            subprocess.run(args, check=True, capture_output=True, preexec_fn=demote)
         else:
             subprocess.run(args, check=True, capture_output=True)
 

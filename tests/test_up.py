@@ -19,7 +19,9 @@ from tests.servers import free_port
 
 
 def clean_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "GEOIP_DB")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "GEOIP_DB")
+    }
     env["SIGHTLINE_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -43,7 +45,9 @@ def sightline(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str
             process.wait(10)
 
 
-def read_until(process: subprocess.Popen[str], lines: list[str], pattern: str, timeout: float = 30) -> str:
+def read_until(
+    process: subprocess.Popen[str], lines: list[str], pattern: str, timeout: float = 30
+) -> str:
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,7 +72,9 @@ def cli(data_dir: Path, *args: str) -> str:
 
 
 def stored_names(data_dir: Path) -> list[str]:
-    return [json.loads(line)["name"] for line in cli(data_dir, "events", "list", "--json").splitlines()]
+    return [
+        json.loads(line)["name"] for line in cli(data_dir, "events", "list", "--json").splitlines()
+    ]
 
 
 def wait_for_names(data_dir: Path, expected: list[str], timeout: float = 20) -> None:
@@ -112,7 +118,9 @@ def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> N
     assert not (data_dir / "redis.sock").exists(), "the embedded Redis was shut down"
 
     with sightline(data_dir, "up", "--port", str(port)) as (process, lines):
-        assert key == read_until(process, lines, r"write key").split()[-1], "same product on restart"
+        assert key == read_until(process, lines, r"write key").split()[-1], (
+            "same product on restart"
+        )
         assert "using product" in "".join(lines)
         read_until(process, lines, r"Collector on")
         stop(process, lines)

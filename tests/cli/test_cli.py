@@ -23,7 +23,9 @@ def run(system: System, *args: str) -> str:
 
 
 def test_products_create_and_list(system: System) -> None:
-    created = json.loads(run(system, "products", "create", "Shop", "--origin", "https://shop.example", "--json"))
+    created = json.loads(
+        run(system, "products", "create", "Shop", "--origin", "https://shop.example", "--json")
+    )
     assert created["name"] == "Shop"
     assert created["write_keys"][0].startswith("wk_")
     assert created["server_keys"][0].startswith("sk_")
@@ -34,7 +36,9 @@ def test_products_create_and_list(system: System) -> None:
 
 
 def test_events_list_newest_first_as_ndjson(system: System) -> None:
-    for i, ts in enumerate(["2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]):
+    for i, ts in enumerate(
+        ["2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]
+    ):
         system.send("/v1/track", {"userId": "u", "event": f"E{i}", "timestamp": ts})
     system.work()
     lines = run(system, "events", "list", "--json", "--limit", "2").splitlines()
@@ -51,15 +55,28 @@ def test_events_list_newest_first_as_ndjson(system: System) -> None:
 def test_deadletters_list_and_replay(system: System) -> None:
     from tests.worker.test_batch import forged, requeue
 
-    requeue(system, [forged(system, body={"userId": "u", "event": "Fixed later", "timestamp": "soon"})])
+    requeue(
+        system, [forged(system, body={"userId": "u", "event": "Fixed later", "timestamp": "soon"})]
+    )
     system.work()
-    listed = [json.loads(line) for line in run(system, "deadletters", "list", "--json").splitlines()]
+    listed = [
+        json.loads(line) for line in run(system, "deadletters", "list", "--json").splitlines()
+    ]
     assert [d["reason"] for d in listed] == ["schema"]
     assert "timestamp" in listed[0]["detail"]
     out = run(system, "deadletters", "replay")
     assert "replayed 1: 0 stored, 0 already stored, 1 dead again" in out
     assert run(system, "deadletters", "list", "--json") != ""  # the new dead letter
-    assert len(json.loads("[" + ",".join(run(system, "deadletters", "list", "--all", "--json").splitlines()) + "]")) == 2
+    assert (
+        len(
+            json.loads(
+                "["
+                + ",".join(run(system, "deadletters", "list", "--all", "--json").splitlines())
+                + "]"
+            )
+        )
+        == 2
+    )
 
 
 def test_migrate(system: System) -> None:

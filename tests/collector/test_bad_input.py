@@ -22,7 +22,9 @@ def assert_nothing_enqueued(system: System) -> None:
     [
         pytest.param(b'{"userId": "u", "event": ', "$", "truncated", id="malformed-json"),
         pytest.param(b'{"userId": 1.5, "event": "E"}', "userId", "Expected", id="wrong-type"),
-        pytest.param(b'{"userId": "u"}', "event", "missing required field event", id="missing-event"),
+        pytest.param(
+            b'{"userId": "u"}', "event", "missing required field event", id="missing-event"
+        ),
         pytest.param(b'{"event": "E"}', "userId", "userId or anonymousId", id="no-identity"),
         pytest.param(b'{"userId": "u", "event": ""}', "event", "length", id="empty-name"),
         pytest.param(

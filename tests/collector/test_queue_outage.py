@@ -24,7 +24,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def outage_system(own_redis: RedisServer, sqlite_template: Path, tmp_path: Path) -> Iterator[System]:
+def outage_system(
+    own_redis: RedisServer, sqlite_template: Path, tmp_path: Path
+) -> Iterator[System]:
     import shutil
 
     db = tmp_path / "outage.db"
@@ -60,7 +62,9 @@ def test_hung_redis_gets_a_503_not_a_hang(outage_system: System, own_redis: Redi
     assert _send(outage_system)[0] == 200
 
 
-def test_stopped_redis_gets_a_503_and_recovers(outage_system: System, own_redis: RedisServer) -> None:
+def test_stopped_redis_gets_a_503_and_recovers(
+    outage_system: System, own_redis: RedisServer
+) -> None:
     own_redis.stop()
     status, _, headers = _send(outage_system)
     assert status == 503

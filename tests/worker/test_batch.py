@@ -1,4 +1,4 @@
-"""The worker's batch: idempotent, one bad envelope to dead letters, infrastructure failures retried."""
+"""The worker's batch: idempotent, bad envelopes to dead letters, failures retried."""
 
 from __future__ import annotations
 
@@ -26,13 +26,17 @@ def queued_envelopes(system: System) -> list[Any]:
 
 
 def requeue(system: System, envelopes: list[Any]) -> None:
-    writer = JobWriter(make_queue(system.redis, system.settings.queue_name), max_retries=1, job_timeout=60)
+    writer = JobWriter(
+        make_queue(system.redis, system.settings.queue_name), max_retries=1, job_timeout=60
+    )
     writer.write(envelopes)
 
 
 def test_a_job_run_twice_stores_nothing_twice(system: System) -> None:
     batch = [{"type": "track", "userId": f"u{i % 3}", "event": "E"} for i in range(9)]
-    batch.append({"type": "identify", "userId": "u0", "anonymousId": "a0", "traits": {"plan": "pro"}})
+    batch.append(
+        {"type": "identify", "userId": "u0", "anonymousId": "a0", "traits": {"plan": "pro"}}
+    )
     system.send("/v1/batch", {"batch": batch})
     envelopes = queued_envelopes(system)
     system.work()
@@ -73,7 +77,13 @@ def test_bad_envelopes_become_dead_letters_and_the_rest_is_stored(system: System
     system.work()
     assert [e.name for e in system.events()] == ["Good"]
     reasons = sorted(d.reason for d in system.dead_letters())
-    assert reasons == ["envelope", "envelope_version", "schema", "unknown_dialect", "unknown_product"]
+    assert reasons == [
+        "envelope",
+        "envelope_version",
+        "schema",
+        "unknown_dialect",
+        "unknown_product",
+    ]
     assert system.status().dead_letters == 5
     by_reason = {d.reason: d for d in system.dead_letters()}
     assert "event" in by_reason["schema"].detail
@@ -81,9 +91,13 @@ def test_bad_envelopes_become_dead_letters_and_the_rest_is_stored(system: System
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_database_down_retries_with_backoff_and_loses_nothing(system: System, tmp_path: Path) -> None:
+def test_database_down_retries_with_backoff_and_loses_nothing(
+    system: System, tmp_path: Path
+) -> None:
     system.send("/v1/track", {"userId": "u", "event": "Kept"})
-    broken = system.settings.with_changes(database_url=f"sqlite:///{tmp_path}/no/such/dir/db.sqlite")
+    broken = system.settings.with_changes(
+        database_url=f"sqlite:///{tmp_path}/no/such/dir/db.sqlite"
+    )
     run_worker(broken, burst=True)
     scheduled = ScheduledJobRegistry(system.settings.queue_name, connection=system.redis)
     assert scheduled.count == 1, "the failed job is scheduled for a retry, not dropped"
@@ -91,4 +105,3 @@ def test_database_down_retries_with_backoff_and_loses_nothing(system: System, tm
     time.sleep(1.2)  # the first retry interval
     system.work()  # with the database back: the burst scheduler enqueues the due retry
     assert [e.name for e in system.events()] == ["Kept"]
-
