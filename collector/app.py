@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -15,12 +18,13 @@ from starlette.responses import Response
 
 from collector.cors import ProductCORSMiddleware
 from collector.directory import KeyTable, ProductDirectory
+from collector.envelope import Envelope
 from collector.errors import ClientError, ErrorStyle, QueueUnavailable
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics, RequestMetricsMiddleware
-from collector.queue import JobWriter, make_queue
+from collector.queue import JobBuilder, make_queue, write_async
 from collector.routes import routes
-from sightline.redisconn import connect
+from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
@@ -38,22 +42,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         redis = connect(settings, timeout=settings.redis_timeout)
-        writer = JobWriter(
+        async_redis = connect_async(settings, timeout=settings.redis_timeout)
+        builder = JobBuilder(
             make_queue(redis, settings.queue_name),
             max_retries=settings.max_retries,
             job_timeout=settings.job_timeout,
         )
+        with contextlib.suppress(RedisError, OSError):  # Redis may come later: /health says so
+            await asyncio.to_thread(builder.prepare)
+
+        async def write(envelopes: Sequence[Envelope]) -> None:
+            await write_async(async_redis, builder.commands(envelopes))
 
         def load_keys() -> KeyTable:
             with engine.connect() as conn:
                 return KeyTable.from_products(list_products(conn))
 
-        def on_flush(size: int) -> None:
-            metrics.flush_size.observe(size)
+        def on_flush(size: int, acknowledged: bool) -> None:
+            if acknowledged:
+                metrics.flush_size.observe(size)
+            else:
+                metrics.flush_failures.inc()
 
         directory = ProductDirectory(load_keys, settings.key_refresh_seconds)
         committer = GroupCommitter(
-            writer.write,
+            write,
             linger=settings.flush_linger_ms / 1000,
             max_events=settings.flush_max_events,
             timeout=settings.redis_timeout,
@@ -67,12 +80,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "directory": directory,
                 "committer": committer,
                 "metrics": metrics,
-                "redis": redis,
+                "redis": async_redis,
+                # Read APIs (Fuzy /v3/*, Pyze profiles, DAS search) query the store through
+                # it, in a thread; the ingest path never does.
+                "engine": engine,
             }
         finally:
             await committer.stop()
             await directory.stop()
             redis.close()
+            await async_redis.aclose()
             engine.dispose()
 
     return Starlette(

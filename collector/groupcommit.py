@@ -1,10 +1,10 @@
 """Group commit: every envelope accepted while a Redis write is in flight rides the next one.
 
 Requests call :meth:`GroupCommitter.submit` and wait; one flusher task takes
-everything pending, writes it as ONE job (in a worker thread, since RQ is
-synchronous), then wakes the waiters. A request is answered 2xx only after Redis
-acknowledged the job that holds its envelopes; if Redis fails or is too slow,
-every waiter of that flush gets :class:`QueueUnavailable` (503).
+everything pending and writes it as ONE job, then wakes the waiters. A request
+is answered 2xx only after Redis acknowledged the job that holds its envelopes;
+if Redis fails or does not answer within the timeout, every waiter of that flush
+gets :class:`QueueUnavailable` (503).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 
 from collector.envelope import Envelope
 from collector.errors import QueueUnavailable
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[Sequence[Envelope]], object]
-FlushObserver = Callable[[int], None]
+Writer = Callable[[Sequence[Envelope]], Awaitable[object]]
+FlushObserver = Callable[[int, bool], None]
 
 
 class GroupCommitter:
@@ -42,7 +41,6 @@ class GroupCommitter:
         self._pending: list[Envelope] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -56,7 +54,6 @@ class GroupCommitter:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
 
     async def submit(self, envelopes: Sequence[Envelope]) -> None:
         if self._closing:
@@ -65,40 +62,36 @@ class GroupCommitter:
         self._pending.extend(envelopes)
         self._waiters.append(waiter)
         self._wakeup.set()
-        try:
-            # The flush itself is bounded by the Redis socket timeout; this is the backstop
-            # so a request never hangs. An envelope that lands after a 503 is harmless:
-            # the client retries with the same messageId and the worker deduplicates.
-            await asyncio.wait_for(asyncio.shield(waiter), timeout=self._timeout * 2 + 0.5)
-        except TimeoutError:
-            raise QueueUnavailable("timed out waiting for Redis") from None
+        # Always resolved by the flusher: every write is bounded by ``timeout``.
+        await waiter
 
     async def _flush_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             if self._linger and not self._closing and len(self._pending) < self._max_events:
                 await asyncio.sleep(self._linger)
             self._wakeup.clear()
-            if not self._waiters:
-                if self._closing:
-                    return
-                continue
-            envelopes, waiters = self._pending, self._waiters
-            self._pending, self._waiters = [], []
-            try:
-                await loop.run_in_executor(self._executor, self._write, envelopes)
-            except Exception as exc:  # any Redis failure: every waiter of this flush gets 503
-                log.warning("group commit of %d envelopes failed: %s", len(envelopes), exc)
-                error = QueueUnavailable(str(exc))
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-            else:
-                if self._on_flush is not None:
-                    self._on_flush(len(envelopes))
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+            if self._waiters:
+                envelopes, waiters = self._pending, self._waiters
+                self._pending, self._waiters = [], []
+                await self._flush(envelopes, waiters)
             if self._closing and not self._waiters:
                 return
+
+    async def _flush(self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await asyncio.wait_for(self._write(envelopes), timeout=self._timeout)
+        except Exception as exc:  # any Redis failure or timeout: this flush's waiters get 503
+            log.warning("group commit of %d envelopes failed: %r", len(envelopes), exc)
+            if self._on_flush is not None:
+                self._on_flush(len(envelopes), False)
+            error = QueueUnavailable(f"Redis did not acknowledge: {exc!r}")
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            return
+        if self._on_flush is not None:
+            self._on_flush(len(envelopes), True)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

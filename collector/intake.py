@@ -50,5 +50,5 @@ async def accept(
     committer: GroupCommitter = request.state.committer
     await committer.submit(envelopes)
     metrics: Metrics = request.state.metrics
-    metrics.events_enqueued.labels(dialect=dialect).inc(len(envelopes))
+    metrics.count_enqueued(dialect, len(envelopes))
     return envelopes

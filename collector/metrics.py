@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -38,6 +40,23 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._enqueued_children: dict[str, Any] = {}
+
+    def count_request(self, dialect: str, status: int) -> None:
+        # ``labels()`` takes a lock and builds a key per call: cache the children.
+        child = self._request_children.get((dialect, status))
+        if child is None:
+            child = self.requests.labels(dialect=dialect, status=str(status))
+            self._request_children[(dialect, status)] = child
+        child.inc()
+
+    def count_enqueued(self, dialect: str, events: int) -> None:
+        child = self._enqueued_children.get(dialect)
+        if child is None:
+            child = self._enqueued_children[dialect] = self.events_enqueued.labels(dialect=dialect)
+        child.inc(events)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -67,7 +86,7 @@ class RequestMetricsMiddleware:
             route = scope.get("route")
             name = getattr(route, "name", None) or "unmatched"
             dialect = name.split(".", 1)[0]
-            self.metrics.requests.labels(dialect=dialect, status=str(status)).inc()
+            self.metrics.count_request(dialect, status)
 
 
 async def metrics_endpoint(request: Request) -> Response:

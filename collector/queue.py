@@ -1,10 +1,20 @@
-"""Writing a batch of envelopes to Redis as ONE RQ job (blocking; run in a thread)."""
+"""Writing a batch of envelopes to Redis as ONE RQ job, from the event loop.
+
+RQ is synchronous. Running its ``enqueue`` in a thread costs more than the write
+itself: the thread and the event loop hand the GIL back and forth at every
+socket call (measured: ~12 ms per flush under load, 5,300 req/s). So RQ builds
+the job exactly as it always does, on a pipeline that is never executed, and its
+queued commands are sent by ``redis.asyncio`` in one MULTI/EXEC round trip, with
+our own counter in the same transaction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, Retry
 
 from collector.envelope import Envelope
@@ -15,23 +25,30 @@ JOB_FUNCTION = "worker.jobs.process_batch"
 # Backoff for infrastructure failures (database down): about 20 minutes in all.
 RETRY_INTERVALS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 
+Command = tuple[tuple[Any, ...], dict[str, Any]]
+
 
 def make_queue(connection: Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-class JobWriter:
-    """Enqueues ``process_batch(envelopes)`` and counts the events in the same round trip."""
+class JobBuilder:
+    """The Redis commands that enqueue ``process_batch(envelopes)``, built by RQ itself."""
 
     def __init__(self, queue: Queue, *, max_retries: int, job_timeout: int) -> None:
         self._queue = queue
         self._retry = Retry(max=max_retries, interval=list(RETRY_INTERVALS[:max_retries]))
         self._job_timeout = job_timeout
-        self._accepted_key = counter_key(queue.name, Counter.ACCEPTED)
+        self.accepted_key = counter_key(queue.name, Counter.ACCEPTED)
 
-    def write(self, envelopes: Sequence[Envelope]) -> str:
-        with self._queue.connection.pipeline() as pipe:
-            job = self._queue.enqueue_call(
+    def prepare(self) -> None:
+        """RQ asks the server for its version once per queue: do it before serving."""
+        self._queue.get_redis_server_version()
+
+    def commands(self, envelopes: Sequence[Envelope | dict[str, Any]]) -> list[Command]:
+        pipe = self._queue.connection.pipeline(transaction=True)
+        try:
+            self._queue.enqueue_call(
                 JOB_FUNCTION,
                 args=(list(envelopes),),
                 timeout=self._job_timeout,
@@ -40,6 +57,34 @@ class JobWriter:
                 retry=self._retry,
                 pipeline=pipe,
             )
-            pipe.incrby(self._accepted_key, len(envelopes))
-            pipe.execute()
-        return job.id
+            commands: list[Command] = [(c[0], c[1]) for c in pipe.command_stack]
+        finally:
+            pipe.reset()
+        commands.append((("INCRBY", self.accepted_key, len(envelopes)), {}))
+        return commands
+
+
+async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        for args, options in commands:
+            pipe.execute_command(*args, **options)
+        await pipe.execute()
+
+
+def write_sync(redis: Redis, commands: list[Command]) -> None:
+    """The same write from synchronous code (benchmarks, tests, replays)."""
+    with redis.pipeline(transaction=True) as pipe:
+        for args, options in commands:
+            pipe.execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        pipe.execute()
+
+
+class JobWriter:
+    """Synchronous convenience: build and send one job."""
+
+    def __init__(self, queue: Queue, *, max_retries: int, job_timeout: int) -> None:
+        self._builder = JobBuilder(queue, max_retries=max_retries, job_timeout=job_timeout)
+        self._redis = queue.connection
+
+    def write(self, envelopes: Sequence[Envelope | dict[str, Any]]) -> None:
+        write_sync(self._redis, self._builder.commands(envelopes))

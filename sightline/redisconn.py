@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from sightline.settings import Settings
 
@@ -20,5 +21,15 @@ def connect(settings: Settings, *, timeout: float | None) -> Redis:
         redis_url(settings),
         socket_timeout=timeout,
         socket_connect_timeout=timeout if timeout is not None else 5.0,
+        health_check_interval=30,
+    )
+
+
+def connect_async(settings: Settings, *, timeout: float) -> AsyncRedis:
+    """The collector's client for group-commit writes, on the event loop."""
+    return AsyncRedis.from_url(
+        redis_url(settings),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -35,11 +34,11 @@ def envelope(n: int) -> Envelope:
 @pytest.mark.anyio
 async def test_requests_waiting_on_a_write_share_the_next_one() -> None:
     flushes: list[int] = []
-    gate = threading.Event()
+    gate = asyncio.Event()
 
-    def slow_write(envelopes: Sequence[Envelope]) -> None:
+    async def slow_write(envelopes: Sequence[Envelope]) -> None:
         flushes.append(len(envelopes))
-        gate.wait(2)  # the first write is "in flight" while the others arrive
+        await gate.wait()  # the first write is "in flight" while the others arrive
 
     committer = GroupCommitter(slow_write, timeout=5)
     await committer.start()
@@ -55,8 +54,22 @@ async def test_requests_waiting_on_a_write_share_the_next_one() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_hung_write_times_out_into_503s() -> None:
+    async def hung(envelopes: Sequence[Envelope]) -> None:
+        await asyncio.sleep(3600)
+
+    committer = GroupCommitter(hung, timeout=0.2)
+    await committer.start()
+    results = await asyncio.gather(
+        *(committer.submit([envelope(i)]) for i in range(3)), return_exceptions=True
+    )
+    await committer.stop()
+    assert all(isinstance(r, QueueUnavailable) for r in results)
+
+
+@pytest.mark.anyio
 async def test_a_failed_write_fails_every_waiter_of_that_flush() -> None:
-    def broken(envelopes: Sequence[Envelope]) -> None:
+    async def broken(envelopes: Sequence[Envelope]) -> None:
         raise ConnectionError("redis down")
 
     committer = GroupCommitter(broken, timeout=1)
@@ -71,7 +84,11 @@ async def test_a_failed_write_fails_every_waiter_of_that_flush() -> None:
 @pytest.mark.anyio
 async def test_stop_flushes_what_is_pending() -> None:
     written: list[int] = []
-    committer = GroupCommitter(lambda e: written.append(len(e)), linger=0.2)
+
+    async def write(envelopes: Sequence[Envelope]) -> None:
+        written.append(len(envelopes))
+
+    committer = GroupCommitter(write, linger=0.2)
     await committer.start()
     task = asyncio.create_task(committer.submit([envelope(1), envelope(2)]))
     await asyncio.sleep(0)

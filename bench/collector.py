@@ -1,0 +1,183 @@
+"""Collector throughput against a plain Starlette route, measured in the same run.
+
+    python bench/collector.py [--seconds 10] [--connections 64]
+
+Runs wrk (Debian package ``wrk``) on loopback, single-event ``POST /v1/track``,
+first against bench/plain_app.py (a route answering 204), then against the real
+collector (one uvicorn process each, real Redis with the embedded defaults: AOF,
+fsync every second). Then it counts the events inside the RQ jobs in Redis,
+which must equal the number of 2xx answers. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+from redis import Redis  # noqa: E402
+from rq.job import Job  # noqa: E402
+
+from collector.queue import make_queue  # noqa: E402
+from sightline.embedded import EmbeddedRedis  # noqa: E402
+from sightline.settings import Settings  # noqa: E402
+from sightline.store.db import make_engine  # noqa: E402
+from sightline.store.migrate import upgrade  # noqa: E402
+from sightline.store.products import create_product  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"userId":"user-1","event":"Bench Event","properties":{"plan":"pro","seats":3}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Basic %s"
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(app: str, port: int, env: dict[str, str], factory: bool = False) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    if factory:
+        args.append("--factory")
+    process = subprocess.Popen(args, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/v1/track"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+
+    def number(pattern: str, default: float | None = None) -> float:
+        match = re.search(pattern, out)
+        if match is None:
+            if default is None:
+                raise RuntimeError(f"no {pattern!r} in wrk output:\n{out}")
+            return default
+        return float(match.group(1))
+
+    def millis(label: str) -> float:
+        match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        if match is None:
+            raise RuntimeError(f"no {label} latency in wrk output:\n{out}")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    requests = number(r"(\d+) requests in")
+    non2xx = number(r"Non-2xx or 3xx responses: (\d+)", 0)
+    errors = sum(float(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return {
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "requests": requests,
+        "ok": requests - non2xx,
+        "non_2xx": non2xx,
+        "socket_errors": errors,
+        "p50_ms": millis("50%"),
+        "p99_ms": millis("99%"),
+    }
+
+
+def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:
+    queue = make_queue(redis, queue_name)
+    ids = queue.get_job_ids()
+    events = 0
+    for start in range(0, len(ids), 500):
+        for job in Job.fetch_many(ids[start : start + 500], connection=redis, serializer=queue.serializer):
+            if job is not None:
+                events += len(job.args[0])
+    return events, len(ids)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp, EmbeddedRedis(Path(tmp)) as embedded:
+        settings = Settings(data_dir=Path(tmp), redis_url=embedded.url, database_url=f"sqlite:///{tmp}/bench.db")
+        engine = make_engine(settings.sqlalchemy_url)
+        upgrade(engine)
+        with engine.begin() as conn:
+            key = create_product(conn, "bench").write_keys[0]
+        engine.dispose()
+        script = Path(tmp) / "post.lua"
+        script.write_text(LUA % base64.b64encode(f"{key}:".encode()).decode())
+        env = dict(os.environ) | {"REDIS_URL": embedded.url, "DATABASE_URL": settings.sqlalchemy_url}
+
+        results = {}
+        for name, app, factory in (("plain", "bench.plain_app:app", False), ("collector", "collector.app:create_app", True)):
+            port = free_port()
+            process = serve(app, port, env, factory)
+            try:
+                wrk(port, script, 2, args.connections)  # warm-up, not counted
+                if name == "collector":
+                    Redis.from_url(embedded.url).flushdb()
+                results[name] = wrk(port, script, args.seconds, args.connections)
+            finally:
+                process.terminate()
+                process.wait(30)
+
+        redis = Redis.from_url(embedded.url)
+        in_jobs, jobs = events_in_jobs(redis, settings.queue_name)
+        plain, real = results["plain"], results["collector"]
+        print(
+            json.dumps(
+                {
+                    "bench": "collector",
+                    "connections": args.connections,
+                    "seconds": args.seconds,
+                    "plain_rps": round(plain["rps"]),
+                    "collector_rps": round(real["rps"]),
+                    "ratio": round(real["rps"] / plain["rps"], 3),
+                    "plain_p50_ms": plain["p50_ms"],
+                    "plain_p99_ms": plain["p99_ms"],
+                    "collector_p50_ms": real["p50_ms"],
+                    "collector_p99_ms": real["p99_ms"],
+                    "collector_2xx": int(real["ok"]),
+                    "collector_non_2xx": int(real["non_2xx"]),
+                    "socket_errors": int(real["socket_errors"]),
+                    "events_in_redis": in_jobs,
+                    "jobs_in_redis": jobs,
+                    "mean_events_per_job": round(in_jobs / jobs, 1) if jobs else 0,
+                    "events_in_redis_equal_2xx": in_jobs == int(real["ok"]),
+                    "goal": {"ratio": 0.85},
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

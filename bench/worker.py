@@ -1,0 +1,152 @@
+"""Worker throughput against the storage limit, measured in the same run.
+
+    python bench/worker.py [--events 60000] [--batch-size 64] [--database-url URL]
+
+Generates realistic native events (bench/workload.py), enqueues them as the
+collector would (one RQ job per group-commit batch), runs ONE worker in burst
+mode with all enrichment on, then times plain ``executemany`` of the very rows
+the worker stored into an empty copy of the same table, committing per batch
+as the worker does. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.workload import Workload  # noqa: E402
+from collector.queue import JobWriter, make_queue  # noqa: E402
+from sightline.embedded import EmbeddedRedis  # noqa: E402
+from sightline.redisconn import connect  # noqa: E402
+from sightline.settings import Settings  # noqa: E402
+from sightline.store.db import make_engine  # noqa: E402
+from sightline.store.migrate import upgrade  # noqa: E402
+from sightline.store.products import create_product  # noqa: E402
+from sightline.store.schema import events  # noqa: E402
+from worker.main import run_worker  # noqa: E402
+
+
+def enqueue(settings: Settings, workload: Workload, batch_size: int) -> int:
+    redis = connect(settings, timeout=30)
+    writer = JobWriter(make_queue(redis, settings.queue_name), max_retries=3, job_timeout=600)
+    batch: list[Any] = []
+    jobs = 0
+    for envelope in workload.envelopes():
+        batch.append(envelope)
+        if len(batch) == batch_size:
+            writer.write(batch)
+            jobs += 1
+            batch = []
+    if batch:
+        writer.write(batch)
+        jobs += 1
+    redis.close()
+    return jobs
+
+
+def storage_limit_sqlite(source: Path, target: Path, batch_size: int) -> tuple[float, int]:
+    """Plain sqlite3 executemany of the stored rows into a fresh copy of the schema."""
+    engine = make_engine(f"sqlite:///{target}")
+    upgrade(engine)
+    engine.dispose()
+    rows = sqlite3.connect(source).execute("SELECT * FROM events").fetchall()
+    columns = ", ".join(c.name for c in events.columns)
+    marks = ", ".join("?" for _ in events.columns)
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch_size):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO events ({columns}) VALUES ({marks})", rows[start : start + batch_size])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(rows) / elapsed, len(rows)
+
+
+def storage_limit_postgres(url: str, batch_size: int) -> tuple[float, int]:
+    import psycopg
+
+    plain = url.replace("+psycopg", "")
+    with psycopg.connect(plain) as conn:
+        rows = conn.execute(sa.text("SELECT * FROM events").text).fetchall()
+        conn.execute("CREATE TEMP TABLE events_copy (LIKE events INCLUDING ALL)")
+        columns = ", ".join(c.name for c in events.columns)
+        marks = ", ".join("%s" for _ in events.columns)
+        adapted = [tuple(json.dumps(v) if isinstance(v, dict) else v for v in row) for row in rows]
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for start in range(0, len(adapted), batch_size):
+                cur.executemany(
+                    f"INSERT INTO events_copy ({columns}) VALUES ({marks})", adapted[start : start + batch_size]
+                )
+                conn.commit()
+        elapsed = time.perf_counter() - started
+    return len(rows) / elapsed, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--batch-size", type=int, default=64, help="envelopes per RQ job (the collector's flush size)")
+    parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temp dir")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp, EmbeddedRedis(Path(tmp)) as redis:
+        db_path = Path(tmp) / "bench.db"
+        settings = Settings(data_dir=Path(tmp), redis_url=redis.url, database_url=args.database_url or f"sqlite:///{db_path}")
+        engine = make_engine(settings.sqlalchemy_url)
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.delete(events))
+            product = create_product(conn, "bench")
+        workload = Workload(count=args.events, product_id=product.id)
+        jobs = enqueue(settings, workload, args.batch_size)
+
+        started = time.perf_counter()
+        run_worker(settings, burst=True)
+        elapsed = time.perf_counter() - started
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+        engine.dispose()
+
+        if args.database_url and args.database_url.startswith("postgresql"):
+            limit, rows = storage_limit_postgres(args.database_url, args.batch_size)
+            database = "postgresql"
+        else:
+            limit, rows = storage_limit_sqlite(db_path, Path(tmp) / "limit.db", args.batch_size)
+            database = "sqlite"
+        worker_rate = stored / elapsed
+        print(
+            json.dumps(
+                {
+                    "bench": "worker",
+                    "database": database,
+                    "events": args.events,
+                    "stored": stored,
+                    "batch_size": args.batch_size,
+                    "jobs": jobs,
+                    "seconds": round(elapsed, 2),
+                    "worker_events_per_s": round(worker_rate),
+                    "storage_limit_events_per_s": round(limit),
+                    "ratio_to_storage_limit": round(worker_rate / limit, 3),
+                    "goal": {"events_per_s": 15000, "ratio": 0.4},
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import uuid
+
+from sightline.ids import derived_id, new_key, uuid7
+
+
+def test_uuid7_is_a_valid_version_7_uuid_ordered_by_time() -> None:
+    ids = [uuid7(unix_ms=ms) for ms in (1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000)]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
+    assert ids == sorted(ids)
+    assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
+
+
+def test_uuid7_does_not_repeat() -> None:
+    assert len({uuid7(unix_ms=1) for _ in range(10_000)}) == 10_000
+
+
+def test_derived_ids_are_stable_and_keys_random() -> None:
+    assert derived_id("env", "0") == derived_id("env", "0") != derived_id("env", "1")
+    assert new_key("wk") != new_key("wk")
+    assert new_key("wk").startswith("wk_")
