@@ -47,15 +47,26 @@ class Settings:
     database_url: str | None = None
     """``None`` means: the SQLite file ``data_dir/sightline.db``."""
     geoip_db: str | None = None
+    """A GeoIP2 / GeoLite2 City ``.mmdb``; ``None``: the one ``maxminddb-geolite2`` ships;
+    ``"off"``: no geolocation."""
+    geoip_asn_db: str | None = None
+    """An optional GeoIP2 / GeoLite2 ASN ``.mmdb``: adds the network (ASN, organisation)."""
     queue_name: str = DEFAULT_QUEUE
     redis_timeout: float = 1.0
     """Seconds a Redis command may take before the collector answers 503."""
-    flush_linger_ms: float = 2.0
+    flush_linger_ms: float = 0.0
     """How long a group-commit flush may wait for more events once one is pending."""
     flush_max_events: int = 2000
     key_refresh_seconds: float = 10.0
     job_timeout: int = 300
     max_retries: int = 8
+    worker_liveness_ttl: float = 3.0
+    """Seconds a worker's liveness key outlives its last heartbeat: a job whose worker
+    has none for that long was abandoned (SIGKILL, lost host) and is requeued."""
+    test_write_delay: float = 0.0
+    """Test hook (``SIGHTLINE_TEST_WRITE_DELAY``): seconds a worker sleeps inside each
+    batch's transaction, after the events are written and before the commit, so a fault
+    test can kill it mid-batch. Always 0 in production."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,13 +76,16 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             database_url=env.get("DATABASE_URL") or None,
             geoip_db=env.get("GEOIP_DB") or None,
+            geoip_asn_db=env.get("GEOIP_ASN_DB") or None,
             queue_name=env.get("SIGHTLINE_QUEUE") or DEFAULT_QUEUE,
             redis_timeout=_float(env, "SIGHTLINE_REDIS_TIMEOUT", 1.0),
-            flush_linger_ms=_float(env, "SIGHTLINE_FLUSH_LINGER_MS", 2.0),
+            flush_linger_ms=_float(env, "SIGHTLINE_FLUSH_LINGER_MS", 0.0),
             flush_max_events=_int(env, "SIGHTLINE_FLUSH_MAX_EVENTS", 2000),
             key_refresh_seconds=_float(env, "SIGHTLINE_KEY_REFRESH_SECONDS", 10.0),
             job_timeout=_int(env, "SIGHTLINE_JOB_TIMEOUT", 300),
             max_retries=_int(env, "SIGHTLINE_MAX_RETRIES", 8),
+            worker_liveness_ttl=_float(env, "SIGHTLINE_WORKER_LIVENESS_TTL", 3.0),
+            test_write_delay=_float(env, "SIGHTLINE_TEST_WRITE_DELAY", 0.0),
         )
 
     def with_changes(self, **changes: object) -> Settings:
