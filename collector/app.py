@@ -24,6 +24,7 @@ from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics, RequestMetricsMiddleware
 from collector.queue import JobBuilder, make_queue, write_async
 from collector.routes import routes
+from collector.snippet import assets_state
 from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
 from sightline.store.db import make_engine
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "committer": committer,
                 "metrics": metrics,
                 "redis": async_redis,
+                **assets_state(),
                 # Read APIs (Fuzy /v3/*, Pyze profiles, DAS search) query the store through
                 # it, in a thread; the ingest path never does.
                 "engine": engine,

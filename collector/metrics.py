@@ -34,6 +34,12 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "sightline_events_rejected",
+            "Payloads refused without an error status (the pixel always answers an image)",
+            ["dialect", "reason"],
+            registry=self.registry,
+        )
         self.flush_failures = Counter(
             "sightline_flush_failures",
             "Group-commit flushes Redis did not acknowledge",
@@ -56,6 +62,9 @@ class Metrics:
         if child is None:
             child = self._enqueued_children[dialect] = self.events_enqueued.labels(dialect=dialect)
         child.inc(events)
+
+    def count_rejected(self, dialect: str, reason: str) -> None:
+        self.rejected.labels(dialect=dialect, reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
