@@ -12,6 +12,7 @@ mapping to the canonical model; nothing else knows Segment's field names.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -197,28 +198,21 @@ async def _ingest_one(request: Request, kind: str) -> Response:
     return Response(SUCCESS, media_type="application/json")
 
 
-async def track(request: Request) -> Response:
-    return await _ingest_one(request, "track")
+def _message_endpoint(kind: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await _ingest_one(request, kind)
+
+    endpoint.__name__ = endpoint.__qualname__ = kind
+    endpoint.__doc__ = f"``POST /v1/{kind}``: one {kind} message."
+    return endpoint
 
 
-async def page(request: Request) -> Response:
-    return await _ingest_one(request, "page")
-
-
-async def screen(request: Request) -> Response:
-    return await _ingest_one(request, "screen")
-
-
-async def identify(request: Request) -> Response:
-    return await _ingest_one(request, "identify")
-
-
-async def group(request: Request) -> Response:
-    return await _ingest_one(request, "group")
-
-
-async def alias(request: Request) -> Response:
-    return await _ingest_one(request, "alias")
+track = _message_endpoint("track")
+page = _message_endpoint("page")
+screen = _message_endpoint("screen")
+identify = _message_endpoint("identify")
+group = _message_endpoint("group")
+alias = _message_endpoint("alias")
 
 
 async def batch(request: Request) -> Response:
