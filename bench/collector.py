@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
-from redis import Redis  # noqa: E402
-from rq.job import Job  # noqa: E402
+import httpx
+from redis import Redis
+from rq.job import Job
 
-from collector.queue import make_queue  # noqa: E402
-from sightline.embedded import EmbeddedRedis  # noqa: E402
-from sightline.settings import Settings  # noqa: E402
-from sightline.store.db import make_engine  # noqa: E402
-from sightline.store.migrate import upgrade  # noqa: E402
-from sightline.store.products import create_product  # noqa: E402
+from collector.queue import make_queue
+from sightline.embedded import EmbeddedRedis
+from sightline.settings import Settings
+from sightline.store.db import make_engine
+from sightline.store.migrate import upgrade
+from sightline.store.products import create_product
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = """
@@ -53,8 +53,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(app: str, port: int, env: dict[str, str], factory: bool = False) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+def serve(
+    app: str, port: int, env: dict[str, str], factory: bool = False
+) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     if factory:
         args.append("--factory")
     process = subprocess.Popen(args, cwd=ROOT, env=env)
@@ -71,7 +83,16 @@ def serve(app: str, port: int, env: dict[str, str], factory: bool = False) -> su
 
 def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/v1/track"],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/v1/track",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -112,22 +133,31 @@ def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:
     ids = queue.get_job_ids()
     events = 0
     for start in range(0, len(ids), 500):
-        for job in Job.fetch_many(ids[start : start + 500], connection=redis, serializer=queue.serializer):
+        for job in Job.fetch_many(
+            ids[start : start + 500], connection=redis, serializer=queue.serializer
+        ):
             if job is not None:
                 events += len(job.args[0])
     return events, len(ids)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
 
-    with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp, EmbeddedRedis(Path(tmp)) as embedded:
-        settings = Settings(data_dir=Path(tmp), redis_url=embedded.url, database_url=f"sqlite:///{tmp}/bench.db")
+    with (
+        tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp,
+        EmbeddedRedis(Path(tmp)) as embedded,
+    ):
+        settings = Settings(
+            data_dir=Path(tmp), redis_url=embedded.url, database_url=f"sqlite:///{tmp}/bench.db"
+        )
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         with engine.begin() as conn:
@@ -135,10 +165,16 @@ def main() -> None:
         engine.dispose()
         script = Path(tmp) / "post.lua"
         script.write_text(LUA % base64.b64encode(f"{key}:".encode()).decode())
-        env = dict(os.environ) | {"REDIS_URL": embedded.url, "DATABASE_URL": settings.sqlalchemy_url}
+        env = dict(os.environ) | {
+            "REDIS_URL": embedded.url,
+            "DATABASE_URL": settings.sqlalchemy_url,
+        }
 
         results = {}
-        for name, app, factory in (("plain", "bench.plain_app:app", False), ("collector", "collector.app:create_app", True)):
+        for name, app, factory in (
+            ("plain", "bench.plain_app:app", False),
+            ("collector", "collector.app:create_app", True),
+        ):
             port = free_port()
             process = serve(app, port, env, factory)
             try:

@@ -1,4 +1,4 @@
-"""The baseline of bench/collector.py: a plain Starlette route that reads the body and answers 204."""
+"""Baseline of bench/collector.py: a plain Starlette route reading the body, answering 204."""
 
 from __future__ import annotations
 

@@ -22,18 +22,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from bench.workload import Workload  # noqa: E402
-from collector.queue import JobWriter, make_queue  # noqa: E402
-from sightline.embedded import EmbeddedRedis  # noqa: E402
-from sightline.redisconn import connect  # noqa: E402
-from sightline.settings import Settings  # noqa: E402
-from sightline.store.db import make_engine  # noqa: E402
-from sightline.store.migrate import upgrade  # noqa: E402
-from sightline.store.products import create_product  # noqa: E402
-from sightline.store.schema import events  # noqa: E402
-from worker.main import run_worker  # noqa: E402
+from bench.workload import Workload
+from collector.queue import JobWriter, make_queue
+from sightline.embedded import EmbeddedRedis
+from sightline.redisconn import connect
+from sightline.settings import Settings
+from sightline.store.db import make_engine
+from sightline.store.migrate import upgrade
+from sightline.store.products import create_product
+from sightline.store.schema import events
+from worker.main import run_worker
 
 
 def enqueue(settings: Settings, workload: Workload, batch_size: int) -> int:
@@ -68,7 +68,9 @@ def storage_limit_sqlite(source: Path, target: Path, batch_size: int) -> tuple[f
     started = time.perf_counter()
     for start in range(0, len(rows), batch_size):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(f"INSERT INTO events ({columns}) VALUES ({marks})", rows[start : start + batch_size])
+        conn.executemany(
+            f"INSERT INTO events ({columns}) VALUES ({marks})", rows[start : start + batch_size]
+        )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -90,7 +92,8 @@ def storage_limit_postgres(url: str, batch_size: int) -> tuple[float, int]:
         with conn.cursor() as cur:
             for start in range(0, len(adapted), batch_size):
                 cur.executemany(
-                    f"INSERT INTO events_copy ({columns}) VALUES ({marks})", adapted[start : start + batch_size]
+                    f"INSERT INTO events_copy ({columns}) VALUES ({marks})",
+                    adapted[start : start + batch_size],
                 )
                 conn.commit()
         elapsed = time.perf_counter() - started
@@ -98,15 +101,29 @@ def storage_limit_postgres(url: str, batch_size: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=60_000)
-    parser.add_argument("--batch-size", type=int, default=64, help="envelopes per RQ job (the collector's flush size)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="envelopes per RQ job (the collector's flush size)",
+    )
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temp dir")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp, EmbeddedRedis(Path(tmp)) as redis:
+    with (
+        tempfile.TemporaryDirectory(prefix="sightline-bench-") as tmp,
+        EmbeddedRedis(Path(tmp)) as redis,
+    ):
         db_path = Path(tmp) / "bench.db"
-        settings = Settings(data_dir=Path(tmp), redis_url=redis.url, database_url=args.database_url or f"sqlite:///{db_path}")
+        settings = Settings(
+            data_dir=Path(tmp),
+            redis_url=redis.url,
+            database_url=args.database_url or f"sqlite:///{db_path}",
+        )
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
         with engine.begin() as conn:
@@ -123,10 +140,10 @@ def main() -> None:
         engine.dispose()
 
         if args.database_url and args.database_url.startswith("postgresql"):
-            limit, rows = storage_limit_postgres(args.database_url, args.batch_size)
+            limit, _ = storage_limit_postgres(args.database_url, args.batch_size)
             database = "postgresql"
         else:
-            limit, rows = storage_limit_sqlite(db_path, Path(tmp) / "limit.db", args.batch_size)
+            limit, _ = storage_limit_sqlite(db_path, Path(tmp) / "limit.db", args.batch_size)
             database = "sqlite"
         worker_rate = stored / elapsed
         print(

@@ -1,4 +1,4 @@
-"""Realistic native events for the benchmarks: real user agents (skewed), public IPs, mixed types."""
+"""Realistic native events for the benchmarks: real user agents (skewed), public IPs, mixed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ import msgspec
 from collector.envelope import Envelope
 from sightline.ids import uuid7
 
-PAGES = ["/", "/pricing", "/docs", "/docs/install", "/blog/launch", "/signup", "/account", "/search"]
+PAGES = [
+    "/",
+    "/pricing",
+    "/docs",
+    "/docs/install",
+    "/blog/launch",
+    "/signup",
+    "/account",
+    "/search",
+]
 REFERRERS = [
     None,
     None,
@@ -44,7 +53,8 @@ def real_user_agents(count: int) -> tuple[list[str], list[float]]:
     bots = [
         "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
         "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
-        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/120.0.0.0 Safari/537.36",
     ]
     shares = list(seen.values())
     floor = min(shares)
@@ -54,7 +64,9 @@ def real_user_agents(count: int) -> tuple[list[str], list[float]]:
 def random_public_ip(rng: random.Random) -> str:
     while True:
         if rng.random() < 0.8:
-            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(rng.getrandbits(32))
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
+                rng.getrandbits(32)
+            )
         else:  # inside 2000::/3, mostly allocated space
             address = ipaddress.IPv6Address((0x2 << 125) | rng.getrandbits(125))
         if address.is_global:
@@ -94,8 +106,12 @@ class Workload:
                 body=msgspec.Raw(encoder.encode(body)),
             )
 
-    def _message(self, rng: random.Random, n: int, visitor: int, page: str, sent: datetime) -> dict[str, object]:
-        kind = rng.choices(["page", "track", "click", "identify", "engagement"], [50, 30, 12, 3, 5])[0]
+    def _message(
+        self, rng: random.Random, n: int, visitor: int, page: str, sent: datetime
+    ) -> dict[str, object]:
+        kind = rng.choices(
+            ["page", "track", "click", "identify", "engagement"], [50, 30, 12, 3, 5]
+        )[0]
         url = f"https://shop.example{page}{rng.choice(UTM)}"
         message: dict[str, object] = {
             "type": kind,
@@ -103,7 +119,12 @@ class Workload:
             "anonymousId": f"anon-{visitor}",
             "timestamp": sent.isoformat(),
             "context": {
-                "page": {"url": url, "path": page, "title": page.strip("/") or "home", "referrer": rng.choice(REFERRERS)},
+                "page": {
+                    "url": url,
+                    "path": page,
+                    "title": page.strip("/") or "home",
+                    "referrer": rng.choice(REFERRERS),
+                },
                 "locale": rng.choice(["en-US", "de-DE", "fr-FR", "pt-BR"]),
                 "timezone": rng.choice(["Europe/Berlin", "America/New_York", "Asia/Tokyo"]),
                 "screen": {"width": 1920, "height": 1080},
@@ -116,14 +137,28 @@ class Workload:
         if kind == "page":
             message["name"] = page
         elif kind == "track":
-            message["event"] = rng.choice(["Added to Cart", "Signed Up", "Searched", "Checkout Started"])
-            message["properties"] = {"sku": f"sku-{rng.randint(1, 500)}", "price": round(rng.uniform(1, 200), 2), "qty": rng.randint(1, 4)}
+            message["event"] = rng.choice(
+                ["Added to Cart", "Signed Up", "Searched", "Checkout Started"]
+            )
+            message["properties"] = {
+                "sku": f"sku-{rng.randint(1, 500)}",
+                "price": round(rng.uniform(1, 200), 2),
+                "qty": rng.randint(1, 4),
+            }
         elif kind == "click":
             message["event"] = "click"
-            message["properties"] = {"tag": "a", "text": "Buy now", "selector": "main > a.cta", "href": "/checkout"}
+            message["properties"] = {
+                "tag": "a",
+                "text": "Buy now",
+                "selector": "main > a.cta",
+                "href": "/checkout",
+            }
         elif kind == "engagement":
             message["event"] = "engagement"
-            message["properties"] = {"engaged_ms": rng.randint(500, 120_000), "max_scroll_pct": rng.randint(0, 100)}
+            message["properties"] = {
+                "engaged_ms": rng.randint(500, 120_000),
+                "max_scroll_pct": rng.randint(0, 100),
+            }
         else:
             message["userId"] = f"user-{visitor}"
             message["traits"] = {"plan": rng.choice(["free", "pro"]), "visits": rng.randint(1, 50)}
