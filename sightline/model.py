@@ -83,6 +83,11 @@ class UserChange(msgspec.Struct, frozen=True):
     ops: tuple[AttributeOp, ...] = ()
     payment_ids: dict[str, str] | None = None
     anonymous_id: str | None = None
+    match_alias: bool = False
+    """``external_id`` may be an alias of a known user (Pyze's ``pyze_id``): change that user."""
+    match_channels: bool = False
+    """A new ``external_id`` joins the user with the same email, else mobile (Gameball's
+    channel merging); the message's events are recorded for that user."""
 
 
 class AccountChange(msgspec.Struct, frozen=True):

@@ -2,29 +2,66 @@
 
 Each envelope is prepared on its own (decode, normalise, enrich): one bad
 envelope becomes a dead letter with its reason and the rest of the batch is
-stored. Database errors are not caught: the job fails and RQ retries it.
+stored. A worker must not crash, nor retry a batch forever, because of what one
+client sent, so:
+
+- anything a dialect or the enrichment raises becomes a dead letter (an unexpected
+  exception too: ``internal``, replayable once the bug is fixed);
+- values the store would refuse are found before writing (``size``) and, if the
+  database still refuses the batch (``DataError``; an account made its own
+  ancestor), the batch is split in halves until the message at fault is alone,
+  and that one becomes a dead letter while the rest is stored.
+
+Infrastructure errors (database or Redis unreachable) are not caught: the job
+fails and RQ retries it with backoff. Dead letters keep only what the product's
+IP handling allows of any address in the envelope.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlalchemy as sa
 
 from collector.dialects import UnknownDialect, resolve_normaliser
 from collector.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
-from sightline.model import Normalised
+from sightline.model import BotHandling, Event, IpHandling, Normalised
 from sightline.store.products import Product, list_products
-from sightline.store.writer import DeadLetter, WriteResult, write_batch
+from sightline.store.schema import events
+from sightline.store.writer import (
+    DeadLetter,
+    IdentityError,
+    WriteResult,
+    write_batch,
+    write_dead_letters,
+)
 from worker.deadletter import Reason, Rejected
+from worker.enrich.ipaddr import anonymise_addresses
 
 log = logging.getLogger(__name__)
 
 Enricher = Callable[[Normalised, Product, Envelope], Normalised]
+
+# Event fields a client fills, with the longest value the store keeps.
+_LIMITS = {
+    column.name: column.type.length
+    for column in events.c
+    if isinstance(column.type, sa.String)
+    and column.type.length
+    and column.name not in ("id", "product_id", "type", "dialect")
+}
+_limited_values = operator.attrgetter(*_LIMITS)
+_SHORTEST_LIMIT = min(_LIMITS.values())
+# What the database refuses because of the values themselves, not its availability.
+_DATA_ERRORS = (sa.exc.DataError, IdentityError)
+# When a dead letter's envelope itself cannot be stored (NUL in PostgreSQL JSON).
+_UNSTORABLE_LIMIT = 64 * 1024
 
 
 class ProductCache:
@@ -46,33 +83,55 @@ class ProductCache:
         return self._products.get(product_id)
 
 
+class _Item(NamedTuple):
+    normalised: Normalised
+    source: Any  # the envelope as the job carried it, for a dead letter
+    is_sanitised: bool = False
+
+
+def _without_nul(item: _Item) -> _Item:
+    text = msgspec.json.encode(item.normalised).replace(b"\\u0000", b"\\ufffd")
+    return _Item(msgspec.json.decode(text, type=Normalised), item.source, is_sanitised=True)
+
+
 class BatchProcessor:
-    def __init__(self, engine: sa.Engine, enrich: Enricher) -> None:
+    def __init__(self, engine: sa.Engine, enrich: Enricher, *, write_delay: float = 0.0) -> None:
         self.engine = engine
         self.products = ProductCache(engine)
         self._enrich = enrich
+        self._write_delay = write_delay
 
     def process(self, envelopes: Sequence[Any]) -> WriteResult:
-        items: list[Normalised] = []
+        items: list[_Item] = []
         dead: list[DeadLetter] = []
+        bots_dropped = 0
         for data in envelopes:
             try:
-                items.append(self.prepare(data))
+                normalised, product = self._prepare(data)
             except Rejected as rejection:
-                product_id = data.get("product_id") if isinstance(data, dict) else None
-                dead.append(
-                    DeadLetter(
-                        reason=rejection.reason.value,
-                        detail=rejection.detail,
-                        envelope=data,
-                        product_id=product_id if isinstance(product_id, str) else None,
-                    )
-                )
-        with self.engine.begin() as conn:
-            return write_batch(conn, items, dead)
+                dead.append(self.dead_letter(data, rejection.reason, rejection.detail))
+                continue
+            if product.bot_handling is BotHandling.DROP:
+                kept = tuple(e for e in normalised.events if not e.is_bot)
+                if len(kept) < len(normalised.events):
+                    bots_dropped += len(normalised.events) - len(kept)
+                    if not kept:
+                        continue
+                    normalised = msgspec.structs.replace(normalised, events=kept)
+            items.append(_Item(normalised, data))
+        try:
+            result = self._write(items, dead)
+        except _DATA_ERRORS as exc:
+            log.warning("the store refused a batch (%s): isolating the message at fault", exc)
+            result = self._write_isolating(items, dead)
+        result.bots_dropped = bots_dropped
+        return result
 
     def prepare(self, data: Any) -> Normalised:
         """One envelope to its enriched canonical records, or :class:`Rejected`."""
+        return self._prepare(data)[0]
+
+    def _prepare(self, data: Any) -> tuple[Normalised, Product]:
         if isinstance(data, dict) and data.get("v", ENVELOPE_VERSION) != ENVELOPE_VERSION:
             raise Rejected(
                 Reason.ENVELOPE_VERSION,
@@ -90,12 +149,106 @@ class BatchProcessor:
             normalised = normalise(envelope)
         except (msgspec.ValidationError, KeyError, ValueError, TypeError) as exc:
             raise Rejected(Reason.SCHEMA, f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # a dialect's bug must not stop the batch: see module doc
+            log.exception("dialect %s failed on envelope %s", envelope.dialect, envelope.id)
+            raise Rejected(Reason.INTERNAL, f"{type(exc).__name__}: {exc}") from None
+        if not normalised.events:
+            raise Rejected(Reason.SCHEMA, "the message maps to no event")
+        for event in normalised.events:
+            _check_sizes(event)
+        # Not guarded: a database error here is an outage, and the job must be retried.
         product = self.products.get(envelope.product_id)
         if product is None:
             raise Rejected(Reason.UNKNOWN_PRODUCT, f"no product {envelope.product_id!r}")
         try:
-            return self._enrich(normalised, product, envelope)
+            return self._enrich(normalised, product, envelope), product
         except Rejected:
             raise
-        except (ValueError, TypeError, KeyError, LookupError) as exc:
+        except (ValueError, TypeError, KeyError, LookupError, OverflowError) as exc:
             raise Rejected(Reason.ENRICHMENT, f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # see module doc
+            log.exception("enrichment failed on envelope %s", envelope.id)
+            raise Rejected(Reason.INTERNAL, f"{type(exc).__name__}: {exc}") from None
+
+    def dead_letter(self, data: Any, reason: Reason, detail: str) -> DeadLetter:
+        """A dead letter for ``data`` keeping only what its product allows of addresses.
+
+        When the product is not known, the addresses are truncated: we cannot ask
+        what it allows, and a dead letter should not keep more than the strictest
+        common policy needs to be replayed usefully.
+        """
+        product_id = data.get("product_id") if isinstance(data, dict) else None
+        if not isinstance(product_id, str):
+            product_id = None
+        product = self.products.get(product_id) if product_id is not None else None
+        policy = product.ip_handling if product is not None else IpHandling.TRUNCATED
+        envelope = anonymise_addresses(data, policy) if policy is not IpHandling.FULL else data
+        return DeadLetter(
+            reason=reason.value, detail=detail, envelope=envelope, product_id=product_id
+        )
+
+    def _write(self, items: Sequence[_Item], dead: Sequence[DeadLetter]) -> WriteResult:
+        with self.engine.begin() as conn:
+            result = write_batch(conn, [item.normalised for item in items], dead)
+            if self._write_delay:
+                time.sleep(self._write_delay)  # the documented test hook (Settings)
+            return result
+
+    def _write_isolating(self, items: list[_Item], dead: list[DeadLetter]) -> WriteResult:
+        """Store what the database accepts, halving until each refused message is alone."""
+        result = WriteResult()
+        refused: list[DeadLetter] = []
+        pending = [items] if items else []
+        while pending:
+            part = pending.pop()
+            try:
+                result.add(self._write(part, ()))
+            except _DATA_ERRORS as exc:
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    pending += [part[middle:], part[:middle]]
+                    continue
+                if not part[0].is_sanitised:
+                    # PostgreSQL holds no NUL in text or JSON: store U+FFFD in its place.
+                    pending.append([_without_nul(part[0])])
+                    continue
+                reason = Reason.IDENTITY if isinstance(exc, IdentityError) else Reason.STORE
+                detail = str(getattr(exc, "orig", None) or exc)
+                refused.append(self.dead_letter(part[0].source, reason, detail[:2000]))
+        for letter in [*dead, *refused]:
+            self._store_dead_letter(letter)
+        result.dead_letters += len(dead) + len(refused)
+        return result
+
+    def _store_dead_letter(self, letter: DeadLetter) -> None:
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as conn:
+                write_dead_letters(conn, [letter], now)
+            return
+        except sa.exc.DataError:
+            pass
+        # PostgreSQL's JSON holds no NUL character: keep the envelope with U+FFFD instead,
+        # which still replays; failing that, its text.
+        text = msgspec.json.encode(letter.envelope).replace(b"\\u0000", b"\\ufffd")
+        for envelope in (
+            msgspec.json.decode(text),
+            {"unstorable": text[:_UNSTORABLE_LIMIT].decode(errors="replace")},
+        ):
+            try:
+                with self.engine.begin() as conn:
+                    write_dead_letters(
+                        conn, [msgspec.structs.replace(letter, envelope=envelope)], now
+                    )
+                return
+            except sa.exc.DataError:
+                continue
+
+
+def _check_sizes(event: Event) -> None:
+    values: tuple[str | None, ...] = _limited_values(event)
+    if max(len(v) if v is not None else 0 for v in values) <= _SHORTEST_LIMIT:
+        return
+    for (name, limit), value in zip(_LIMITS.items(), values, strict=True):
+        if value is not None and len(value) > limit:
+            raise Rejected(Reason.SIZE, f"{name} is {len(value)} characters; at most {limit}")

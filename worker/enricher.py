@@ -1,20 +1,51 @@
 """Enrichment of normalised records, shared by every dialect.
 
-Applied per envelope after its dialect mapped it: event ids, UTC times and
-clock-skew correction, the product's IP policy and enabled flag.
+Applied per envelope after its dialect mapped it, in this order:
+
+1. times: UTC, clock-skew correction from ``sent_at`` (``context["clock"]``), the
+   event id (UUIDv7 from ``received_at``);
+2. GeoIP on the client address (``context["geo"]``), then the product's IP handling
+   applied to ``context.ip`` and to every other copy of the address in the context,
+   so only what the product allows is stored;
+3. user agent (``context["ua"]``) and the bot flag (``Event.is_bot``);
+4. campaign, click ids, referrer and channel from ``context.page`` (``context["campaign"]``);
+5. the product's enabled flag (``is_unused``).
+
+Dropping bots is the batch's decision (``worker.batch``), not this module's: a dropped
+event is counted there.
+
+Everything per distinct input is cached (user agent by string, location and kept
+address by address, campaign by page URL + referrer), bounded, on the ``Enricher``
+that each worker process builds once. Cached results are shared between events: treat
+the dicts put into a context as read-only.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from collector.envelope import Envelope
 from sightline.ids import uuid7
 from sightline.model import Event, IpHandling, Normalised
+from sightline.settings import Settings
 from sightline.store.products import Product
+from worker.enrich.campaign import parse_campaign
+from worker.enrich.clock import correct_timestamp
+from worker.enrich.geo import GeoLocator, default_city_db
+from worker.enrich.ipaddr import anonymise, replace_addresses
+from worker.enrich.useragent import UserAgentParser
+
+log = logging.getLogger(__name__)
+
+GEOIP_OFF = "off"
+MAX_ADDRESS_LENGTH = 64  # the longest textual IPv6 address with a zone fits easily
+MAX_CACHED_PAGE = 1024  # longer URL + referrer pairs are parsed, not cached
+CACHE_SIZE = 8192
 
 
 def utc(value: datetime) -> datetime:
@@ -22,29 +53,175 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class Enricher:
-    def __call__(self, normalised: Normalised, product: Product, envelope: Envelope) -> Normalised:
-        events = tuple(self.enrich_event(e, product) for e in normalised.events)
-        return msgspec.structs.replace(normalised, events=events)
+def page_location(context: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The page URL and referrer of an event: ``context.page.url`` / ``.referrer``.
 
-    def enrich_event(self, event: Event, product: Product) -> Event:
-        received = utc(event.received_at)
-        timestamp = utc(event.timestamp)
-        context: dict[str, Any] = dict(event.context)
-        context["ip"] = _apply_ip_policy(context.get("ip"), product.ip_handling)
-        return msgspec.structs.replace(
-            event,
-            id=event.id or uuid7(int(received.timestamp() * 1000)),
-            timestamp=timestamp,
-            received_at=received,
-            sent_at=utc(event.sent_at) if event.sent_at else None,
-            original_timestamp=utc(event.original_timestamp) if event.original_timestamp else None,
-            context=context,
-            is_unused=not product.is_enabled,
-        )
+    The one place that knows where a canonical context keeps them (Segment's
+    layout, which every dialect maps to).
+    """
+    page = context.get("page")
+    if not isinstance(page, dict):
+        return None, None
+    url, referrer = page.get("url"), page.get("referrer")
+    return (
+        url if isinstance(url, str) and url else None,
+        referrer if isinstance(referrer, str) and referrer else None,
+    )
 
 
-def _apply_ip_policy(ip: object, policy: IpHandling) -> str | None:
-    if not isinstance(ip, str) or policy is IpHandling.NONE:
+def _without_none(struct: msgspec.Struct) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.structs.asdict(struct).items() if v is not None}
+
+
+def load_geo(settings: Settings) -> GeoLocator | None:
+    """The worker's GeoIP reader: ``GEOIP_DB`` (``off`` for none) or the shipped database."""
+    if settings.geoip_db == GEOIP_OFF:
         return None
-    return ip
+    try:
+        city = settings.geoip_db or default_city_db()
+    except FileNotFoundError as exc:
+        log.warning("no geolocation: %s", exc)
+        return None
+    return GeoLocator(city, settings.geoip_asn_db, cache_size=CACHE_SIZE)
+
+
+class Enricher:
+    """Enriches one envelope's records; build one per worker process and reuse it."""
+
+    def __init__(
+        self,
+        user_agents: UserAgentParser | None = None,
+        geo: GeoLocator | Literal["default"] | None = "default",
+        *,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        """``geo="default"``: the reader the environment names (see :func:`load_geo`)."""
+        self.user_agents = user_agents if user_agents is not None else UserAgentParser()
+        self.geo = load_geo(Settings.from_env()) if geo == "default" else geo
+        self._ua = functools.lru_cache(maxsize=cache_size)(self._parse_agent)
+        self._location = functools.lru_cache(maxsize=cache_size)(self._locate)
+        self._kept = functools.lru_cache(maxsize=cache_size)(anonymise)
+        self._campaign = functools.lru_cache(maxsize=cache_size)(self._parse_campaign)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Enricher:
+        return cls(UserAgentParser(), load_geo(settings))
+
+    def close(self) -> None:
+        if self.geo is not None:
+            self.geo.close()
+
+    def __call__(self, normalised: Normalised, product: Product, envelope: Envelope) -> Normalised:
+        # The dialect built these records for this envelope alone: enrich them in place
+        # rather than copying every event and context.
+        for event in normalised.events:
+            self.enrich_event(event, product, envelope.ip)
+        return normalised
+
+    def enrich_event(self, event: Event, product: Product, peer_ip: str | None = None) -> Event:
+        context = event.context
+        received = utc(event.received_at)
+        sent = utc(event.sent_at) if event.sent_at is not None else None
+        self._correct_time(event, context, received, sent)
+        if not event.id:
+            event.id = uuid7(int(received.timestamp() * 1000))
+        event.received_at = received
+        event.sent_at = sent
+        context = self._apply_address(context, product.ip_handling, peer_ip)
+        agent = context.get("userAgent")
+        if isinstance(agent, str):
+            ua, event.is_bot = self._ua(agent[: self.user_agents.max_length])
+            if ua is not None:
+                context["ua"] = ua
+        url, referrer = page_location(context)
+        if url is not None or referrer is not None:
+            campaign = self._campaign_of(url, referrer)
+            sent_campaign = context.get("campaign")
+            # A Segment client may send context.campaign itself: keep what the URL lacks.
+            context["campaign"] = (
+                {**sent_campaign, **campaign} if isinstance(sent_campaign, dict) else campaign
+            )
+        event.context = context
+        event.is_unused = not product.is_enabled
+        return event
+
+    def _correct_time(
+        self, event: Event, context: dict[str, Any], received: datetime, sent: datetime | None
+    ) -> None:
+        original = event.original_timestamp
+        if original is not None:
+            original = utc(original)
+            event.original_timestamp = original
+            timestamp, clamped = correct_timestamp(received, sent, original)
+        else:
+            # No client time: the dialect dated the event itself; only the clamp applies.
+            timestamp, clamped = correct_timestamp(received, None, utc(event.timestamp))
+        event.timestamp = timestamp
+        if sent is not None or clamped:
+            clock: dict[str, Any] = {"clamped": clamped}
+            if sent is not None:
+                # The client's clock minus ours (plus the request's transit time).
+                clock["skew_ms"] = round((sent - received).total_seconds() * 1000)
+            context["clock"] = clock
+
+    def _apply_address(
+        self, context: dict[str, Any], policy: IpHandling, peer_ip: str | None
+    ) -> dict[str, Any]:
+        ip = context.get("ip")
+        if not isinstance(ip, str) or len(ip) > MAX_ADDRESS_LENGTH:
+            ip = None
+        if ip is not None and self.geo is not None:
+            # Located from the whole address in memory; only the kept form is stored.
+            location = self._location(ip)
+            if location is not None:
+                context["geo"] = location
+        if policy is not IpHandling.FULL:
+            copies = {
+                raw: self._kept(raw, policy)
+                for raw in (ip, peer_ip)
+                if raw is not None and len(raw) <= MAX_ADDRESS_LENGTH
+            }
+            if copies:
+                context = replace_addresses(context, copies)
+        if policy is IpHandling.FULL:
+            kept = ip  # as the client or the collector gave it
+        else:
+            kept = self._kept(ip, policy) if ip is not None else None
+        if kept is not None or "ip" in context:
+            context["ip"] = kept
+        return context
+
+    def _campaign_of(self, url: str | None, referrer: str | None) -> dict[str, Any]:
+        if len(url or "") + len(referrer or "") > MAX_CACHED_PAGE:
+            return self._parse_campaign(url, referrer)
+        result: dict[str, Any] = self._campaign(url, referrer)
+        return result
+
+    def _parse_agent(self, agent: str) -> tuple[dict[str, Any] | None, bool]:
+        info = self.user_agents.parse(agent)
+        if info is None:
+            return None, False
+        return _without_none(info), info.is_bot
+
+    def _locate(self, ip: str) -> dict[str, Any] | None:
+        assert self.geo is not None
+        info = self.geo.lookup(ip)
+        return _without_none(info) if info is not None else None
+
+    @staticmethod
+    def _parse_campaign(url: str | None, referrer: str | None) -> dict[str, Any]:
+        info = parse_campaign(url, referrer)
+        campaign: dict[str, Any] = {
+            # Segment's names for the UTM values, so a client's context.campaign merges.
+            "source": info.utm_source,
+            "medium": info.utm_medium,
+            "name": info.utm_campaign,
+            "term": info.utm_term,
+            "content": info.utm_content,
+            "click_ids": info.click_ids or None,
+            "referrer_host": info.referrer_host,
+            "referrer_name": info.referrer_name,
+            "search_term": info.search_term,
+            "channel": info.channel,
+        }
+        return {k: v for k, v in campaign.items() if v is not None}

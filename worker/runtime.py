@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -15,6 +16,8 @@ from sightline.store.writer import WriteResult
 from worker.batch import BatchProcessor
 from worker.enricher import Enricher
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Runtime:
@@ -22,15 +25,21 @@ class Runtime:
     engine: sa.Engine
     redis: Redis
     processor: BatchProcessor
+    enricher: Enricher
+    """The user-agent parser, GeoIP reader and enrichment caches: built once per process."""
+    bots_dropped: int = 0
+    """Bot events this process dropped for products that drop them (never stored)."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
         engine = make_engine(settings.sqlalchemy_url)
+        enricher = Enricher.from_settings(settings)
         return cls(
             settings=settings,
             engine=engine,
             redis=redis if redis is not None else connect(settings, timeout=5.0),
-            processor=BatchProcessor(engine, Enricher()),
+            processor=BatchProcessor(engine, enricher, write_delay=settings.test_write_delay),
+            enricher=enricher,
         )
 
     def count(self, result: WriteResult) -> None:
@@ -41,8 +50,12 @@ class Runtime:
             pipe.incrby(counter_key(name, Counter.DUPLICATES), result.duplicates)
             pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
             pipe.execute()
+        if result.bots_dropped:
+            self.bots_dropped += result.bots_dropped
+            log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
 
     def close(self) -> None:
+        self.enricher.close()
         self.engine.dispose()
         self.redis.close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collector.dialects import native
+from collector.dialects import das, fuzy, gameball, native, pixel, pyze
 from collector.envelope import Envelope
 from sightline.model import Normalised
 
@@ -16,6 +16,11 @@ Normaliser = Callable[[Envelope], Normalised]
 
 NORMALISERS: dict[str, Normaliser] = {
     native.NAME: native.normalise,
+    pixel.NAME: pixel.normalise,
+    fuzy.NAME: fuzy.normalise,
+    pyze.NAME: pyze.normalise,
+    das.NAME: das.normalise,
+    gameball.NAME: gameball.normalise,
 }
 
 

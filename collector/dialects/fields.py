@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -20,3 +23,69 @@ Properties = dict[str, Any]
 
 def text_id(value: str | int | None) -> str | None:
     return None if value is None else str(value)
+
+
+# -- rules the seed dialects share (Fuzy, Pyze, Data Analytics Service, Gameball) ----------
+
+MAX_MOBILE = 64
+MAX_ALIAS_LABEL = 32
+
+Mobile = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=MAX_MOBILE, pattern=r"^\+?[0-9][0-9 ().\-]*$")
+]
+"""A phone number as people write it: digits, optional leading ``+``, spaces, dots, dashes."""
+AliasLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALIAS_LABEL)]
+"""What kind of alternative id an alias is (``facebook``, ``pyze_id``); fits ``aliases.kind``."""
+EntityType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+"""What an event is about (``lead``, ``contact``); fits ``events.entity_type``."""
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+"""Free text a dialect keeps as an event property (messages, paths, local times)."""
+PaymentIds = dict[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], Id]
+"""Payment-processor ids by processor: ``{"stripe": "cus_123", "chargebee": "AzZ1"}``."""
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?$"
+)
+
+
+def parse_iso8601(text: str) -> date | datetime | None:
+    """``text`` as an ISO-8601 calendar date or date-time, else ``None``.
+
+    Only the complete forms count (``1994-07-06``, ``2016-04-12T17:27:20+00:00``,
+    ``...Z``): a bare year or week date is not something people mean as a date
+    attribute, and accepting it would turn ordinary strings into dates.
+    """
+    try:
+        if _ISO_DATE.match(text):
+            return date.fromisoformat(text)
+        if _ISO_DATETIME.match(text):
+            return datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    return None
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def client_context(
+    ip: str | None, user_agent: str | None, fallback_ip: str | None, fallback_agent: str | None
+) -> dict[str, Any]:
+    """The canonical ``context.ip`` / ``context.userAgent`` of an event.
+
+    What the body says about the client wins (a server forwarding a device's event
+    knows the device's address, Pyze's ``context.ip``); otherwise the HTTP peer's,
+    which is Segment's rule and what the native dialect does. Every dialect builds
+    these two keys here, so the same page view has the same context whatever
+    dialect carried it.
+    """
+    return {
+        "ip": ip if ip is not None else fallback_ip,
+        "userAgent": user_agent if user_agent is not None else fallback_agent,
+    }

@@ -25,6 +25,16 @@ def queued_envelopes(system: System) -> list[Any]:
     return list(job.args[0])
 
 
+def queued_envelopes_all(system: System) -> list[Any]:
+    """The envelopes of every queued job, in queue order."""
+    queue = make_queue(system.redis, system.settings.queue_name)
+    envelopes: list[Any] = []
+    for job_id in queue.job_ids:
+        job = Job.fetch(job_id, connection=system.redis, serializer=queue.serializer)
+        envelopes.extend(job.args[0])
+    return envelopes
+
+
 def requeue(system: System, envelopes: list[Any]) -> None:
     writer = JobWriter(
         make_queue(system.redis, system.settings.queue_name), max_retries=1, job_timeout=60

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import msgspec
 
@@ -96,17 +96,22 @@ class _Referrer(NamedTuple):
 _NO_REFERRER = _Referrer(None, None, "")
 
 
-def _query_params(url: str) -> dict[str, str]:
-    """First non-blank value of each parameter, names lower-cased; hash-route queries too."""
+def _split(url: str) -> SplitResult | None:
     try:
-        parts = urlsplit(url)
+        return urlsplit(url)
     except ValueError:
-        return {}
+        return None
+
+
+def _query_params(parts: SplitResult) -> dict[str, str]:
+    """First non-blank value of each parameter, names lower-cased; hash-route queries too."""
     query = parts.query
     _, mark, fragment_query = parts.fragment.partition("?")
     if mark:
         query = f"{query}&{fragment_query}" if query else fragment_query
     params: dict[str, str] = {}
+    if not query:
+        return params
     for name, value in parse_qsl(query):
         value = value.strip()
         if value:
@@ -114,9 +119,9 @@ def _query_params(url: str) -> dict[str, str]:
     return params
 
 
-def _host(url: str) -> str | None:
+def _host(parts: SplitResult) -> str | None:
     try:
-        return urlsplit(url).hostname
+        return parts.hostname
     except ValueError:
         return None
 
@@ -198,10 +203,12 @@ def _channel(
 
 def parse_campaign(url: str | None, referrer: str | None) -> CampaignInfo:
     """Campaign, click ids and channel of a page view at ``url`` reached from ``referrer``."""
-    params = _query_params(url) if url else {}
+    # The page URL is split once: its query gives the campaign, its host "internal".
+    parts = _split(url) if url else None
+    params = _query_params(parts) if parts is not None else {}
     utm: dict[str, str | None] = {name: params.get(name) for name in UTM_PARAMS}
     click_ids = {name: value for name, value in params.items() if name in CLICK_IDS}
-    page_host = _host(url) if url else None
+    page_host = _host(parts) if parts is not None else None
     source = _parse_referrer(referrer)
     return CampaignInfo(
         utm_source=utm["utm_source"],

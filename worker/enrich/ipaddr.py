@@ -5,6 +5,8 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import socket
+from collections.abc import Mapping
+from typing import Any
 
 from sightline.model import IpHandling
 
@@ -113,3 +115,54 @@ def anonymise(ip: str | None, mode: IpHandling) -> str | None:
         address = ipaddress.IPv6Address(int(address))
     network = ipaddress.ip_network((address, prefix), strict=False)
     return str(network.network_address)
+
+
+_MAX_DEPTH = 16
+
+
+def replace_addresses(value: Any, replacements: Mapping[str, str | None], depth: int = 0) -> Any:
+    """``value`` with every string in ``replacements`` swapped for what it maps to.
+
+    Used to apply a product's IP handling to a whole JSON document (an event's stored
+    context, a dead-lettered envelope): the client's address can sit in more places
+    than ``context.ip``. Containers are copied only where something changed.
+    """
+    if isinstance(value, str):
+        return replacements.get(value, value)
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            new = replace_addresses(item, replacements, depth + 1)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items = [replace_addresses(item, replacements, depth + 1) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+_MAX_ADDRESS_TEXT = 64
+
+
+def anonymise_addresses(value: Any, mode: IpHandling, depth: int = 0) -> Any:
+    """``value`` (a JSON document) with every string that is an IP address anonymised.
+
+    For documents whose layout we do not know (a dead-lettered envelope): broader than
+    :func:`replace_addresses`, and slower, so not for the per-event path.
+    """
+    if isinstance(value, str):
+        if len(value) > _MAX_ADDRESS_TEXT or parse_ip(value) is None:
+            return value
+        return anonymise(value, mode)
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {key: anonymise_addresses(item, mode, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [anonymise_addresses(item, mode, depth + 1) for item in value]
+    return value

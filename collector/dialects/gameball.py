@@ -1,0 +1,180 @@
+"""The Gameball dialect: ``POST /integrations/event`` (seeds/003_f9c4d5b8b0e2ef64.txt).
+
+One call carries one player and any number of events::
+
+    {"playerUniqueId": "player123", "mobile"?: "+20...", "email"?: "...",
+     "events": {"place_order": {"total_amount": 100, "category": ["electronics"]},
+                "review": {}}}
+
+The page's remarks are rules, not advice: an event name may appear once, and a
+metadata key once per event. JSON objects with repeated keys are legal text that
+every dict-based decoder silently merges (the last value wins), so this endpoint
+scans the text once more with ``object_pairs_hook`` to see them and answers 400
+naming the repeated name. The scan runs only after the body decoded, so it costs
+one extra parse of a body that is at most 64 KB.
+
+Auth is the ``APIKey`` header (a write or a server key). Channel merging is a
+product setting read when the call is accepted: the envelope's kind records it
+(``event`` or ``event+merge``), so replaying an envelope later gives the same
+result whatever the setting is then. Events received while the product is
+disabled are stored and marked unused by the worker (the product's enabled flag).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from collector.auth import authorize
+from collector.bodies import read_body
+from collector.decoding import decode
+from collector.dialects.fields import Email, Id, Mobile, Name, client_context
+from collector.envelope import Envelope
+from collector.errors import FieldError, InvalidInput, field_error
+from collector.intake import Payload, accept
+from sightline.ids import derived_id
+from sightline.model import Event, EventType, Normalised, UserChange
+
+NAME = "gameball"
+MAX_BODY_BYTES = 64 * 1024
+KIND = "event"
+KIND_MERGING = "event+merge"
+OK = b"{}"
+
+MetadataValue = int | float | Name | list[Name]
+"""The page: "Every Metadata can be a number, a string or an array of values"."""
+
+
+class GameballEventCall(msgspec.Struct, kw_only=True):
+    """The body of ``POST /integrations/event``."""
+
+    playerUniqueId: Id
+    events: dict[Name, dict[Name, MetadataValue]]
+    mobile: Mobile | None = None
+    email: Email | None = None
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers which keys the text repeated."""
+
+    repeated: list[str]
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    result = _Pairs()
+    result.repeated = []
+    for key, value in items:
+        if key in result and key not in result.repeated:
+            result.repeated.append(key)
+        result[key] = value
+    return result
+
+
+def repeated_names(raw: bytes) -> list[FieldError]:
+    """Every name the JSON text repeats where the page forbids it, as field errors."""
+    document = json.loads(raw, object_pairs_hook=_pairs)
+    errors = [FieldError(k, "repeated field") for k in getattr(document, "repeated", [])]
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, _Pairs):
+        return errors
+    errors += [FieldError(f"events.{k}", "event name is repeated") for k in events.repeated]
+    for name, metadata in events.items():
+        if isinstance(metadata, _Pairs):
+            errors += [
+                FieldError(f"events.{name}.{k}", "metadata key is repeated")
+                for k in metadata.repeated
+            ]
+    return errors
+
+
+def _named(raw: bytes, exc: InvalidInput) -> InvalidInput:
+    """msgspec writes a dict's keys as ``[...]``: name the event and metadata key instead."""
+    if not any("[...]" in e.field for e in exc.errors):
+        return exc
+    events = json.loads(raw).get("events")
+    errors: list[FieldError] = []
+    for name, metadata in events.items() if isinstance(events, dict) else ():
+        where = f"events.{name}"
+        try:
+            msgspec.convert(name, Name)
+            msgspec.convert(metadata, dict[str, Any])
+        except msgspec.ValidationError as error:
+            errors.append(FieldError(where, str(error).replace("`", "")))
+            continue
+        for key, value in metadata.items():
+            try:
+                msgspec.convert(key, Name)
+                msgspec.convert(value, MetadataValue)
+            except msgspec.ValidationError as error:
+                errors.append(field_error(error, prefix=f"{where}.{key}"))
+    return InvalidInput(exc.message, errors or exc.errors)
+
+
+def validate(raw: bytes) -> GameballEventCall:
+    try:
+        call = decode(raw, GameballEventCall, what="event call")
+    except InvalidInput as exc:
+        raise _named(raw, exc) from None
+    errors = repeated_names(raw)
+    if not call.events:
+        errors.append(FieldError("events", "must hold at least one event"))
+    if errors:
+        raise InvalidInput("invalid event call", errors)
+    return call
+
+
+# -- endpoint --------------------------------------------------------------------------
+
+
+async def track_event(request: Request) -> Response:
+    raw = await read_body(request, MAX_BODY_BYTES)
+    validate(raw)
+    grant = await authorize(request.state.directory, request.headers.get("apikey"))
+    merging = grant.product.channel_merging
+    await accept(
+        request,
+        dialect=NAME,
+        product_id=grant.product.id,
+        payloads=[Payload(KIND_MERGING if merging else KIND, msgspec.Raw(raw))],
+    )
+    return Response(OK, media_type="application/json")
+
+
+# -- mapping to the canonical model (worker side, pure) --------------------------------
+
+
+def normalise(envelope: Envelope) -> Normalised:
+    call = msgspec.convert(envelope.body, GameballEventCall)
+    context = client_context(None, None, envelope.ip, envelope.user_agent)
+    events = tuple(
+        Event(
+            id="",
+            # Gameball sends no message id: the envelope id and the event's place in
+            # the call are stable, so a replayed envelope stores nothing twice.
+            message_id=derived_id(envelope.id, str(index)),
+            product_id=envelope.product_id,
+            name=name,
+            type=EventType.TRACK,
+            timestamp=envelope.received_at,
+            received_at=envelope.received_at,
+            user_id=call.playerUniqueId,
+            properties=dict(metadata),
+            context=dict(context),
+            dialect=NAME,
+        )
+        for index, (name, metadata) in enumerate(call.events.items())
+    )
+    player = UserChange(
+        external_id=call.playerUniqueId,
+        email=call.email,
+        mobile=call.mobile,
+        match_channels=envelope.kind == KIND_MERGING,
+    )
+    return Normalised(events=events, users=(player,))

@@ -1,0 +1,372 @@
+"""The snippet, the pixel and an MV3 extension in a real Chromium, against the REAL collector.
+
+Every assertion is on the store, after the batch worker ran (``LiveCollector``): the
+page comes from the test site's origin, which the product allows, and goes through
+CORS, the native dialect, Redis, the worker and the database. Runs on SQLite and on
+PostgreSQL (``database_url``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import BrowserContext, Page, Playwright, Worker
+from redis import Redis
+
+from sightline.model import EventType
+from sightline.settings import Settings
+from sightline.store.schema import aliases, user_attributes, users
+from tests.browser.live import LiveCollector, extension_origin
+from tests.browser.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    STATIC,
+    WAIT_SECONDS,
+    Message,
+    PageFactory,
+    Site,
+)
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.browser
+
+QUIET_SECONDS = 1.5
+"""The snippet sends 1 s after an event: this long without one stored means none was sent."""
+EXTENSION_SOURCE = Path(__file__).parent / "extension"
+
+
+@pytest.fixture(scope="session")
+def live_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of the live collector's own, so pausing it (``set_down``) hangs nothing else."""
+    server = RedisServer(tmp_path_factory.mktemp("live-redis"))
+    server.start()
+    yield server
+    server.resume()
+    server.stop()
+
+
+@pytest.fixture
+def extension_dir(tmp_path: Path) -> Path:
+    """Where the extension test unpacks its extension (its id follows from this path)."""
+    return (tmp_path / "extension").resolve()
+
+
+@pytest.fixture
+def collector(
+    tmp_path: Path, database_url: str, live_redis: RedisServer, site: Site, extension_dir: Path
+) -> Iterator[LiveCollector]:
+    """The real collector, one product allowing the test site and the test extension."""
+    client = Redis.from_url(live_redis.url)
+    client.flushall()
+    client.close()
+    settings = Settings.from_env(
+        {
+            "SIGHTLINE_DATA_DIR": str(tmp_path / "data"),
+            "REDIS_URL": live_redis.url,
+            "DATABASE_URL": database_url,
+            "SIGHTLINE_FLUSH_LINGER_MS": "0",
+            "SIGHTLINE_REDIS_TIMEOUT": "0.5",
+        }
+    )
+    origins = (site.url, extension_origin(extension_dir))
+    with LiveCollector(settings, live_redis, origins) as live:
+        yield live
+
+
+def paths(messages: list[Message]) -> list[str]:
+    return [m["context"]["page"]["path"] for m in messages]
+
+
+def wait_until_delivered(page: Page) -> None:
+    """Until the page has seen the collector's answer (its stored messages are gone)."""
+    page.wait_for_function("!Object.keys(localStorage).some(k => k.startsWith('sl_b_'))")
+
+
+# --- the snippet -----------------------------------------------------------------------
+
+
+def test_page_view_on_load(page: Page, make_page: PageFactory, collector: LiveCollector) -> None:
+    url = make_page("<p>hello</p>")
+    page.goto(url)
+
+    [view] = collector.wait_for(type="page")
+    stored = view["stored"]
+    assert stored.dialect == "native" and stored.name == "page_view"
+    assert view["context"]["page"]["url"] == url
+    assert view["context"]["page"]["title"] == "Test page"
+    assert view["context"]["library"] == {"name": "sightline.js", "version": "0.1.0"}
+    assert stored.session_id == view["context"]["sessionId"]
+    assert stored.sent_at is not None
+    assert "HeadlessChrome" in view["context"]["userAgent"]  # from the request, by the dialect
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert stored.anonymous_id == cookies["sl_aid"]
+
+
+def test_each_spa_navigation_stored_once(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    page.goto(make_page("<p>app</p>"))
+    collector.wait_for(type="page")
+    base = page.evaluate("location.pathname")
+
+    page.evaluate("history.pushState({}, '', 'a')")
+    page.evaluate("history.replaceState({scroll: 1}, '')")  # same URL: state only
+    page.evaluate("history.pushState({}, '', 'a')")  # a router pushing twice
+    page.evaluate("history.pushState({}, '', 'b?tab=2')")
+    page.go_back()  # popstate -> a
+    page.wait_for_function("location.pathname.endsWith('/a')")
+    page.evaluate("history.replaceState({}, '', 'c')")
+
+    folder = base.rsplit("/", 1)[0]
+    expected = [base, f"{folder}/a", f"{folder}/b", f"{folder}/a", f"{folder}/c"]
+    collector.wait_for(len(expected), type="page")
+    time.sleep(QUIET_SECONDS)
+    views = collector.messages(type="page")
+    assert sorted(paths(views)) == sorted(expected)
+    assert len({v["messageId"] for v in views}) == len(views)
+
+
+def test_link_and_tagged_clicks(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    body = """
+      <a id="out" class="ext primary" href="https://example.com/pricing"> See pricing </a>
+      <button data-sl-event="Signup Clicked" data-sl-prop-plan="pro" data-sl-prop-seats="5"
+        ><span id="inner">Sign up</span></button>
+      <script>document.addEventListener('click', e => e.preventDefault())</script>
+    """
+    page.goto(make_page(body))
+    collector.wait_for(type="page")
+    page.click("#out")
+    page.click("#inner")  # inside the tagged button
+
+    clicks = collector.wait_for(2, type="click")
+    link, signup = sorted(clicks, key=lambda m: m["stored"].timestamp)
+    assert {m["stored"].type for m in clicks} == {EventType.CLICK}
+    assert link["event"] == "click"
+    assert link["properties"] == {
+        "tag": "a",
+        "text": "See pricing",
+        "id": "out",
+        "classes": "ext primary",
+        "selector": "a#out",
+        "href": "https://example.com/pricing",
+        "outbound": True,
+        "download": False,
+    }
+    assert signup["event"] == "Signup Clicked"
+    assert signup["properties"]["tag"] == "button"
+    assert signup["properties"]["text"] == "Sign up"
+    assert signup["properties"]["selector"] == "button"
+    assert signup["properties"]["plan"] == "pro" and signup["properties"]["seats"] == "5"
+    assert "href" not in signup["properties"]
+
+
+def test_identify_then_track_and_the_user_profile(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    page.goto(make_page())
+    [view] = collector.wait_for(type="page")
+    page.evaluate("sightline.identify('user-42', {plan: 'pro', email: 'ada@example.com'})")
+    page.evaluate("sightline('track', 'Report Exported', {format: 'csv'})")
+
+    [identify] = collector.wait_for(type="identify")
+    [track] = collector.wait_for(type="track")
+    assert identify["userId"] == track["userId"] == "user-42"
+    assert identify["traits"] == {"plan": "pro", "email": "ada@example.com"}
+    assert track["event"] == "Report Exported" and track["properties"] == {"format": "csv"}
+    assert view["anonymousId"] == identify["anonymousId"] == track["anonymousId"]
+    assert view["stored"].session_id == track["stored"].session_id
+
+    with collector.engine.connect() as conn:
+        [user] = conn.execute(
+            sa.select(users).where(users.c.product_id == collector.product.id)
+        ).all()
+        traits = dict(
+            conn.execute(
+                sa.select(user_attributes.c.name, user_attributes.c.value).where(
+                    user_attributes.c.user_id == user.id
+                )
+            ).all()
+        )
+        linked = conn.execute(
+            sa.select(aliases.c.alias, aliases.c.kind).where(aliases.c.user_id == user.id)
+        ).all()
+    assert user.external_id == "user-42" and user.email == "ada@example.com"
+    assert traits["plan"] == "pro"
+    # the visitor's anonymous id now leads to the user: their earlier page view is theirs
+    assert (view["anonymousId"], "anonymous") in [tuple(row) for row in linked]
+
+
+def test_engagement_when_the_page_is_hidden(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    page.goto(make_page('<div style="height: 4000px">tall</div>'))
+    [view] = collector.wait_for(type="page")
+    page.mouse.wheel(0, 1500)
+    page.wait_for_function("scrollY > 1000")
+    page.wait_for_timeout(300)
+    page.goto("about:blank")  # pagehide: engagement, sent with sendBeacon
+
+    [engagement] = collector.wait_for(type="engagement")
+    props = engagement["properties"]
+    assert engagement["event"] == "engagement"
+    assert props["engaged_ms"] >= 300
+    assert 30 <= props["max_scroll_pct"] <= 100
+    assert engagement["context"]["page"]["url"] == view["context"]["page"]["url"]
+    assert engagement["anonymousId"] == view["anonymousId"]
+
+
+def test_offline_events_stored_once_back_online(
+    context: BrowserContext, page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    page.goto(make_page())
+    collector.wait_for(type="page")
+    wait_until_delivered(page)
+    context.set_offline(True)
+    page.evaluate("sightline.track('While Offline')")
+    page.wait_for_timeout(1500)  # the send timer fired while offline
+    assert collector.messages(event="While Offline") == []
+
+    context.set_offline(False)  # "online": the stored message goes
+    collector.wait_for(event="While Offline")
+    wait_until_delivered(page)
+    time.sleep(QUIET_SECONDS)
+    assert len(collector.messages(event="While Offline")) == 1
+
+
+def test_collector_answering_503_then_recovering_stores_once(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    collector.set_down(True)  # Redis hangs: the collector answers 503 + Retry-After
+    try:
+        with page.expect_response(
+            lambda r: r.url.endswith("/v1/batch") and r.status == 503,
+            timeout=WAIT_SECONDS * 1000,
+        ) as refused:
+            page.goto(make_page())
+            page.evaluate("sightline.track('During Outage')")
+        assert refused.value.headers["retry-after"] == "1"
+        assert collector.messages() == []
+    finally:
+        collector.set_down(False)
+
+    collector.wait_for(type="page", timeout=10)
+    collector.wait_for(event="During Outage", timeout=10)
+    wait_until_delivered(page)
+    time.sleep(QUIET_SECONDS)
+    # the 503'd request may have reached Redis after all: stored once, deduplicated
+    assert len(collector.messages(type="page")) == 1
+    assert len(collector.messages(event="During Outage")) == 1
+
+
+def test_nothing_stored_with_dnt(
+    context: BrowserContext, page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => '1'})"
+    )
+    page.goto(make_page('<button id="b">b</button>'))
+    page.evaluate("sightline.track('Should Not Arrive'); sightline.identify('u1')")
+    page.click("#b")
+    page.wait_for_timeout(QUIET_SECONDS * 1000)
+    page.goto("about:blank")
+    time.sleep(0.5)
+    assert collector.queued() == 0
+    assert collector.messages() == []
+    assert context.cookies() == []
+
+
+def test_origin_not_allowed_is_refused(
+    page: Page, site: Site, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    # The same test site under another name is another origin, one the product does
+    # not list (it lists http://127.0.0.1:<port>).
+    url = make_page().replace("://127.0.0.1:", "://localhost:")
+    with page.expect_response(lambda r: r.url.endswith("/v1/batch")) as answer:
+        page.goto(url)
+    response = answer.value
+    assert response.status == 403
+    assert "access-control-allow-origin" not in response.headers  # no CORS grant
+    assert response.request.headers["origin"] == url.split("/t/")[0]
+    time.sleep(0.5)
+    assert collector.queued() == 0
+    assert collector.messages() == []
+
+
+# --- the pixel -------------------------------------------------------------------------
+
+
+def test_pixel_in_an_image_tag(
+    page: Page, make_page: PageFactory, collector: LiveCollector
+) -> None:
+    """What a <noscript> tag or an e-mail client loads: a plain image, no script, no CORS."""
+    query = urlencode(
+        {"k": collector.write_key, "t": "track", "e": "Email Opened", "a": "reader-1"}
+    )
+    html = f'<img id="px" src="{collector.url}/p.gif?{query}" width="1" height="1" alt="">'
+    page.goto(make_page(html))
+    page.wait_for_function("document.getElementById('px').naturalWidth === 1")
+
+    [opened] = collector.wait_for(event="Email Opened")
+    assert opened["type"] == "track" and opened["anonymousId"] == "reader-1"
+    assert opened["stored"].dialect == "pixel"
+
+
+# --- a Manifest V3 extension -------------------------------------------------------------
+
+
+@pytest.fixture
+def extension_worker(
+    playwright: Playwright, tmp_path: Path, extension_dir: Path, collector: LiveCollector
+) -> Iterator[Worker]:
+    """The test extension, unpacked and loaded, sending to the live collector."""
+    shutil.copytree(EXTENSION_SOURCE, extension_dir)
+    shutil.copy(STATIC / "sightline-ext.js", extension_dir / "sightline-ext.js")
+    (extension_dir / "config.js").write_text(
+        f"export const API_HOST = {json.dumps(collector.url)};\n"
+        f"export const WRITE_KEY = {json.dumps(collector.write_key)};\n"
+    )
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            f"--disable-extensions-except={extension_dir}",
+            f"--load-extension={extension_dir}",
+        ],
+    )
+    try:
+        context.set_default_timeout(WAIT_SECONDS * 1000)
+        workers = context.service_workers
+        yield workers[0] if workers else context.wait_for_event("serviceworker")
+    finally:
+        context.close()
+
+
+def test_extension_install_and_custom_event(
+    extension_worker: Worker, extension_dir: Path, collector: LiveCollector
+) -> None:
+    origin = extension_origin(extension_dir)
+    assert extension_worker.url.startswith(origin + "/")  # the origin the product allows
+    extension_id = origin.removeprefix("chrome-extension://")
+
+    [installed] = collector.wait_for(event="Extension Installed")
+    extension_worker.evaluate("self.sightlineTest.track('Custom Event', {source: 'test'})")
+    [custom] = collector.wait_for(event="Custom Event")
+
+    for message in (installed, custom):
+        assert message["type"] == EventType.EXTENSION
+        assert message["context"]["extension"] == {"id": extension_id, "version": "1.2.3"}
+        assert message["context"]["library"]["name"] == "sightline-ext.js"
+    assert custom["properties"] == {"source": "test"}
+    assert custom["anonymousId"] == installed["anonymousId"]
+    assert custom["stored"].session_id == installed["stored"].session_id

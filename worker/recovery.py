@@ -1,0 +1,157 @@
+"""Requeue the jobs of workers that died mid-job, within seconds.
+
+RQ finds an abandoned job only when the job's StartedJobRegistry entry has expired
+(a SimpleWorker sets it to the job timeout + 60 s) and a worker then runs its
+maintenance pass (every 600 s by default): a batch could wait a quarter of an hour
+after its worker was SIGKILLed. Every Sightline worker therefore runs a small
+thread that
+
+- keeps a liveness key alive (``SET ... PX ttl`` every ``ttl / 3``), and registers
+  the worker in the queue's set of Sightline workers;
+- sweeps the queue's StartedJobRegistry: a job whose worker is a registered Sightline
+  worker with no liveness key is abandoned. One live worker claims it (``ZREM`` of
+  the registry entry: exactly one caller removes it) and puts it back at the front of
+  the queue.
+
+Running the batch again is safe: the store is idempotent on (product, message id)
+and a killed transaction was rolled back. Jobs of workers this module does not
+know (a plain ``rq worker``) are left to RQ's own maintenance. A job abandoned more
+than ``MAX_RECOVERIES`` times (one that kills every worker running it) goes to the
+failed registry instead of around the loop again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.utils import parse_composite_key
+
+from sightline.redis_keys import PREFIX
+
+log = logging.getLogger(__name__)
+
+MAX_RECOVERIES = 3
+_RECOVERIES = "sightline_recoveries"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _alive_key(queue_name: str, worker_name: str) -> str:
+    return f"{PREFIX}:{queue_name}:worker:{worker_name}:alive"
+
+
+def _workers_key(queue_name: str) -> str:
+    return f"{PREFIX}:{queue_name}:workers"
+
+
+class Recovery:
+    """This worker's liveness heartbeat and the sweep for abandoned jobs, in one thread."""
+
+    def __init__(self, connection: Redis, queue: Queue, worker_name: str, ttl: float) -> None:
+        self.connection = connection
+        self.queue = queue
+        self.worker_name = worker_name
+        self.ttl = ttl
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.beat()  # before the first job, so no sweeper takes this worker for dead
+        with self.connection.pipeline() as pipe:
+            pipe.sadd(_workers_key(self.queue.name), self.worker_name)
+            pipe.execute()
+        self.sweep()
+        self._thread = threading.Thread(target=self._run, name="sightline-recovery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            with self.connection.pipeline() as pipe:
+                pipe.delete(_alive_key(self.queue.name, self.worker_name))
+                pipe.srem(_workers_key(self.queue.name), self.worker_name)
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("could not deregister worker %s: %s", self.worker_name, exc)
+
+    def beat(self) -> None:
+        self.connection.set(
+            _alive_key(self.queue.name, self.worker_name), b"1", px=int(self.ttl * 1000)
+        )
+
+    def _run(self) -> None:
+        interval = self.ttl / 3
+        while not self._stopped.wait(interval):
+            try:
+                self.beat()
+                self.sweep()
+            except (RedisError, OSError) as exc:  # Redis down: try again next tick
+                log.warning("recovery tick failed: %s", exc)
+            except Exception:  # this loop must outlive any one bad job record
+                log.exception("recovery tick failed")
+
+    def sweep(self) -> list[str]:
+        """Requeue the jobs of dead Sightline workers; returns their ids."""
+        registry = StartedJobRegistry(
+            self.queue.name, connection=self.connection, serializer=self.queue.serializer
+        )
+        known = {_text(name) for name in self.connection.smembers(_workers_key(self.queue.name))}
+        requeued: list[str] = []
+        for raw in self.connection.zrange(registry.key, 0, -1):
+            entry = _text(raw)
+            job_id, _ = parse_composite_key(entry)
+            owner = self.connection.hget(Job.key_for(job_id), "worker_name")
+            if owner is None:
+                continue  # no such job (any more): RQ's maintenance tidies the entry
+            worker = _text(owner)
+            if worker == self.worker_name or worker not in known:
+                continue
+            if self.connection.exists(_alive_key(self.queue.name, worker)):
+                continue
+            # Dead. Exactly one sweeper wins the ZREM and requeues.
+            if not self.connection.zrem(registry.key, entry):
+                continue
+            self.connection.srem(_workers_key(self.queue.name), worker)
+            if self._requeue(job_id, worker):
+                requeued.append(job_id)
+        return requeued
+
+    def _requeue(self, job_id: str, worker: str) -> bool:
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=self.queue.serializer)
+        except NoSuchJobError:
+            return False
+        if job.get_status() != JobStatus.STARTED:
+            return False
+        recoveries = int(job.meta.get(_RECOVERIES, 0)) + 1
+        job.meta[_RECOVERIES] = recoveries
+        job.save_meta()  # type: ignore[no-untyped-call]
+        if recoveries > MAX_RECOVERIES:
+            message = f"abandoned {recoveries} times (last by worker {worker}): not requeued"
+            log.error("job %s %s", job_id, message)
+            job.set_status(JobStatus.FAILED)
+            FailedJobRegistry(
+                self.queue.name, connection=self.connection, serializer=self.queue.serializer
+            ).add(job, exc_string=message)
+            return False
+        self.queue.enqueue_job(job, at_front=True)
+        log.warning(
+            "requeued job %s: its worker %s died mid-job (recovery %d at %.3f)",
+            job_id,
+            worker,
+            recoveries,
+            time.time(),
+        )
+        return True
