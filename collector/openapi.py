@@ -70,6 +70,11 @@ class Operation:
     media: str = "application/json"
 
 
+def _for_methods(methods: tuple[str, ...], *args: Any, **kwargs: Any) -> tuple[Operation, ...]:
+    """One operation per method, for endpoints that take PUT and POST alike."""
+    return tuple(Operation(method, *args, **kwargs) for method in methods)
+
+
 INGEST_ERRORS: dict[int, Schema] = {
     400: ErrorBody,
     401: ErrorBody,
@@ -249,8 +254,8 @@ OPERATIONS: tuple[Operation, ...] = (
         security=SERVER_KEY,
         parameters=_path_id("product id"),
     ),
-    Operation(
-        "put",
+    *_for_methods(
+        ("put", "post"),
         "/v3/event",
         "fuzy.track_event",
         "Fuzy: one event or a list",
@@ -258,26 +263,8 @@ OPERATIONS: tuple[Operation, ...] = (
         responses={202: fuzy.FuzyAccepted, **INGEST_ERRORS},
         security=SERVER_KEY,
     ),
-    Operation(
-        "post",
-        "/v3/event",
-        "fuzy.track_event",
-        "Fuzy: one event or a list",
-        request=fuzy.FuzyEvent | list[fuzy.FuzyEvent],
-        responses={202: fuzy.FuzyAccepted, **INGEST_ERRORS},
-        security=SERVER_KEY,
-    ),
-    Operation(
-        "put",
-        "/v3/account",
-        "fuzy.put_accounts",
-        "Fuzy: create or update accounts",
-        request=fuzy.FuzyAccount | list[fuzy.FuzyAccount],
-        responses={202: fuzy.FuzyAccepted, **INGEST_ERRORS},
-        security=SERVER_KEY,
-    ),
-    Operation(
-        "post",
+    *_for_methods(
+        ("put", "post"),
         "/v3/account",
         "fuzy.put_accounts",
         "Fuzy: create or update accounts",
@@ -303,17 +290,8 @@ OPERATIONS: tuple[Operation, ...] = (
         security=SERVER_KEY,
         parameters=_path_id("account id"),
     ),
-    Operation(
-        "put",
-        "/v3/user",
-        "fuzy.put_users",
-        "Fuzy: create or update users",
-        request=fuzy.FuzyUser | list[fuzy.FuzyUser],
-        responses={202: fuzy.FuzyAccepted, **INGEST_ERRORS},
-        security=SERVER_KEY,
-    ),
-    Operation(
-        "post",
+    *_for_methods(
+        ("put", "post"),
         "/v3/user",
         "fuzy.put_users",
         "Fuzy: create or update users",
