@@ -247,26 +247,38 @@ def _created(record: msgspec.Struct) -> Response:
     return Response(msgspec.json.encode(record), status_code=201, media_type="application/json")
 
 
+def _common(
+    body: DasAnalyticsEvent | DasLeadEvent | DasContactEvent,
+    envelope: Envelope,
+    entity_type: str,
+    partition: str,
+) -> dict[str, Any]:
+    """The fields every DAS response record shares (their order is the struct's)."""
+    when = das_time(envelope.received_at)
+    return {
+        "customer_id": body.customer_id,
+        "user_id": body.user_id,
+        "tool_signature": body.tool_signature,
+        "recording_id": body.recording_id,
+        "event_type": body.event_type,
+        "event_id": body.event_id,
+        "message": body.message,
+        "entityType": entity_type,
+        "partitionKey": f"{partition}|{envelope.id}",
+        "sortKey": body.customer_id,
+        "created_at": when,
+        "updated_at": when,
+    }
+
+
 async def create_analytics_event(request: Request) -> Response:
     body, envelope = await _create(request, DasAnalyticsEvent, "analytics_event")
     assert isinstance(body, DasAnalyticsEvent)
-    when = das_time(envelope.received_at)
     return _created(
         AnalyticsEventRecord(
-            customer_id=body.customer_id,
             entity_id=body.entity_id,
             entity_type=body.entity_type,
-            user_id=body.user_id,
-            tool_signature=body.tool_signature,
-            recording_id=body.recording_id,
-            event_type=body.event_type,
-            event_id=body.event_id,
-            message=body.message,
-            entityType="analytics_event",
-            partitionKey=f"Analytics event|{envelope.id}",
-            sortKey=body.customer_id,
-            created_at=when,
-            updated_at=when,
+            **_common(body, envelope, "analytics_event", "Analytics event"),
         )
     )
 
@@ -274,22 +286,10 @@ async def create_analytics_event(request: Request) -> Response:
 async def create_lead_event(request: Request) -> Response:
     body, envelope = await _create(request, DasLeadEvent, "lead")
     assert isinstance(body, DasLeadEvent)
-    when = das_time(envelope.received_at)
     return _created(
         LeadRecord(
-            customer_id=body.customer_id,
             lead_id=body.lead_id or body.entity_id or "",
-            user_id=body.user_id,
-            tool_signature=body.tool_signature,
-            recording_id=body.recording_id,
-            event_type=body.event_type,
-            event_id=body.event_id,
-            message=body.message,
-            entityType="lead_analytics_event",
-            partitionKey=f"Lead analytics event|{envelope.id}",
-            sortKey=body.customer_id,
-            created_at=when,
-            updated_at=when,
+            **_common(body, envelope, "lead_analytics_event", "Lead analytics event"),
         )
     )
 
@@ -297,22 +297,10 @@ async def create_lead_event(request: Request) -> Response:
 async def create_contact_event(request: Request) -> Response:
     body, envelope = await _create(request, DasContactEvent, "contact")
     assert isinstance(body, DasContactEvent)
-    when = das_time(envelope.received_at)
     return _created(
         ContactRecord(
-            customer_id=body.customer_id,
             contact_id=body.contact_id or body.entity_id or "",
-            user_id=body.user_id,
-            tool_signature=body.tool_signature,
-            recording_id=body.recording_id,
-            event_type=body.event_type,
-            event_id=body.event_id,
-            entityType="contact_analytics_event",
-            partitionKey=f"Contact analytics event|{envelope.id}",
-            sortKey=body.customer_id,
-            message=body.message,
-            created_at=when,
-            updated_at=when,
+            **_common(body, envelope, "contact_analytics_event", "Contact analytics event"),
         )
     )
 
