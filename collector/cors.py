@@ -3,6 +3,12 @@
 Preflights carry no key, so they are granted when any product allows the origin;
 the real request is then checked against its own product (403 otherwise). A
 product with no allowed origins accepts any origin.
+
+An origin no product allows gets no preflight and no grant on anything that succeeds,
+but its refusals (4xx) are readable: a browser hides the status of an ungranted
+response, and the snippet, seeing only a network error, would resend the refused
+messages with backoff on every page load forever instead of dropping them. A refusal
+says nothing but why it was refused.
 """
 
 from __future__ import annotations
@@ -37,12 +43,17 @@ class ProductCORSMiddleware:
             return
 
         async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start" and allowed:
+            if message["type"] == "http.response.start":
                 raw = list(message.get("headers", []))
-                raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
-                raw.append((b"access-control-allow-credentials", b"true"))
-                raw.append((b"vary", b"Origin"))
-                message = {**message, "headers": raw}
+                # An endpoint that granted it itself (/s.js: "*") keeps its own: a second
+                # value is a CORS failure, which would block <script crossorigin> (SRI).
+                granted = any(name.lower() == b"access-control-allow-origin" for name, _ in raw)
+                if not granted and (allowed or 400 <= message["status"] < 500):
+                    raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                    if allowed:
+                        raw.append((b"access-control-allow-credentials", b"true"))
+                    raw.append((b"vary", b"Origin"))
+                    message = {**message, "headers": raw}
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

@@ -10,9 +10,9 @@
  *   init({ apiHost: 'https://collector.example', writeKey: 'WRITE_KEY' });
  *   chrome.action.onClicked.addListener(() => track('Toolbar Clicked'));
  *
- * manifest.json needs "permissions": ["storage"] and "host_permissions" for the collector
- * (then no CORS grant is needed), or the product must allow the
- * chrome-extension://<id> origin.
+ * manifest.json needs "permissions": ["storage"] and "host_permissions" for the collector,
+ * and the product must allow the chrome-extension://<id> origin (the collector checks the
+ * Origin header of every request, whatever the host permissions).
  *
  * init() must run synchronously at the top level of the service worker, so that its
  * runtime.onInstalled listener is registered before Chrome dispatches the event: it
