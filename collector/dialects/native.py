@@ -243,6 +243,7 @@ def normalise(envelope: Envelope) -> Normalised:
     context = dict(message.context or {})
     context.setdefault("ip", envelope.ip)
     context.setdefault("userAgent", envelope.user_agent)
+    session_id = context.get("sessionId")
     event = Event(
         id="",  # assigned by the worker
         message_id=message.messageId or _derived_message_id(envelope),
@@ -256,7 +257,7 @@ def normalise(envelope: Envelope) -> Normalised:
         user_id=user_id,
         anonymous_id=anonymous_id,
         account_id=_account_of(message, context),
-        session_id=text_id(context.get("sessionId")) if _is_id(context.get("sessionId")) else None,
+        session_id=text_id(session_id) if _is_id(session_id) else None,
         properties=_properties_of(message),
         context=context,
         dialect=NAME,
@@ -319,8 +320,13 @@ def _event_name(message: AnyMessage) -> str:
     return message.__struct_config__.tag  # type: ignore[return-value]
 
 
+_EVENT_TYPES: dict[type[AnyMessage], EventType] = {
+    cls: EventType(tag) for tag, cls in MESSAGE_TYPES.items()
+}
+
+
 def _event_type(message: AnyMessage, context: dict[str, Any]) -> EventType:
-    kind = EventType(message.__struct_config__.tag)
+    kind = _EVENT_TYPES[type(message)]
     if kind is EventType.TRACK and isinstance(context.get("extension"), dict):
         return EventType.EXTENSION
     return kind
@@ -345,6 +351,8 @@ def _account_of(message: AnyMessage, context: dict[str, Any]) -> str | None:
 
 
 def _is_id(value: object) -> bool:
+    if type(value) is str:  # the common case, without the generic checks
+        return value != ""
     return isinstance(value, str | int) and not isinstance(value, bool) and str(value) != ""
 
 

@@ -17,11 +17,12 @@ def _json_serializer(value: Any) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine tuned for our write pattern: few, large transactions."""
+    # A ping per checkout finds connections a server dropped; a SQLite file has no server.
+    kwargs.setdefault("pool_pre_ping", sa.make_url(url).get_backend_name() != "sqlite")
     engine = sa.create_engine(
         url,
         json_serializer=_json_serializer,
         json_deserializer=msgspec.json.decode,
-        pool_pre_ping=True,
         **kwargs,
     )
     if engine.dialect.name == "sqlite":

@@ -8,7 +8,7 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,14 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sightline.model import AccountChange, AliasChange, AttributeType, Normalised, UserChange
+from sightline.model import (
+    AccountChange,
+    AliasChange,
+    AttributeOp,
+    AttributeType,
+    Normalised,
+    UserChange,
+)
 from sightline.profile import Attribute, ProfileOpError, apply_ops
 from sightline.store.schema import accounts, aliases, dead_letters, events, user_attributes, users
 
@@ -74,16 +81,24 @@ def write_batch(
     result.stored = len(new_keys)
     result.duplicates = sum(len(n.events) for n in items) - result.stored
     links: list[tuple[str, AliasChange]] = []
+    effects = _SideEffects(conn, now)
     for item in items:
         # A message's side effects apply once: when its first event is stored for the
         # first time. Profile-only messages carry an identify/group event for this.
         first = item.events[0]
         key = (first.product_id, first.message_id)
         if key in new_keys and owners[key] is item:
-            _apply_side_effects(conn, first.product_id, item, now)
+            effects.apply(first.product_id, item)
             links.extend((first.product_id, alias) for alias in item.aliases)
-    _touch_users(conn, [r for r in rows if (r["product_id"], r["message_id"]) in new_keys], now)
-    link_aliases(conn, links, now)
+    new_rows = (
+        rows
+        if len(new_keys) == len(rows)
+        else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
+    )
+    effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
+    _touch_users(conn, new_rows, now)
+    # The users' own anonymous ids first: they were linked before the messages' aliases.
+    link_aliases(conn, effects.links + links, now)
     return result
 
 
@@ -252,18 +267,12 @@ def _inherit_accounts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if row["user_id"] is not None and row["account_id"] is None:
             wanted.setdefault(row["product_id"], set()).add(row["user_id"])
     found: dict[tuple[str, str], str] = {}
+    query = _statement(conn, "user_accounts", _user_accounts_query)
     for product_id, external_ids in wanted.items():
         ids = sorted(external_ids)
         for start in range(0, len(ids), _IN_CHUNK):
-            query = (
-                sa.select(users.c.external_id, accounts.c.external_id.label("account"))
-                .join(accounts, accounts.c.id == users.c.account_id)
-                .where(
-                    users.c.product_id == product_id,
-                    users.c.external_id.in_(ids[start : start + _IN_CHUNK]),
-                )
-            )
-            for r in conn.execute(query):
+            params = {"product_id": product_id, "external_ids": ids[start : start + _IN_CHUNK]}
+            for r in conn.execute(query, params):
                 found[(product_id, r.external_id)] = r.account
     if found:
         for row in rows:
@@ -271,15 +280,117 @@ def _inherit_accounts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 row["account_id"] = found.get((row["product_id"], row["user_id"]))
 
 
+def _user_accounts_query(_conn: sa.Connection) -> Any:
+    return (
+        sa.select(users.c.external_id, accounts.c.external_id.label("account"))
+        .join(accounts, accounts.c.id == users.c.account_id)
+        .where(
+            users.c.product_id == sa.bindparam("product_id"),
+            users.c.external_id.in_(sa.bindparam("external_ids", expanding=True)),
+        )
+    )
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(conn: sa.Connection, name: str, build: Callable[[sa.Connection], Any]) -> Any:
+    """A statement built once per dialect: building Core constructs costs more than running."""
+    key = (conn.dialect.name, name)
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = build(conn)
+    return statement
+
+
+_EVENT_COLUMNS = tuple(c.name for c in events.columns)
+_EVENT_JSON = frozenset(("properties", "context"))
+_EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+    "ON CONFLICT (product_id, message_id) DO NOTHING"
+)
+_json = msgspec.json.Encoder()
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """What SQLAlchemy's SQLite ``DateTime`` stores: the wall clock, microseconds always."""
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work."""
+    time, encode = _sqlite_time, _json.encode
+    # A batch's events mostly share a few receive times (one per request): format each once.
+    # (Keyed with the zone too: equal moments in other zones have other wall clocks.)
+    received_text: dict[tuple[datetime, Any], str | None] = {}
+    for r in rows:
+        moment = r["received_at"]
+        key = (moment, moment.tzinfo)
+        if key not in received_text:
+            received_text[key] = time(moment)
+    return [
+        (
+            r["id"],
+            r["product_id"],
+            r["message_id"],
+            r["name"],
+            r["type"],
+            time(r["timestamp"]),
+            received_text[r["received_at"], r["received_at"].tzinfo],
+            time(r["sent_at"]),
+            time(r["original_timestamp"]),
+            r["user_id"],
+            r["anonymous_id"],
+            r["account_id"],
+            r["session_id"],
+            r["entity_type"],
+            r["entity_id"],
+            r["recording_id"],
+            encode(r["properties"]).decode(),
+            encode(r["context"]).decode(),
+            r["dialect"],
+            r["is_bot"],
+            r["is_unused"],
+        )
+        for r in rows
+    ]
+
+
 def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert the rows that are new; the keys of those."""
     if not rows:
         return set()
-    statement = (
+    if conn.dialect.name == "sqlite":
+        # BEGIN IMMEDIATE holds the write lock: nobody else inserts until we commit, so
+        # when fewer rows went in than were sent, the ids we generated tell which did.
+        inserted = conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, _sqlite_event_params(rows))
+        if inserted.rowcount == len(rows):
+            return {(r["product_id"], r["message_id"]) for r in rows}
+        by_id = {r["id"]: r for r in rows}
+        ids = list(by_id)
+        stored: set[tuple[str, str]] = set()
+        query = _statement(conn, "event_ids", _event_ids_query)
+        for start in range(0, len(ids), _IN_CHUNK):
+            for (event_id,) in conn.execute(query, {"ids": ids[start : start + _IN_CHUNK]}):
+                row = by_id[event_id]
+                stored.add((row["product_id"], row["message_id"]))
+        return stored
+    statement = _statement(conn, "insert_events", _insert_events_statement)
+    return {(r.product_id, r.message_id) for r in conn.execute(statement, rows)}
+
+
+def _event_ids_query(_conn: sa.Connection) -> Any:
+    return sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def _insert_events_statement(conn: sa.Connection) -> Any:
+    return (
         _insert(conn, events)
         .on_conflict_do_nothing(index_elements=["product_id", "message_id"])
         .returning(events.c.product_id, events.c.message_id)
     )
-    return {(r.product_id, r.message_id) for r in conn.execute(statement, rows)}
 
 
 def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -308,9 +419,16 @@ def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime)
             s["event_count"] += 1
     if not stats:
         return
+    conn.execute(
+        _statement(conn, "touch_users", _touch_users_statement),
+        sorted(stats.values(), key=lambda s: (s["product_id"], s["external_id"])),
+    )
+
+
+def _touch_users_statement(conn: sa.Connection) -> Any:
     insert = _insert(conn, users)
     excluded = insert.excluded
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=["product_id", "external_id"],
         set_={
             "first_seen": sa.func.coalesce(
@@ -323,18 +441,200 @@ def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime)
             "updated_at": excluded.updated_at,
         },
     )
-    conn.execute(
-        statement, sorted(stats.values(), key=lambda s: (s["product_id"], s["external_id"]))
+
+
+class _UserEffects:
+    """What a batch's messages change of one user, in batch order."""
+
+    __slots__ = ("ops", "payment_ids", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}  # email, mobile, account_id: the last one wins
+        self.payment_ids: dict[str, str] | None = None
+        self.ops: list[AttributeOp] = []
+
+
+class _SideEffects:
+    """A batch's user and account changes, applied in batch order with few statements.
+
+    Accounts are written as each message comes (they are rare, and a cycle must fail
+    at the message that makes it). User changes are gathered per user and written
+    once per batch: the columns a later message sets win, payment ids merge in order,
+    and profile operations apply in order on the stored attributes (read once), so
+    the result is what applying each message on its own would leave. Users are
+    created in the order the batch first names them, as one message at a time would.
+    """
+
+    def __init__(self, conn: sa.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.accounts: dict[tuple[str, str], int] = {}
+        self.users: dict[tuple[str, str], _UserEffects] = {}
+        self.links: list[tuple[str, AliasChange]] = []
+        """The users' anonymous ids, linked before the messages' own aliases."""
+
+    def account_id(self, product_id: str, external_id: str) -> int:
+        key = (product_id, external_id)
+        found = self.accounts.get(key)
+        if found is None:
+            found = ensure_account(self.conn, product_id, external_id, self.now)
+            self.accounts[key] = found
+        return found
+
+    def apply(self, product_id: str, item: Normalised) -> None:
+        for account in item.accounts:
+            upsert_account(self.conn, product_id, account, self.now)
+        for change in item.users:
+            key = (product_id, change.external_id)
+            user = self.users.get(key)
+            if user is None:
+                user = self.users[key] = _UserEffects()
+            if change.email is not None:
+                user.values["email"] = change.email
+            if change.mobile is not None:
+                user.values["mobile"] = change.mobile
+            if change.account_external_id is not None:
+                user.values["account_id"] = self.account_id(product_id, change.account_external_id)
+            if change.payment_ids:
+                user.payment_ids = {**(user.payment_ids or {}), **change.payment_ids}
+            user.ops.extend(change.ops)
+            if change.anonymous_id is not None:
+                alias = AliasChange(
+                    alias=change.anonymous_id, user_external_id=change.external_id, kind="anonymous"
+                )
+                self.links.append((product_id, alias))
+
+    def flush(self, touched: set[tuple[str, str]]) -> None:
+        """Write the gathered user changes; ``touched`` users get ``updated_at`` anyway."""
+        if not self.users:
+            return
+        by_product: dict[str, list[str]] = {}
+        for product_id, external_id in self.users:
+            by_product.setdefault(product_id, []).append(external_id)
+        ids: dict[tuple[str, str], int] = {}
+        for product_id, external_ids in by_product.items():
+            found = _ensure_users(self.conn, product_id, external_ids, self.now)
+            ids.update(((product_id, e), i) for e, i in found.items())
+        self._update_users(ids, touched)
+        self._apply_ops(ids)
+
+    def _update_users(self, ids: dict[tuple[str, str], int], touched: set[tuple[str, str]]) -> None:
+        conn = self.conn
+        wanting = [ids[key] for key, user in self.users.items() if user.payment_ids]
+        payment_ids: dict[int, Any] = {}
+        query = _statement(conn, "payment_ids", _payment_ids_query)
+        for start in range(0, len(wanting), _IN_CHUNK):
+            chunk = {"ids": wanting[start : start + _IN_CHUNK]}
+            for user_id, value in conn.execute(query, chunk):
+                payment_ids[user_id] = value
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for key, user in self.users.items():
+            values = dict(user.values)
+            user_id = ids[key]
+            if user.payment_ids:
+                values["payment_ids"] = {**(payment_ids.get(user_id) or {}), **user.payment_ids}
+            if not values and key in touched:
+                continue  # _touch_users sets its updated_at
+            params = {f"_{name}": value for name, value in values.items()}
+            params["_id"] = user_id
+            params["_updated_at"] = self.now
+            groups.setdefault(tuple(sorted(values)), []).append(params)
+        for columns, rows in groups.items():
+            conn.execute(
+                _statement(conn, "update_users:" + ",".join(columns), _user_update(columns)),
+                rows,
+            )
+
+    def _apply_ops(self, ids: dict[tuple[str, str], int]) -> None:
+        conn = self.conn
+        wanting = [(ids[key], user.ops) for key, user in self.users.items() if user.ops]
+        if not wanting:
+            return
+        current: dict[int, dict[str, Attribute]] = {user_id: {} for user_id, _ in wanting}
+        user_ids = list(current)
+        query = _statement(conn, "attributes", _attributes_query)
+        for start in range(0, len(user_ids), _IN_CHUNK):
+            for row in conn.execute(query, {"ids": user_ids[start : start + _IN_CHUNK]}):
+                current[row.user_id][row.name] = Attribute(AttributeType(row.type), row.value)
+        removed: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        for user_id, ops in wanting:
+            attributes = current[user_id]
+            changed: dict[str, Attribute | None] = {}
+            for op in ops:
+                try:
+                    changed.update(apply_ops(attributes, (op,)))
+                except ProfileOpError as exc:
+                    # The op does not fit what is stored (increment a string): skip it, keep
+                    # the rest. Failing would retry the whole batch forever for one client's
+                    # data.
+                    log.warning("skipped a profile operation of user %s: %s", user_id, exc)
+            for name, attr in changed.items():
+                if attr is None:
+                    removed.append({"_user_id": user_id, "_name": name})
+                else:
+                    kept.append(
+                        {
+                            "user_id": user_id,
+                            "name": name,
+                            "type": attr.type.value,
+                            "value": attr.value,
+                            "updated_at": self.now,
+                        }
+                    )
+        if removed:
+            conn.execute(_statement(conn, "delete_attributes", _delete_attribute), removed)
+        if kept:
+            conn.execute(_statement(conn, "upsert_attributes", _upsert_attributes), kept)
+
+
+def _payment_ids_query(_conn: sa.Connection) -> Any:
+    return sa.select(users.c.id, users.c.payment_ids).where(
+        users.c.id.in_(sa.bindparam("ids", expanding=True))
     )
 
 
-def _apply_side_effects(
-    conn: sa.Connection, product_id: str, item: Normalised, now: datetime
-) -> None:
-    for account in item.accounts:
-        upsert_account(conn, product_id, account, now)
-    for user in item.users:
-        upsert_user(conn, product_id, user, now)
+def _attributes_query(_conn: sa.Connection) -> Any:
+    return sa.select(
+        user_attributes.c.user_id,
+        user_attributes.c.name,
+        user_attributes.c.type,
+        user_attributes.c.value,
+    ).where(user_attributes.c.user_id.in_(sa.bindparam("ids", expanding=True)))
+
+
+def _user_update(columns: tuple[str, ...]) -> Callable[[sa.Connection], Any]:
+    def build(_conn: sa.Connection) -> Any:
+        values = {
+            name: sa.bindparam(f"_{name}", type_=users.c[name].type)
+            for name in (*columns, "updated_at")
+        }
+        return (
+            sa.update(users)
+            .where(users.c.id == sa.bindparam("_id", type_=users.c.id.type))
+            .values(values)
+        )
+
+    return build
+
+
+def _delete_attribute(_conn: sa.Connection) -> Any:
+    return sa.delete(user_attributes).where(
+        user_attributes.c.user_id == sa.bindparam("_user_id", type_=user_attributes.c.user_id.type),
+        user_attributes.c.name == sa.bindparam("_name", type_=user_attributes.c.name.type),
+    )
+
+
+def _upsert_attributes(conn: sa.Connection) -> Any:
+    insert = _insert(conn, user_attributes)
+    return insert.on_conflict_do_update(
+        index_elements=["user_id", "name"],
+        set_={
+            "type": insert.excluded.type,
+            "value": insert.excluded.value,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
 
 
 def ensure_account(conn: sa.Connection, product_id: str, external_id: str, now: datetime) -> int:
@@ -401,124 +701,6 @@ def ancestors(conn: sa.Connection, account_id: int) -> list[int]:
     return chain
 
 
-def ensure_user(conn: sa.Connection, product_id: str, external_id: str, now: datetime) -> int:
-    found = conn.execute(
-        sa.select(users.c.id).where(
-            users.c.product_id == product_id, users.c.external_id == external_id
-        )
-    ).scalar()
-    if found is not None:
-        return int(found)
-    conn.execute(
-        _insert(conn, users)
-        .values(
-            product_id=product_id,
-            external_id=external_id,
-            payment_ids={},
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["product_id", "external_id"])
-    )
-    return ensure_user(conn, product_id, external_id, now)
-
-
-def upsert_user(conn: sa.Connection, product_id: str, change: UserChange, now: datetime) -> int:
-    user_id = ensure_user(conn, product_id, change.external_id, now)
-    values: dict[str, Any] = {"updated_at": now}
-    if change.email is not None:
-        values["email"] = change.email
-    if change.mobile is not None:
-        values["mobile"] = change.mobile
-    if change.account_external_id is not None:
-        values["account_id"] = ensure_account(conn, product_id, change.account_external_id, now)
-    if change.payment_ids:
-        current = conn.execute(sa.select(users.c.payment_ids).where(users.c.id == user_id)).scalar()
-        values["payment_ids"] = {**(current or {}), **change.payment_ids}
-    conn.execute(sa.update(users).where(users.c.id == user_id).values(**values))
-    if change.ops:
-        _apply_profile_ops(conn, user_id, change, now)
-    if change.anonymous_id is not None:
-        link_alias(
-            conn,
-            product_id,
-            AliasChange(
-                alias=change.anonymous_id, user_external_id=change.external_id, kind="anonymous"
-            ),
-            now,
-        )
-    return user_id
-
-
-def _apply_profile_ops(
-    conn: sa.Connection, user_id: int, change: UserChange, now: datetime
-) -> None:
-    current = {
-        row.name: Attribute(AttributeType(row.type), row.value)
-        for row in conn.execute(
-            sa.select(
-                user_attributes.c.name, user_attributes.c.type, user_attributes.c.value
-            ).where(user_attributes.c.user_id == user_id)
-        )
-    }
-    changed: dict[str, Attribute | None] = {}
-    for op in change.ops:
-        try:
-            changed.update(apply_ops(current, (op,)))
-        except ProfileOpError as exc:
-            # The op does not fit what is stored (increment a string): skip it, keep the
-            # rest. Failing would retry the whole batch forever for one client's data.
-            log.warning("skipped a profile operation of user %s: %s", user_id, exc)
-    removed = [name for name, attr in changed.items() if attr is None]
-    if removed:
-        conn.execute(
-            sa.delete(user_attributes).where(
-                user_attributes.c.user_id == user_id, user_attributes.c.name.in_(removed)
-            )
-        )
-    kept = [
-        {
-            "user_id": user_id,
-            "name": name,
-            "type": attr.type.value,
-            "value": attr.value,
-            "updated_at": now,
-        }
-        for name, attr in changed.items()
-        if attr is not None
-    ]
-    if kept:
-        insert = _insert(conn, user_attributes)
-        conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["user_id", "name"],
-                set_={
-                    "type": insert.excluded.type,
-                    "value": insert.excluded.value,
-                    "updated_at": insert.excluded.updated_at,
-                },
-            ),
-            kept,
-        )
-
-
-def link_alias(conn: sa.Connection, product_id: str, change: AliasChange, now: datetime) -> None:
-    if change.alias == change.user_external_id:
-        return
-    user_id = ensure_user(conn, product_id, change.user_external_id, now)
-    conn.execute(
-        _insert(conn, aliases)
-        .values(
-            product_id=product_id,
-            alias=change.alias,
-            kind=change.kind,
-            user_id=user_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["product_id", "alias"])
-    )
-
-
 def link_aliases(
     conn: sa.Connection, links: Sequence[tuple[str, AliasChange]], now: datetime
 ) -> None:
@@ -533,24 +715,19 @@ def link_aliases(
     for product_id, change in links:
         if change.alias != change.user_external_id:
             wanted.setdefault(product_id, {}).setdefault(change.alias, change)
+    query = _statement(conn, "existing_aliases", _existing_aliases_query)
     for product_id, changes in wanted.items():
         names = sorted(changes)
         existing: set[str] = set()
         for start in range(0, len(names), _IN_CHUNK):
-            existing.update(
-                conn.execute(
-                    sa.select(aliases.c.alias).where(
-                        aliases.c.product_id == product_id,
-                        aliases.c.alias.in_(names[start : start + _IN_CHUNK]),
-                    )
-                ).scalars()
-            )
+            params = {"product_id": product_id, "aliases": names[start : start + _IN_CHUNK]}
+            existing.update(conn.execute(query, params).scalars())
         todo = [changes[name] for name in names if name not in existing]
         if not todo:
             continue
-        user_ids = _ensure_users(conn, product_id, {c.user_external_id for c in todo}, now)
+        user_ids = _ensure_users(conn, product_id, sorted({c.user_external_id for c in todo}), now)
         conn.execute(
-            _insert(conn, aliases).on_conflict_do_nothing(index_elements=["product_id", "alias"]),
+            _statement(conn, "insert_aliases", _insert_aliases_statement),
             [
                 {
                     "product_id": product_id,
@@ -564,31 +741,58 @@ def link_aliases(
         )
 
 
-def _ensure_users(
-    conn: sa.Connection, product_id: str, external_ids: set[str], now: datetime
-) -> dict[str, int]:
-    """Ids of these users, creating the missing ones (bulk)."""
-    ordered = sorted(external_ids)
-    conn.execute(
-        _insert(conn, users).on_conflict_do_nothing(index_elements=["product_id", "external_id"]),
-        [
-            {
-                "product_id": product_id,
-                "external_id": external_id,
-                "payment_ids": {},
-                "created_at": now,
-                "updated_at": now,
-            }
-            for external_id in ordered
-        ],
+def _existing_aliases_query(_conn: sa.Connection) -> Any:
+    return sa.select(aliases.c.alias).where(
+        aliases.c.product_id == sa.bindparam("product_id"),
+        aliases.c.alias.in_(sa.bindparam("aliases", expanding=True)),
     )
+
+
+def _insert_aliases_statement(conn: sa.Connection) -> Any:
+    return _insert(conn, aliases).on_conflict_do_nothing(index_elements=["product_id", "alias"])
+
+
+def _ensure_users(
+    conn: sa.Connection, product_id: str, external_ids: Iterable[str], now: datetime
+) -> dict[str, int]:
+    """Ids of these users, creating the missing ones (bulk) in the order given."""
+    ordered = list(dict.fromkeys(external_ids))
+    found = _user_ids(conn, product_id, ordered)
+    missing = [external_id for external_id in ordered if external_id not in found]
+    if missing:
+        conn.execute(
+            _statement(conn, "ensure_users", _ensure_users_statement),
+            [
+                {
+                    "product_id": product_id,
+                    "external_id": external_id,
+                    "payment_ids": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for external_id in missing
+            ],
+        )
+        found.update(_user_ids(conn, product_id, missing))
+    return found
+
+
+def _ensure_users_statement(conn: sa.Connection) -> Any:
+    return _insert(conn, users).on_conflict_do_nothing(index_elements=["product_id", "external_id"])
+
+
+def _user_ids(conn: sa.Connection, product_id: str, external_ids: list[str]) -> dict[str, int]:
+    query = _statement(conn, "user_ids", _user_ids_query)
     found: dict[str, int] = {}
-    for start in range(0, len(ordered), _IN_CHUNK):
-        for row in conn.execute(
-            sa.select(users.c.external_id, users.c.id).where(
-                users.c.product_id == product_id,
-                users.c.external_id.in_(ordered[start : start + _IN_CHUNK]),
-            )
-        ):
+    for start in range(0, len(external_ids), _IN_CHUNK):
+        params = {"product_id": product_id, "external_ids": external_ids[start : start + _IN_CHUNK]}
+        for row in conn.execute(query, params):
             found[row.external_id] = int(row.id)
     return found
+
+
+def _user_ids_query(_conn: sa.Connection) -> Any:
+    return sa.select(users.c.external_id, users.c.id).where(
+        users.c.product_id == sa.bindparam("product_id"),
+        users.c.external_id.in_(sa.bindparam("external_ids", expanding=True)),
+    )
