@@ -5,8 +5,9 @@
 Runs wrk (Debian package ``wrk``) on loopback, single-event ``POST /v1/track``,
 first against bench/plain_app.py (a route answering 204), then against the real
 collector (one uvicorn process each, real Redis with the embedded defaults: AOF,
-fsync every second). Then it counts the events inside the RQ jobs in Redis,
-which must equal the number of 2xx answers. Prints one JSON line.
+fsync every second). Then it counts the events inside the RQ jobs in Redis:
+every 2xx must be there; the excess is at most the requests wrk abandoned in
+flight when it stopped (one per connection). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -208,7 +209,11 @@ def main() -> None:
                     "events_in_redis": in_jobs,
                     "jobs_in_redis": jobs,
                     "mean_events_per_job": round(in_jobs / jobs, 1) if jobs else 0,
-                    "events_in_redis_equal_2xx": in_jobs == int(real["ok"]),
+                    # wrk stops with up to one request per connection in flight: those
+                    # reached Redis but their 2xx was never counted. A lost event
+                    # would make this negative.
+                    "events_in_redis_minus_2xx": in_jobs - int(real["ok"]),
+                    "no_2xx_lost": 0 <= in_jobs - int(real["ok"]) <= args.connections,
                     "goal": {"ratio": 0.85},
                 }
             )
