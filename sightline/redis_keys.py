@@ -16,3 +16,13 @@ class Counter(str, Enum):
 
 def counter_key(queue_name: str, counter: Counter) -> str:
     return f"{PREFIX}:{queue_name}:stats:{counter.value}"
+
+
+def worker_alive_key(queue_name: str, worker_name: str) -> str:
+    """Set with a short TTL while a Sightline worker lives (see ``worker.recovery``)."""
+    return f"{PREFIX}:{queue_name}:worker:{worker_name}:alive"
+
+
+def workers_key(queue_name: str) -> str:
+    """The set of Sightline workers of a queue."""
+    return f"{PREFIX}:{queue_name}:workers"

@@ -34,7 +34,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import parse_composite_key
 
-from sightline.redis_keys import PREFIX
+from sightline.redis_keys import worker_alive_key, workers_key
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ _RECOVERIES = "sightline_recoveries"
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _alive_key(queue_name: str, worker_name: str) -> str:
-    return f"{PREFIX}:{queue_name}:worker:{worker_name}:alive"
-
-
-def _workers_key(queue_name: str) -> str:
-    return f"{PREFIX}:{queue_name}:workers"
 
 
 class Recovery:
@@ -68,7 +60,7 @@ class Recovery:
     def start(self) -> None:
         self.beat()  # before the first job, so no sweeper takes this worker for dead
         with self.connection.pipeline() as pipe:
-            pipe.sadd(_workers_key(self.queue.name), self.worker_name)
+            pipe.sadd(workers_key(self.queue.name), self.worker_name)
             pipe.execute()
         self.sweep()
         self._thread = threading.Thread(target=self._run, name="sightline-recovery", daemon=True)
@@ -80,15 +72,15 @@ class Recovery:
             self._thread.join(timeout=5)
         try:
             with self.connection.pipeline() as pipe:
-                pipe.delete(_alive_key(self.queue.name, self.worker_name))
-                pipe.srem(_workers_key(self.queue.name), self.worker_name)
+                pipe.delete(worker_alive_key(self.queue.name, self.worker_name))
+                pipe.srem(workers_key(self.queue.name), self.worker_name)
                 pipe.execute()
         except RedisError as exc:
             log.warning("could not deregister worker %s: %s", self.worker_name, exc)
 
     def beat(self) -> None:
         self.connection.set(
-            _alive_key(self.queue.name, self.worker_name), b"1", px=int(self.ttl * 1000)
+            worker_alive_key(self.queue.name, self.worker_name), b"1", px=int(self.ttl * 1000)
         )
 
     def _run(self) -> None:
@@ -107,7 +99,7 @@ class Recovery:
         registry = StartedJobRegistry(
             self.queue.name, connection=self.connection, serializer=self.queue.serializer
         )
-        known = {_text(name) for name in self.connection.smembers(_workers_key(self.queue.name))}
+        known = {_text(name) for name in self.connection.smembers(workers_key(self.queue.name))}
         requeued: list[str] = []
         for raw in self.connection.zrange(registry.key, 0, -1):
             entry = _text(raw)
@@ -118,12 +110,12 @@ class Recovery:
             worker = _text(owner)
             if worker == self.worker_name or worker not in known:
                 continue
-            if self.connection.exists(_alive_key(self.queue.name, worker)):
+            if self.connection.exists(worker_alive_key(self.queue.name, worker)):
                 continue
             # Dead. Exactly one sweeper wins the ZREM and requeues.
             if not self.connection.zrem(registry.key, entry):
                 continue
-            self.connection.srem(_workers_key(self.queue.name), worker)
+            self.connection.srem(workers_key(self.queue.name), worker)
             if self._requeue(job_id, worker):
                 requeued.append(job_id)
         return requeued
