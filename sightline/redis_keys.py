@@ -8,10 +8,12 @@ PREFIX = "sightline"
 
 
 class Counter(str, Enum):
-    ACCEPTED = "accepted"  # events answered 2xx by a collector (written with the job)
+    ACCEPTED = "accepted"  # envelopes answered 2xx by a collector (written with the job)
+    PROCESSED = "processed"  # envelopes a worker finished (stored, duplicate or dead letter)
     STORED = "stored"  # events a worker committed to the store
     DUPLICATES = "duplicates"  # events a worker found already stored (retries, replays)
-    DEAD_LETTERS = "dead_letters"  # events a worker could not normalise
+    DEAD_LETTERS = "dead_letters"  # envelopes or messages a worker could not store
+    BOTS_DROPPED = "bots_dropped"  # bot events of products that drop them
 
 
 def counter_key(queue_name: str, counter: Counter) -> str:

@@ -9,17 +9,20 @@ from collector.queue import make_queue
 from sightline.redis_keys import Counter, counter_key
 
 
-class Status(msgspec.Struct, frozen=True):
+class Status(msgspec.Struct, frozen=True, kw_only=True):
     accepted: int
+    """Envelopes answered 2xx (one per event, except multi-event calls such as Gameball's)."""
+    processed: int
     stored: int
     duplicates: int
     dead_letters: int
+    bots_dropped: int
     queued_jobs: int
 
     @property
     def in_flight(self) -> int:
-        """Events accepted but not yet stored, deduplicated or dead-lettered."""
-        return max(self.accepted - self.stored - self.duplicates - self.dead_letters, 0)
+        """Envelopes accepted but not yet processed by a worker."""
+        return max(self.accepted - self.processed, 0)
 
     def line(self) -> str:
         return (
@@ -29,13 +32,9 @@ class Status(msgspec.Struct, frozen=True):
 
 
 def read_status(redis: Redis, queue_name: str) -> Status:
-    counters = [Counter.ACCEPTED, Counter.STORED, Counter.DUPLICATES, Counter.DEAD_LETTERS]
+    counters = list(Counter)
     values = redis.mget([counter_key(queue_name, c) for c in counters])
-    accepted, stored, duplicates, dead = (int(v) if v is not None else 0 for v in values)
-    return Status(
-        accepted=accepted,
-        stored=stored,
-        duplicates=duplicates,
-        dead_letters=dead,
-        queued_jobs=make_queue(redis, queue_name).count,
-    )
+    figures = {
+        c.value: int(v) if v is not None else 0 for c, v in zip(counters, values, strict=True)
+    }
+    return Status(**figures, queued_jobs=make_queue(redis, queue_name).count)

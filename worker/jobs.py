@@ -11,7 +11,7 @@ def process_batch(envelopes: list[Any]) -> dict[str, int]:
     """Store one group-commit batch. Raises on infrastructure failure so RQ retries."""
     rt = runtime.current()
     result = rt.processor.process(envelopes)
-    rt.count(result)
+    rt.count(result, len(envelopes))
     return {
         "stored": result.stored,
         "duplicates": result.duplicates,

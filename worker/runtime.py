@@ -42,13 +42,15 @@ class Runtime:
             enricher=enricher,
         )
 
-    def count(self, result: WriteResult) -> None:
+    def count(self, result: WriteResult, envelopes: int) -> None:
         """Feed ``sightline up``'s live status; figures only, never the source of truth."""
         with self.redis.pipeline(transaction=False) as pipe:
             name = self.settings.queue_name
+            pipe.incrby(counter_key(name, Counter.PROCESSED), envelopes)
             pipe.incrby(counter_key(name, Counter.STORED), result.stored)
             pipe.incrby(counter_key(name, Counter.DUPLICATES), result.duplicates)
             pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
+            pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
             pipe.execute()
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped

@@ -135,9 +135,11 @@ def test_batch_stores_every_message(system: System) -> None:
         json={"batch": batch, "writeKey": system.write_key, "sentAt": "2026-01-01T00:00:00Z"},
     )
     assert response.status_code == 200, response.text
+    assert system.status().in_flight == 3
     system.work()
     assert sorted(e.name for e in system.events()) == ["Clicked", "Docs", "identify"]
-    assert system.status().stored == 3
+    status = system.status()
+    assert (status.accepted, status.processed, status.stored, status.in_flight) == (3, 3, 3, 0)
 
 
 @pytest.mark.parametrize(
