@@ -1,4 +1,4 @@
-"""Fixtures that start real servers: no fakeredis, no mocked store."""
+"""Fixtures that start real servers (Redis, PostgreSQL): nothing is mocked."""
 
 from __future__ import annotations
 
