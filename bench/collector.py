@@ -180,9 +180,11 @@ def main() -> None:
             process = serve(app, port, env, factory)
             try:
                 wrk(port, script, 2, args.connections)  # warm-up, not counted
+                time.sleep(1)  # the warm-up's abandoned requests finish (and are enqueued)
                 if name == "collector":
                     Redis.from_url(embedded.url).flushdb()
                 results[name] = wrk(port, script, args.seconds, args.connections)
+                time.sleep(1)  # so do the measured run's
             finally:
                 process.terminate()
                 process.wait(30)

@@ -10,17 +10,18 @@ from collector.openapi import docs_page, openapi_document
 from collector.snippet import serve_extension_module, serve_snippet
 from collector.system import health
 
+# Starlette tries routes in order: the ingest paths that carry the traffic come first.
 routes = [
-    Route("/health", health, methods=["GET"], name="system.health"),
-    Route("/metrics", metrics_endpoint, methods=["GET"], name="system.metrics"),
+    Route("/v1/batch", native.batch, methods=["POST"], name="native.batch"),
     Route("/v1/track", native.track, methods=["POST"], name="native.track"),
     Route("/v1/page", native.page, methods=["POST"], name="native.page"),
     Route("/v1/screen", native.screen, methods=["POST"], name="native.screen"),
     Route("/v1/identify", native.identify, methods=["POST"], name="native.identify"),
     Route("/v1/group", native.group, methods=["POST"], name="native.group"),
     Route("/v1/alias", native.alias, methods=["POST"], name="native.alias"),
-    Route("/v1/batch", native.batch, methods=["POST"], name="native.batch"),
     Route("/p.gif", pixel.track_pixel, methods=["GET"], name="pixel.track_pixel"),
+    Route("/health", health, methods=["GET"], name="system.health"),
+    Route("/metrics", metrics_endpoint, methods=["GET"], name="system.metrics"),
     Route("/s.js", serve_snippet, methods=["GET"], name="snippet.serve_snippet"),
     Route(
         "/sightline-ext.js",
