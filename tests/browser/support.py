@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
+from playwright.sync_api import Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -265,3 +266,17 @@ def site_app(site: Site) -> Starlette:
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     return Starlette(routes=[Route("/{path:path}", page)])
+
+
+def navigate_like_a_spa(page: Page, base: str) -> list[str]:
+    """pushState, a same-URL replaceState, a double push, popstate and a replace; returns
+    the paths that must each be counted once as a page view, in order."""
+    page.evaluate("history.pushState({}, '', 'a')")
+    page.evaluate("history.replaceState({scroll: 1}, '')")  # same URL: state only
+    page.evaluate("history.pushState({}, '', 'a')")  # a router pushing twice
+    page.evaluate("history.pushState({}, '', 'b?tab=2')")
+    page.go_back()  # popstate -> a
+    page.wait_for_function("location.pathname.endsWith('/a')")
+    page.evaluate("history.replaceState({}, '', 'c')")
+    folder = base.rsplit("/", 1)[0]
+    return [base, f"{folder}/a", f"{folder}/b", f"{folder}/a", f"{folder}/c"]

@@ -37,6 +37,7 @@ from tests.browser.support import (
     Message,
     PageFactory,
     Site,
+    navigate_like_a_spa,
 )
 from tests.servers import RedisServer
 
@@ -124,16 +125,7 @@ def test_each_spa_navigation_stored_once(
     page.goto(make_page("<p>app</p>"))
     base = page.evaluate("location.pathname")
 
-    page.evaluate("history.pushState({}, '', 'a')")
-    page.evaluate("history.replaceState({scroll: 1}, '')")  # same URL: state only
-    page.evaluate("history.pushState({}, '', 'a')")  # a router pushing twice
-    page.evaluate("history.pushState({}, '', 'b?tab=2')")
-    page.go_back()  # popstate -> a
-    page.wait_for_function("location.pathname.endsWith('/a')")
-    page.evaluate("history.replaceState({}, '', 'c')")
-
-    folder = base.rsplit("/", 1)[0]
-    expected = [base, f"{folder}/a", f"{folder}/b", f"{folder}/a", f"{folder}/c"]
+    expected = navigate_like_a_spa(page, base)
     wait_until_delivered(page)  # every view recorded has been taken by the collector
     views = collector.messages(type="page")
     assert sorted(paths(views)) == sorted(expected)

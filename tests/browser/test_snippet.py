@@ -7,7 +7,7 @@ import time
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from tests.browser.support import CaptureCollector, PageFactory
+from tests.browser.support import CaptureCollector, PageFactory, navigate_like_a_spa
 
 pytestmark = pytest.mark.browser
 
@@ -60,16 +60,7 @@ def test_spa_navigation_counts_each_view_once(
     collector.wait_for(type="page")
     base = page.evaluate("location.pathname")
 
-    page.evaluate("history.pushState({}, '', 'a')")
-    page.evaluate("history.replaceState({scroll: 1}, '')")  # same URL: state only
-    page.evaluate("history.pushState({}, '', 'a')")  # a router pushing twice
-    page.evaluate("history.pushState({}, '', 'b?tab=2')")
-    page.go_back()  # popstate -> a
-    page.wait_for_function("location.pathname.endsWith('/a')")
-    page.evaluate("history.replaceState({}, '', 'c')")
-
-    folder = base.rsplit("/", 1)[0]
-    expected = [base, f"{folder}/a", f"{folder}/b", f"{folder}/a", f"{folder}/c"]
+    expected = navigate_like_a_spa(page, base)
     views = collector.wait_for(len(expected), type="page")
     time.sleep(QUIET_SECONDS)
     views = collector.messages(type="page")
