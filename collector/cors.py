@@ -4,11 +4,13 @@ Preflights carry no key, so they are granted when any product allows the origin;
 the real request is then checked against its own product (403 otherwise). A
 product with no allowed origins accepts any origin.
 
-An origin no product allows gets no preflight and no grant on anything that succeeds,
-but its refusals (4xx) are readable: a browser hides the status of an ungranted
-response, and the snippet, seeing only a network error, would resend the refused
-messages with backoff on every page load forever instead of dropping them. A refusal
-says nothing but why it was refused.
+An allowed origin gets its grant (``Access-Control-Allow-Origin`` and
+``-Credentials``) on every answer, refusals included, so the snippet can read why it
+was refused. An origin that is not allowed gets no CORS grant: its preflight is a
+403 and every other answer carries no ``Access-Control-*`` header at all, while its
+events are still refused with a clear status and JSON error (readable by curl or a
+server, not by the page). Only an endpoint that grants itself keeps its own grant
+(``/s.js`` is a public asset: ``*``).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ class ProductCORSMiddleware:
                 # An endpoint that granted it itself (/s.js: "*") keeps its own: a second
                 # value is a CORS failure, which would block <script crossorigin> (SRI).
                 granted = any(name.lower() == b"access-control-allow-origin" for name, _ in raw)
-                if not granted and (allowed or 400 <= message["status"] < 500):
-                    raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                if not granted:
                     if allowed:
+                        raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
                         raw.append((b"access-control-allow-credentials", b"true"))
-                    raw.append((b"vary", b"Origin"))
+                    raw.append((b"vary", b"Origin"))  # granted or not depends on Origin
                     message = {**message, "headers": raw}
             await send(message)
 

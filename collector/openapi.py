@@ -68,6 +68,9 @@ class Operation:
     parameters: tuple[dict[str, Any], ...] = ()
     optional_auth: bool = False
     media: str = "application/json"
+    description: str = ""
+    media_by_status: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Statuses answered in other (or several) media than ``media``, for bodies without schema."""
 
 
 def _for_methods(methods: tuple[str, ...], *args: Any, **kwargs: Any) -> tuple[Operation, ...]:
@@ -185,12 +188,26 @@ OPERATIONS: tuple[Operation, ...] = (
         "/p.gif",
         "pixel.track_pixel",
         "Tracking pixel: always a 1x1 GIF (503 when the queue is away)",
+        description=(
+            "Records the event(s) of its query string and answers a 1x1 GIF, never cached, "
+            "whatever it could use: what it cannot is counted (and dead-lettered when the key "
+            "names a product). A batch in `d` is validated whole, like `/v1/batch`, and stored "
+            "message by message. When the request has a `Referer` with an http(s) or extension "
+            "origin, the product's allowed origins apply to it. 503 (`Retry-After: 1`) when the "
+            "queue is away: a GIF, except for a request with `d`, which gets text and no image "
+            "so that a script's `Image` fires `error` and retries."
+        ),
         responses={200: None, 503: None},
+        media_by_status={503: ("image/gif", "text/plain")},
         parameters=tuple(
             {"name": name, "in": "query", "schema": {"type": "string"}, "description": what}
             for name, what in (
-                ("k", "write key"),
-                ("d", "one native message as JSON"),
+                ("k", "write key (optional when `d` carries `writeKey`)"),
+                (
+                    "d",
+                    "JSON: one native message, or a whole `/v1/batch` body "
+                    '(`{"writeKey", "sentAt", "batch": [...]}`); replaces the plain fields',
+                ),
                 ("t", "type (default page)"),
                 ("e", "event name"),
                 ("u", "url"),
@@ -413,13 +430,13 @@ SECURITY_SCHEMES = {
 }
 
 
-def _content(media: str, status: int, schema: dict[str, Any] | None) -> dict[str, Any]:
+def _content(op: Operation, status: int, schema: dict[str, Any] | None) -> dict[str, Any]:
     """A response's ``content``: JSON where there is a schema, else the operation's media."""
     if status == 304:
         return {}
     if schema is not None:
         return {"content": {"application/json": {"schema": schema}}}
-    return {"content": {media: {}}}
+    return {"content": {media: {} for media in op.media_by_status.get(status, (op.media,))}}
 
 
 @cache
@@ -444,11 +461,13 @@ def build_document() -> dict[str, Any]:
             "responses": {
                 str(status): {
                     "description": _DESCRIPTIONS.get(status, "Response"),
-                    **_content(op.media, status, schema_of[t] if t is not None else None),
+                    **_content(op, status, schema_of[t] if t is not None else None),
                 }
                 for status, t in op.responses.items()
             },
         }
+        if op.description:
+            entry["description"] = op.description
         if op.parameters:
             entry["parameters"] = list(op.parameters)
         if op.request is not None:

@@ -124,6 +124,17 @@ def migrate(obj: Context) -> None:
     click.echo(f"database at the newest revision: {obj.settings.sqlalchemy_url}")
 
 
+def _origins_option(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    from sightline.origins import parse_origin
+
+    try:
+        return tuple(parse_origin(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.group()
 def products() -> None:
     """Products (apps or sites) and their keys."""
@@ -132,7 +143,11 @@ def products() -> None:
 @products.command("create")
 @click.argument("name")
 @click.option(
-    "--origin", "origins", multiple=True, help="An origin browsers may send from (repeat)."
+    "--origin",
+    "origins",
+    multiple=True,
+    callback=_origins_option,
+    help="An origin browsers may send from, e.g. https://site.example (repeat).",
 )
 @click.option("--json", "as_json", is_flag=True)
 @pass_context

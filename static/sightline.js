@@ -23,190 +23,205 @@
  * replaceState, popstate; hashchange with data-hash) to a URL not counted yet; clicks on
  * links, buttons and [data-sl-event] elements (with their data-sl-prop-* values);
  * engagement (visible ms, deepest scroll %) when the page is hidden, left, or replaced
- * by a SPA navigation. Every message has context.page / screen / viewport / locale /
- * timezone / library / sessionId. context.campaign is not sent: it is a pure function
- * of context.page.search, and the worker's enrichment derives it from there (those
- * bytes did not fit the budget).
+ * by a SPA navigation. Every message has context.page (url, path, title, referrer,
+ * search, hash) / screen / viewport / locale / timezone / library / sessionId. The
+ * campaign (UTM parameters, ad click ids, channel) is a pure function of the page URL
+ * and referrer, so the worker derives context.campaign from context.page for every
+ * message, with one parser and the full click-id list, instead of this file.
  *
  * Storage (localStorage, or a plain object where that is blocked): sl_aid anonymous id
  * (also in a first-party cookie), sl_uid user id, sl_sid session, sl_opt opted out,
  * sl_b_<ms><messageId> one message not yet delivered. Nothing at all is stored, and no
  * cookie set, while Do-Not-Track / GPC is honoured.
  *
- * The file served is this one minified by rjsmin, which drops whitespace and comments
- * and renames nothing; the budget is 2 KB gzipped (tests/browser/test_snippet_asset.py
- * measures it). So names are one or two letters, like a mangler's output, and this
- * glossary is the key to them:
- *
- *   w window   d document   n navigator   l location   V version
- *   o    whatever window.sightline was before: the inline stub, its calls in o.q
- *   T    this <script> tag, O(name) its data-name option
- *   K    write key   A collector origin   U batch endpoint   H hash routing on
- *   D    Do-Not-Track / Global Privacy Control on (and honoured)
- *   S    the store   X() true when nothing may be recorded or sent (D, optOut)
- *   N()  now in ms   I() now in ISO-8601   J JSON.stringify   E(type, fn) listens on window
- *   G()  a new UUID
- *   a    anonymous id, Y(id) sets it (store and cookie)   Z() the session id
- *   P    page of the current page view, pc() computes it   R referrer for the next view
- *   M(type, fields) records a message   L() stored message keys   F(hiding) sends
- *   t    send timer   r request in flight, or the backoff timer   b backoff ms
- *   s    visible since (ms; falsy while hidden)   h deepest scroll %
- *   sc() updates h   en() records engagement   hi() the page is hidden or left
- *   k    key of the last URL counted as a page view, pk() the current one
- *   nv() history changed   cl(event) a click   sl the public function / API
+ * The file served at /s.js is static/sightline.min.js, this file minified by terser
+ * (`npm run build`; package.json has the options). tests/browser/test_snippet_asset.py
+ * checks that it is built from this file and that it fits the 2 KB gzipped budget.
  */
-((w, d, n, l, V) => {
-  let o = w.sightline, T = d.currentScript, O = x => T.getAttribute('data-' + x), K = O('key');
-  if (!K || o && o.v) return; // no key, or the tag twice on the page: stop
+((win, doc, nav, loc, version) => {
+  let stub = win.sightline, tag = doc.currentScript,
+    option = name => tag.getAttribute('data-' + name), writeKey = option('key');
+  if (!writeKey || stub && stub.v) return; // no key, or the tag twice on the page: stop
 
-  let A = O('api') || new URL(T.src).origin, U = A + '/v1/batch', H = O('hash') == 'true',
-    D = O('respect-dnt') != 'false' && (n.doNotTrack == 1 || n.globalPrivacyControl),
-    N = Date.now, I = () => new Date().toISOString(), J = JSON.stringify,
-    E = (x, f) => addEventListener(x, f, !0),
+  let api = option('api') || new URL(tag.src).origin, batchUrl = api + '/v1/batch',
+    hashRouting = option('hash') == 'true',
+    dnt = option('respect-dnt') != 'false' && (nav.doNotTrack == 1 || nav.globalPrivacyControl),
+    now = Date.now, isoNow = () => new Date().toISOString(), json = JSON.stringify,
+    listen = (type, handler) => addEventListener(type, handler, true),
     // every blob: URL ends in a random (v4) UUID; unlike crypto.randomUUID() this works
     // on plain-http pages too (the empty blobs are freed with the page)
-    G = () => URL.createObjectURL(new Blob).slice(-36),
-    S = {}, a, P, R = d.referrer, t, r, b = 0, s, h, k,
-    X = () => D || S.sl_opt,
+    uuid = () => URL.createObjectURL(new Blob).slice(-36),
+    store = {}, anonymousId, page, referrer = doc.referrer,
+    flushTimer, inFlight, backoff = 0, fetchAnswered, usePixel,
+    visibleSince, maxScroll, countedUrl,
+    silenced = () => dnt || store.sl_opt,
 
     // --- identity -------------------------------------------------------------------
     // The anonymous id lives in a first-party cookie (one year, renewed on each load)
     // and in the store, so losing either one alone keeps the visitor.
-    Y = x => (S.sl_aid = a = x,
-      d.cookie = 'sl_aid=' + x + ';max-age=31536000;path=/;samesite=lax' + (l.protocol > 'https' ? ';secure' : '')),
+    setAnonymousId = id => (store.sl_aid = anonymousId = id,
+      doc.cookie = 'sl_aid=' + id + ';max-age=31536000;path=/;samesite=lax' + (loc.protocol > 'https' ? ';secure' : '')),
     // sl_sid = "id.lastEventMs": a new id after 30 minutes without an event
-    Z = (x = (S.sl_sid || '').split('.'), y = N()) => (y - x[1] < 18e5 || (x[0] = G()), S.sl_sid = x[0] + '.' + y, x[0]),
+    sessionId = (last = (store.sl_sid || '').split('.'), at = now()) => (
+      at - last[1] < 18e5 || (last[0] = uuid()), store.sl_sid = last[0] + '.' + at, last[0]),
 
-    // --- messages and transport -----------------------------------------------------
+    // --- messages -------------------------------------------------------------------
     // Every message is stored as it is recorded (key "sl_b_<ms><messageId>", one key
     // per message so tabs never overwrite each other's) and deleted only once the
     // collector has taken it: whatever is stored is what is left to send, after a
     // failure, offline, or on the next page load. A resend carries the same messageId,
-    // which the collector deduplicates. P stays until the next page view, so events
+    // which the collector deduplicates. `page` stays until the next page view, so events
     // (and the engagement of a page being left) go with the view they belong to.
-    M = (type, f, x = G()) => {
+    record = (type, fields, messageId = uuid()) => {
       try {
-        X() || (S['sl_b_' + N() + x] = J(Object.assign({
-          type, messageId: x, timestamp: I(), anonymousId: a, userId: S.sl_uid,
+        silenced() || (store['sl_b_' + now() + messageId] = json(Object.assign({
+          type, messageId, timestamp: isoNow(), anonymousId, userId: store.sl_uid,
           context: {
-            page: P,
-            screen: { width: screen.width, height: screen.height, density: devicePixelRatio },
+            page,
+            screen: { width: screen.width, height: screen.height },
             viewport: { width: innerWidth, height: innerHeight },
-            locale: n.language,
+            locale: nav.language,
             timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-            library: { name: 'sightline.js', version: V },
-            sessionId: Z()
+            library: { name: 'sightline.js', version },
+            sessionId: sessionId()
           }
-        }, f)));
+        }, fields)));
       } catch (e) {} // storage full: it is dropped rather than break the page
-      t = t || setTimeout(F, 1e3);
+      flushTimer = flushTimer || setTimeout(flush, 1e3);
     },
-    L = () => Object.keys(S).filter(x => !x.indexOf('sl_b_')).sort(),
+    storedKeys = () => Object.keys(store).filter(key => !key.indexOf('sl_b_')).sort(),
+    forget = keys => keys.map(key => delete store[key]),
 
-    // F sends up to 40 stored messages, one request at a time, as text/plain (no CORS
-    // preflight). While the page lives: fetch keepalive, whose status the queue needs:
-    // 2xx is delivered and 4xx never will be (bad key, invalid message, origin not
-    // allowed), so both are deleted; 5xx (503 + Retry-After: queue down) and network
-    // errors are retried after a backoff of 1 s doubling up to a minute. When the page
-    // is hidden or left: sendBeacon, the one request every browser lets outlive the
-    // page, but blind to the answer; a refused beacon falls back to fetch keepalive.
-    // Offline, during a backoff or with a request in flight, nothing is sent: the
-    // messages stay stored for the "online" event, the next send or the next page load.
-    // There is no pixel fallback here: every browser that runs this ES2017 code has
-    // fetch, and the bytes did not fit; /p.gif serves <noscript> and e-mail.
-    F = (i, x = L(), y, z) => {
-      clearTimeout(t);
-      t = 0;
-      while (x[500]) delete S[x.shift()]; // bounded: the oldest go
-      y = x.slice(0, 40);
-      z = J({ writeKey: K, sentAt: I(), batch: y.map(x => JSON.parse(S[x])) });
-      X() || r || !n.onLine || !y[0] || (i == 1 && n.sendBeacon(U, z) ? y.map(x => delete S[x])
-        : r = fetch(U, { method: 'POST', body: z, keepalive: !0 }).then(x => {
-          if (x.status > 499) throw x;
-          y.map(x => delete S[x]);
-          F(r = b = 0); // and what was recorded meanwhile
-        }).catch(() => r = setTimeout(() => F(r = 0), b = Math.min(2 * b || 1e3, 6e4))));
+    // --- transport ------------------------------------------------------------------
+    // flush() sends up to 40 stored messages as one /v1/batch body, one request at a
+    // time, by the first of these that works:
+    // 1. sendBeacon, when the page is hidden or left (hiding == 1): the one request
+    //    every browser lets outlive the page, but blind to the answer. It even reports
+    //    success for a beacon the page's Content-Security-Policy blocks, so it is used
+    //    only once a fetch from this page was answered (fetchAnswered).
+    // 2. fetch keepalive with a text/plain body (no CORS preflight), whose status the
+    //    queue needs: 2xx is delivered and 4xx never will be (bad key, invalid message),
+    //    so both are deleted; 5xx (503 + Retry-After: the queue is down) is retried.
+    // 3. the pixel, /p.gif?d=<the same body>, up to 3 messages per image (a URL stays
+    //    short), for the rest of this page once a fetch failed with no answer at all: a
+    //    CSP whose connect-src lacks the collector, a blocker, an origin the collector
+    //    does not grant. The image decodes once the collector took the messages or
+    //    refused them for good, and errs while it cannot store them.
+    // A failure is retried after a backoff of 1 s doubling up to a minute. Offline,
+    // during a backoff or with a request in flight, nothing is sent: the messages stay
+    // stored for the "online" event, the next send or the next page load.
+    flush = (hiding, keys = storedKeys(), sending, body, image) => {
+      clearTimeout(flushTimer);
+      flushTimer = 0;
+      while (keys[500]) delete store[keys.shift()]; // bounded: the oldest go
+      sending = keys.slice(0, usePixel ? 3 : 40);
+      body = json({ writeKey, sentAt: isoNow(), batch: sending.map(key => JSON.parse(store[key])) });
+      silenced() || inFlight || !nav.onLine || !sending[0] || (
+        !usePixel && fetchAnswered && hiding == 1 && nav.sendBeacon(batchUrl, body)
+          ? forget(sending)
+          : inFlight = (usePixel
+            ? (image = new Image, image.src = api + '/p.gif?d=' + encodeURIComponent(body), image.decode())
+            : fetch(batchUrl, { method: 'POST', body, keepalive: true })
+          ).then((response = 0) => {
+            if (response.status > 499) throw response;
+            forget(sending);
+            fetchAnswered = 1;
+            flush(inFlight = backoff = 0); // and what was recorded meanwhile
+          }).catch(failure => inFlight = setTimeout(
+            () => flush(inFlight = 0),
+            backoff = Math.min(2 * backoff || 1e3, 6e4),
+            usePixel = !failure.status)));
     },
 
     // --- engagement -----------------------------------------------------------------
     // Visible time since the last engagement event (hiding twice never counts the same
     // millisecond twice) and the deepest scroll, in percent, of the current page view.
-    sc = () => h = Math.max(h, (scrollY + innerHeight) * 100 / d.documentElement.scrollHeight | 0),
-    en = (x = s && N() - s) => (s = !d.hidden && N(),
-      x && M('engagement', { event: 'engagement', properties: { engaged_ms: x, max_scroll_pct: h } })),
-    hi = () => (en(), s = 0, F(1)), // pagehide can come before visibilitychange: stop the clock
+    onScroll = () => maxScroll = Math.max(maxScroll,
+      (scrollY + innerHeight) * 100 / doc.documentElement.scrollHeight | 0),
+    engagement = (engaged = visibleSince && now() - visibleSince) => (
+      visibleSince = !doc.hidden && now(),
+      engaged && record('engagement', { properties: { engaged_ms: engaged, max_scroll_pct: maxScroll } })),
+    // pagehide can come before visibilitychange: stop the clock
+    onHide = () => (engagement(), visibleSince = 0, flush(1)),
 
     // --- page views -----------------------------------------------------------------
-    pk = () => l.pathname + l.search + (H ? l.hash : ''),
-    pc = () => P = { url: l.href, path: l.pathname, title: d.title, referrer: R, search: l.search, hash: l.hash },
-    page = q => {
-      k && P.url != l.href && (R = P.url); // a SPA view's referrer is the view before it
-      k = pk();
-      pc();
-      M('page', { name: q && q.name, properties: q });
+    urlKey = () => loc.pathname + loc.search + (hashRouting ? loc.hash : ''),
+    pageContext = () => page = {
+      url: loc.href, path: loc.pathname, title: doc.title, referrer, search: loc.search, hash: loc.hash
+    },
+    pageView = properties => {
+      countedUrl && page.url != loc.href && (referrer = page.url); // a SPA view's referrer is the view before it
+      countedUrl = urlKey();
+      pageContext();
+      record('page', { name: properties && properties.name, properties });
     },
     // Load and every history change end here. A URL already counted is not counted
     // again, so state-only replaceState calls, routers that push twice and popstate +
     // hashchange pairs make one page view each.
-    nv = () => pk() != k && (k && en(), h = 0, page(), sc()),
+    navigated = () => urlKey() != countedUrl && (countedUrl && engagement(), maxScroll = 0, pageView(), onScroll()),
 
     // --- clicks ---------------------------------------------------------------------
-    cl = (e, x = e.target, u = x.closest('[data-sl-event]') ||
-      O('auto-click') != 'false' && x.closest('a,button,[role=button],[type=submit]'), q) => {
-      if (u) {
-        q = {
-          tag: u.localName,
-          text: (u.innerText || u.value || '').trim().slice(0, 100),
-          id: u.id,
-          classes: u.className,
-          selector: u.localName + (u.id ? '#' + u.id : u.classList[0] ? '.' + u.classList[0] : ''),
+    onClick = (event, target = event.target, element = target.closest('[data-sl-event]') ||
+      option('auto-click') != 'false' && target.closest('a,button,[role=button],[type=submit]'), properties) => {
+      if (element) {
+        properties = {
+          tag: element.localName,
+          text: (element.innerText || element.value || '').trim().slice(0, 100),
+          id: element.id,
+          classes: element.className,
+          selector: element.localName + (element.id ? '#' + element.id
+            : element.classList[0] ? '.' + element.classList[0] : ''),
           // links know their href, host and pathname; other elements have none
-          href: u.href,
-          outbound: !!u.host && u.host != l.host,
-          download: u.hasAttribute('download') || /\.(pdf|zip|exe|dmg|csv|xlsx?|docx?)$/i.test(u.pathname)
+          href: element.href,
+          outbound: !!element.host && element.host != loc.host,
+          download: element.hasAttribute('download') ||
+            /\.(pdf|zip|exe|dmg|csv|xlsx?|docx?)$/i.test(element.pathname)
         };
-        for (x of u.attributes) x.name.indexOf('data-sl-prop-') || (q[x.name.slice(13)] = x.value);
-        M('click', { event: u.getAttribute('data-sl-event') || 'click', properties: q });
+        for (target of element.attributes) {
+          target.name.indexOf('data-sl-prop-') || (properties[target.name.slice(13)] = target.value);
+        }
+        record('click', { event: element.getAttribute('data-sl-event') || 'click', properties });
       }
     },
 
     // --- API ------------------------------------------------------------------------
-    sl = w.sightline = (m, ...x) => sl[m] && sl[m](...x);
+    sightline = win.sightline = (method, ...args) => sightline[method] && sightline[method](...args);
 
   try {
-    S = localStorage;
+    store = localStorage;
   } catch (e) {} // blocked: a plain object for this page's life
-  D || Y((d.cookie.match(/sl_aid=([\w-]+)/) || 0)[1] || S.sl_aid || G()); // no cookie at all under DNT / GPC
-  pc();
+  // no cookie at all under DNT / GPC
+  dnt || setAnonymousId((doc.cookie.match(/sl_aid=([\w-]+)/) || 0)[1] || store.sl_aid || uuid());
+  pageContext();
 
-  Object.assign(sl, {
-    v: V,
-    track: (event, properties) => M('track', { event, properties }),
-    page,
-    identify: (id, traits) => (id && (S.sl_uid = '' + id), M('identify', { traits })),
-    group: (groupId, traits) => M('group', { groupId, traits }),
-    alias: id => M('alias', { userId: id, previousId: S.sl_uid || a }),
-    reset: () => Y(G(), delete S.sl_uid, delete S.sl_sid),
-    optOut: () => L(S.sl_opt = 1).map(x => delete S[x]),
-    optIn: () => delete S.sl_opt
+  Object.assign(sightline, {
+    v: version,
+    track: (event, properties) => record('track', { event, properties }),
+    page: pageView,
+    identify: (userId, traits) => (userId && (store.sl_uid = '' + userId), record('identify', { traits })),
+    group: (groupId, traits) => record('group', { groupId, traits }),
+    alias: userId => record('alias', { userId, previousId: store.sl_uid || anonymousId }),
+    reset: () => setAnonymousId(uuid(), delete store.sl_uid, delete store.sl_sid),
+    optOut: () => forget(storedKeys(store.sl_opt = 1)),
+    optIn: () => delete store.sl_opt
   });
 
-  for (const f of ['pushState', 'replaceState']) {
-    const y = history[f];
-    history[f] = function () {
-      y.apply(this, arguments);
-      nv();
+  for (const name of ['pushState', 'replaceState']) {
+    const original = history[name];
+    history[name] = function () {
+      original.apply(this, arguments);
+      navigated();
     };
   }
-  E('popstate', nv);
-  E('hashchange', nv); // pk() ignores the hash unless data-hash is on
-  E('click', cl);
-  E('scroll', sc);
-  E('pagehide', hi);
-  E('online', () => F(b = 0));
-  E('visibilitychange', () => d.hidden ? hi() : s = N());
+  listen('popstate', navigated);
+  listen('hashchange', navigated); // urlKey() ignores the hash unless data-hash is on
+  listen('click', onClick);
+  listen('scroll', onScroll);
+  listen('pagehide', onHide);
+  listen('online', () => flush(backoff = 0));
+  listen('visibilitychange', () => doc.hidden ? onHide() : visibleSince = now());
 
-  for (const x of o && o.q || []) sl(...x);
-  s = !d.hidden && N();
-  nv(); // its timer also sends what an earlier page could not deliver
+  for (const call of stub && stub.q || []) sightline(...call);
+  visibleSince = !doc.hidden && now();
+  navigated(); // its timer also sends what an earlier page could not deliver
 })(window, document, navigator, location, '0.1.0');

@@ -61,6 +61,7 @@ from sightline.model import (
     Normalised,
     UserChange,
 )
+from sightline.origins import parse_origin
 from sightline.store.lookups import (
     AccountRecord,
     UserRecord,
@@ -362,11 +363,26 @@ async def get_user_by_id(request: Request) -> Response:
     return _json(found)
 
 
+def _origins(origins: list[str] | None) -> tuple[str, ...] | None:
+    """The allowed origins in the browser's form (see ``sightline.origins``), or 400."""
+    if origins is None:
+        return None
+    parsed: list[str] = []
+    errors: list[FieldError] = []
+    for index, text in enumerate(origins):
+        try:
+            parsed.append(parse_origin(text))
+        except ValueError as exc:
+            errors.append(FieldError(f"allowed_origins[{index}]", str(exc)))
+    if errors:
+        raise InvalidInput("invalid allowed_origins", errors)
+    return tuple(parsed)
+
+
 def _settings(change: FuzyProductCreate | FuzyProductChange) -> ProductSettings:
-    origins = change.allowed_origins
     return ProductSettings(
         name=change.name,
-        allowed_origins=tuple(origins) if origins is not None else None,
+        allowed_origins=_origins(change.allowed_origins),
         ip_handling=change.ip_handling,
         bot_handling=change.bot_handling,
         is_enabled=change.is_enabled,

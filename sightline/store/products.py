@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from sightline.ids import new_key
 from sightline.model import BotHandling, IpHandling
+from sightline.origins import origin_of, parse_origin
 from sightline.store.queries import as_utc
 from sightline.store.schema import product_keys, products
 
@@ -58,7 +59,7 @@ def create_product(
         sa.insert(products).values(
             id=pid,
             name=name,
-            allowed_origins=list(allowed_origins),
+            allowed_origins=normalise_origins(allowed_origins),
             settings={},
             created_at=now,
             updated_at=now,
@@ -77,14 +78,24 @@ def create_product(
     return product
 
 
+def normalise_origins(origins: Sequence[str]) -> list[str]:
+    """Origins in the browser's form, each once, in the order given.
+
+    ``ValueError`` (from :func:`~sightline.origins.parse_origin`) names the first that
+    is not an origin: the CLI and the product API check them first, with their own
+    error shapes.
+    """
+    return list(dict.fromkeys(parse_origin(origin) for origin in origins))
+
+
 def update_product(
     conn: sa.Connection, product_id: str, changes: ProductSettings
 ) -> Product | None:
     values: dict[str, Any] = {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in msgspec.structs.asdict(changes).items()
-        if v is not None
+        k: v for k, v in msgspec.structs.asdict(changes).items() if v is not None
     }
+    if changes.allowed_origins is not None:
+        values["allowed_origins"] = normalise_origins(changes.allowed_origins)
     if values:
         values["updated_at"] = datetime.now(UTC)
         conn.execute(sa.update(products).where(products.c.id == product_id).values(**values))
@@ -106,7 +117,8 @@ def list_products(conn: sa.Connection) -> list[Product]:
             Product(
                 id=row.id,
                 name=row.name,
-                allowed_origins=tuple(row.allowed_origins or ()),
+                # rows written before origins were normalised on save
+                allowed_origins=tuple(origin_of(o) or o for o in row.allowed_origins or ()),
                 ip_handling=IpHandling(row.ip_handling),
                 bot_handling=BotHandling(row.bot_handling),
                 is_enabled=row.is_enabled,

@@ -35,6 +35,29 @@ def test_products_create_and_list(system: System) -> None:
     assert "https://shop.example" in run(system, "products", "list")
 
 
+def test_products_create_keeps_origins_as_browsers_send_them(system: System) -> None:
+    typed = ["https://Shop.example:443/", "https://shop.example", "http://127.0.0.1:8000"]
+    args = [a for origin in typed for a in ("--origin", origin)]
+    created = json.loads(run(system, "products", "create", "Shop", *args, "--json"))
+    assert created["allowed_origins"] == ["https://shop.example", "http://127.0.0.1:8000"]
+
+
+def test_products_create_refuses_what_is_not_an_origin(system: System) -> None:
+    env = {
+        "DATABASE_URL": system.settings.sqlalchemy_url,
+        "REDIS_URL": system.settings.redis_url or "",
+    }
+    result = CliRunner().invoke(
+        main, ["products", "create", "Shop", "--origin", "https://shop.example/pricing"], env=env
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--origin'" in result.output
+    assert "no path, query or fragment (https://shop.example)" in result.output
+    assert [
+        p["name"] for p in map(json.loads, run(system, "products", "list", "--json").splitlines())
+    ] == ["Default product"]
+
+
 def test_events_list_newest_first_as_ndjson(system: System) -> None:
     for i, ts in enumerate(
         ["2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]

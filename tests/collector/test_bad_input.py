@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sightline.store.products import ProductSettings, update_product
 from tests.harness import System, basic
 
 
@@ -152,6 +153,50 @@ def test_origin_not_allowed_is_a_403(system: System) -> None:
     )
     assert refused.status_code == 403
     assert "origin" in refused.json()["error"]
+    # the default product allows any origin: the refusal is readable by the page
+    assert refused.headers["access-control-allow-origin"] == "https://evil.example"
+    assert refused.headers["access-control-allow-credentials"] == "true"
+
+
+def cors_headers(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
+
+
+def test_an_origin_no_product_allows_gets_no_cors_headers_at_all(system: System) -> None:
+    with system.engine.begin() as conn:
+        update_product(
+            conn, system.product.id, ProductSettings(allowed_origins=("https://shop.example",))
+        )
+    key = system.create_product("Shop", origins=("https://shop.example",)).write_keys[0]
+    event = {"userId": "u", "event": "E"}
+    # a new key reloads the product table, the default product's new origins with it
+    allowed = system.send("/v1/track", event, key=key, headers={"Origin": "https://shop.example"})
+    assert allowed.status_code == 200
+    assert cors_headers(allowed) == {
+        "access-control-allow-origin": "https://shop.example",
+        "access-control-allow-credentials": "true",
+    }
+    invalid = system.send("/v1/track", {"userId": "u"}, headers={"Origin": "https://shop.example"})
+    assert invalid.status_code == 400  # an allowed origin still reads why it was refused
+    assert invalid.headers["access-control-allow-origin"] == "https://shop.example"
+
+    evil = {"Origin": "https://evil.example"}
+    refused = system.send("/v1/track", event, key=key, headers=evil)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "origin https://evil.example is not allowed for this product"
+    unknown = system.send("/v1/track", event, key="wk_unknown", headers=evil)
+    assert unknown.status_code == 401
+    invalid = system.send("/v1/track", {"userId": "u"}, key=key, headers=evil)
+    assert invalid.status_code == 400
+    preflight = system.client.options(
+        "/v1/batch", headers={**evil, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 403
+    for response in (refused, unknown, invalid, preflight):
+        assert cors_headers(response) == {}, response.headers
+    assert system.status().accepted == 1  # the allowed origin's event only
+    # an endpoint that grants itself keeps its grant: the snippet is a public asset
+    assert system.client.get("/s.js", headers=evil).headers["access-control-allow-origin"] == "*"
 
 
 def test_wrong_method_and_unknown_path_are_json_errors(system: System) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 from redis import Redis
 
+from collector.dialects.pixel import GIF
 from sightline.settings import Settings
 from tests.harness import System, running_system
 from tests.servers import RedisServer
@@ -90,3 +93,44 @@ def test_every_2xx_is_in_redis(outage_system: System, own_redis: RedisServer) ->
     # A 503 during a hang may still land later (the client retries with the same
     # messageId and it is deduplicated); a 2xx is never missing.
     assert stored >= ok
+
+
+def _pixel(system: System, query: str) -> tuple[int, bytes, dict[str, str]]:
+    response = system.client.get("/p.gif?" + query)
+    return response.status_code, response.content, dict(response.headers)
+
+
+def test_the_snippets_pixel_fallback_gets_a_503_without_an_image(
+    outage_system: System, own_redis: RedisServer
+) -> None:
+    """An ``Image`` fires ``load`` for a GIF whatever the status: no image, so ``error``."""
+    batch = {
+        "writeKey": outage_system.write_key,
+        "sentAt": "2026-03-01T12:00:00Z",
+        "batch": [{"type": "track", "event": "Fallback", "userId": "u", "messageId": "m-1"}],
+    }
+    query = "d=" + quote(json.dumps(batch), safe="-_.!~*'()")
+    own_redis.pause()
+    status, body, headers = _pixel(outage_system, query)
+    assert status == 503
+    assert headers["retry-after"] == "1"
+    assert "no-store" in headers["cache-control"]
+    assert headers["content-type"].startswith("text/plain")
+    assert not body.startswith(b"GIF")
+    own_redis.resume()
+    status, body, headers = _pixel(outage_system, query)  # the snippet's retry
+    assert (status, body, headers["content-type"]) == (200, GIF, "image/gif")
+    outage_system.work()
+    [event] = outage_system.events()  # the 503'd one, if it landed after all, is the same id
+    assert (event.name, event.dialect) == ("Fallback", "pixel")
+
+
+def test_an_image_tag_gets_a_503_gif_when_the_queue_is_away(
+    outage_system: System, own_redis: RedisServer
+) -> None:
+    query = urlencode({"k": outage_system.write_key, "t": "track", "e": "Opened", "uid": "u"})
+    own_redis.stop()
+    status, body, headers = _pixel(outage_system, query)
+    assert (status, body, headers["content-type"]) == (503, GIF, "image/gif")
+    assert headers["retry-after"] == "1"
+    assert "no-store" in headers["cache-control"]

@@ -36,6 +36,30 @@ def test_default_product_exists_and_products_can_be_created_and_configured(
     assert (changed.json()["name"], changed.json()["is_enabled"]) == ("iOS", False)
 
 
+def test_allowed_origins_are_checked_and_kept_as_browsers_send_them(system: System) -> None:
+    mine = key(system.server_key)
+    bad = {"allowed_origins": ["https://shop.example", "shop.example", "https://a.example/x"]}
+    refused = system.client.put(f"/v3/product/{system.product.id}", json=bad, headers=mine)
+    assert refused.status_code == 400
+    fields = {e["field"]: e["reason"] for e in refused.json()["errors"]}
+    assert set(fields) == {"allowed_origins[1]", "allowed_origins[2]"}
+    assert "no path" in fields["allowed_origins[2]"]
+
+    good = {"allowed_origins": ["https://Shop.example:443/", "chrome-extension://abcdefgh"]}
+    changed = system.client.put(f"/v3/product/{system.product.id}", json=good, headers=mine)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["allowed_origins"] == [
+        "https://shop.example",
+        "chrome-extension://abcdefgh",
+    ]
+    # and a browser on that site is granted
+    answer = system.client.options(
+        "/v1/batch",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+
+
 def test_auth(system: System) -> None:
     event = {"description": "x", "timestamp": "2024-01-01T00:00:00Z", "user_id": "u"}
     assert system.client.put("/v3/event", json=event).status_code == 401
