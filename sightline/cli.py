@@ -166,6 +166,30 @@ def products_create(obj: Context, name: str, origins: tuple[str, ...], as_json: 
     click.echo(f"  server key: {product.server_keys[0]}")
 
 
+@products.command("origins")
+@click.argument("product_id")
+@click.argument("origins", nargs=-1, callback=_origins_option)
+@click.option("--any", "any_origin", is_flag=True, help="Clear the list: any origin may send.")
+@pass_context
+def products_origins(
+    obj: Context, product_id: str, origins: tuple[str, ...], any_origin: bool
+) -> None:
+    """Replace the origins browsers may send PRODUCT_ID's events from.
+
+    Collectors pick the change up within SIGHTLINE_KEY_REFRESH_SECONDS.
+    """
+    from sightline.store.products import ProductSettings, update_product
+
+    if bool(origins) == any_origin:
+        raise click.UsageError("give the origins, or --any to allow every origin")
+    engine = obj.engine()
+    with engine.begin() as conn:
+        product = update_product(conn, product_id, ProductSettings(allowed_origins=origins))
+    if product is None:
+        raise click.ClickException(f"no product {product_id!r}")
+    click.echo(f"{product.id} origins: {', '.join(product.allowed_origins) or 'any origin'}")
+
+
 @products.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context

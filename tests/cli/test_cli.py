@@ -58,6 +58,26 @@ def test_products_create_refuses_what_is_not_an_origin(system: System) -> None:
     ] == ["Default product"]
 
 
+def test_products_origins_replaces_the_list(system: System) -> None:
+    shop = json.loads(run(system, "products", "create", "Shop", "--json"))
+    out = run(
+        system, "products", "origins", shop["id"], "https://Shop.example/", "http://a.test:81"
+    )
+    assert out.strip() == f"{shop['id']} origins: https://shop.example, http://a.test:81"
+    assert run(system, "products", "origins", shop["id"], "--any").strip().endswith("any origin")
+    env = {
+        "DATABASE_URL": system.settings.sqlalchemy_url,
+        "REDIS_URL": system.settings.redis_url or "",
+    }
+    for args, message in [
+        ([shop["id"]], "give the origins, or --any"),
+        (["prd_nope", "https://a.test"], "no product 'prd_nope'"),
+        ([shop["id"], "a.test"], "is not an origin"),
+    ]:
+        result = CliRunner().invoke(main, ["products", "origins", *args], env=env)
+        assert result.exit_code != 0 and message in result.output, result.output
+
+
 def test_events_list_newest_first_as_ndjson(system: System) -> None:
     for i, ts in enumerate(
         ["2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-02T00:00:00Z"]
