@@ -102,8 +102,8 @@
     // 2. fetch keepalive with a text/plain body (no CORS preflight), whose status the
     //    queue needs: 2xx is delivered and 4xx never will be (bad key, invalid message),
     //    so both are deleted; 5xx (503 + Retry-After: the queue is down) is retried.
-    // 3. the pixel, /p.gif?d=<the same body>, up to 3 messages per image (a URL stays
-    //    short), for the rest of this page once a fetch failed with no answer at all: a
+    // 3. the pixel, /p.gif?d=<the same body> with one message per image (the URL must
+    //    stay under 8 KB), for the rest of this page once a fetch failed with no answer: a
     //    CSP whose connect-src lacks the collector, a blocker, an origin the collector
     //    does not grant. The image decodes once the collector took the messages or
     //    refused them for good, and errs while it cannot store them.
@@ -114,7 +114,7 @@
       clearTimeout(flushTimer);
       flushTimer = 0;
       while (keys[500]) delete store[keys.shift()]; // bounded: the oldest go
-      sending = keys.slice(0, usePixel ? 3 : 40);
+      sending = keys.slice(0, usePixel ? 1 : 40);
       body = json({ writeKey, sentAt: isoNow(), batch: sending.map(key => JSON.parse(store[key])) });
       silenced() || inFlight || !nav.onLine || !sending[0] || (
         !usePixel && fetchAnswered && hiding == 1 && nav.sendBeacon(batchUrl, body)

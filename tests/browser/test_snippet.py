@@ -193,6 +193,39 @@ def test_engagement_when_the_page_is_left(
     assert len(collector.messages(type="engagement")) == 1
 
 
+HIDE = (
+    "Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+    "document.dispatchEvent(new Event('visibilitychange'))"
+)
+
+
+def test_beacon_only_once_a_fetch_was_answered(
+    page: Page, make_page: PageFactory, collector: CaptureCollector
+) -> None:
+    """sendBeacon reports success even for a beacon the page's CSP drops, so the snippet
+    trusts it only after a fetch from the page got an answer; before that, a page hidden
+    at once sends by fetch keepalive."""
+    kinds: list[str] = []
+    page.on("request", lambda r: kinds.append(r.resource_type) if "/v1/batch" in r.url else None)
+    page.goto(make_page('<div style="height: 3000px">tall</div>'))
+    page.wait_for_function("window.sightline && sightline.v")
+    page.wait_for_timeout(100)
+    page.evaluate(HIDE)  # hidden before the 1 s send timer: nothing answered yet
+    collector.wait_for(type="page")
+    wait_until_delivered(page)
+    assert kinds == ["fetch"]
+
+    page.evaluate(
+        "delete document.hidden; document.dispatchEvent(new Event('visibilitychange'))"
+    )  # visible again
+    page.wait_for_timeout(200)
+    page.evaluate(HIDE)  # now a fetch has been answered: the engagement goes by beacon
+    [_, engagement] = collector.wait_for(2, type="engagement")
+    assert engagement["properties"]["engaged_ms"] >= 200
+    wait_until_delivered(page)
+    assert kinds == ["fetch", "ping"], kinds  # Chromium types a sendBeacon "ping"
+
+
 def test_offline_events_arrive_once_back_online(
     context: BrowserContext, page: Page, make_page: PageFactory, collector: CaptureCollector
 ) -> None:
