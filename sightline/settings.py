@@ -60,6 +60,11 @@ class Settings:
     key_refresh_seconds: float = 10.0
     job_timeout: int = 300
     max_retries: int = 8
+    """RQ retries of a batch whose job raised: a bug, fixed and replayed from RQ's failed
+    registry (``rq requeue``)."""
+    outage_retry_hours: float = 168.0
+    """How long a batch keeps being retried while the database is unreachable (every
+    10 minutes after the first backoff steps) before it goes to the failed registry."""
     worker_liveness_ttl: float = 3.0
     """Seconds a worker's liveness key outlives its last heartbeat: a job whose worker
     has none for that long was abandoned (SIGKILL, lost host) and is requeued."""
@@ -84,6 +89,7 @@ class Settings:
             key_refresh_seconds=_float(env, "SIGHTLINE_KEY_REFRESH_SECONDS", 10.0),
             job_timeout=_int(env, "SIGHTLINE_JOB_TIMEOUT", 300),
             max_retries=_int(env, "SIGHTLINE_MAX_RETRIES", 8),
+            outage_retry_hours=_float(env, "SIGHTLINE_OUTAGE_RETRY_HOURS", 168.0),
             worker_liveness_ttl=_float(env, "SIGHTLINE_WORKER_LIVENESS_TTL", 3.0),
             test_write_delay=_float(env, "SIGHTLINE_TEST_WRITE_DELAY", 0.0),
         )

@@ -1,16 +1,58 @@
-"""RQ job functions, importable by dotted path (``worker.jobs.process_batch``)."""
+"""RQ job functions, importable by dotted path (``worker.jobs.process_batch``).
+
+Two kinds of failure, two policies:
+
+- the database is unreachable (down, restarting, refusing connections, a lock that
+  outlived the timeout): not the batch's fault, so the job *returns* an RQ ``Retry``
+  and is run again after 1 s, 2 s, 5 s ... then every 10 minutes, for as long as
+  ``SIGHTLINE_OUTAGE_RETRY_HOURS`` (a week by default). An outage of any length
+  the operator notices within that time loses nothing and needs no hand;
+- anything else the job raises is a bug: RQ's own retries (``SIGHTLINE_MAX_RETRIES``,
+  set when the collector enqueued the job), then the failed registry, from which
+  ``rq requeue`` runs it again once the bug is fixed.
+
+Bad envelopes never fail a job: the batch processor dead-letters them and stores
+the rest.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
+
+from rq import Retry
+from sqlalchemy import exc as sa_exc
 
 from worker import runtime
 
+log = logging.getLogger(__name__)
 
-def process_batch(envelopes: list[Any]) -> dict[str, int]:
-    """Store one group-commit batch. Raises on infrastructure failure so RQ retries."""
+OUTAGE_INTERVALS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
+"""Seconds before each retry through a database outage; the last one repeats."""
+OUTAGE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+"""The driver cannot reach or use the database (SQLAlchemy wraps psycopg's and sqlite3's
+errors in these); IntegrityError / DataError are the batch processor's to isolate."""
+
+
+def outage_retry(hours: float) -> Retry:
+    """Retries spanning ``hours``: the backoff steps, then one every 10 minutes."""
+    ramp = sum(OUTAGE_INTERVALS)
+    rest = max(0.0, hours * 3600 - ramp)
+    return Retry(
+        max=len(OUTAGE_INTERVALS) + math.ceil(rest / OUTAGE_INTERVALS[-1]),
+        interval=list(OUTAGE_INTERVALS),
+    )
+
+
+def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
+    """Store one group-commit batch; through a database outage, ask RQ to retry it."""
     rt = runtime.current()
-    result = rt.processor.process(envelopes)
+    try:
+        result = rt.processor.process(envelopes)
+    except OUTAGE_ERRORS as exc:
+        log.warning("database unreachable, batch of %d to be retried: %s", len(envelopes), exc)
+        return outage_retry(rt.settings.outage_retry_hours)
     rt.count(result, len(envelopes))
     return {
         "stored": result.stored,

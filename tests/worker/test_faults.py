@@ -31,6 +31,7 @@ from sightline.store.schema import events, users
 from tests.harness import System
 from tests.servers import PostgresServer
 from tests.worker.test_batch import forged, queued_envelopes_all, requeue
+from worker.jobs import OUTAGE_INTERVALS, outage_retry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,10 +185,12 @@ def test_postgres_down_while_jobs_run_then_every_event_is_stored(
         system.engine.dispose()
         postgres_server.stop()
         try:
-            # As the collector enqueues them: with its retry policy and backoff.
+            # As the collector enqueues them, but with a single retry for a raised error:
+            # the outage outlasts it, so only the worker's outage policy (the job
+            # returns an RQ Retry while the database is unreachable) keeps them going.
             writer = JobWriter(
                 make_queue(system.redis, system.settings.queue_name),
-                max_retries=system.settings.max_retries,
+                max_retries=1,
                 job_timeout=60,
             )
             for n in range(5):
@@ -207,8 +210,18 @@ def test_postgres_down_while_jobs_run_then_every_event_is_stored(
     messages = [r.message_id for r in system.sql(sa.select(events.c.message_id))]
     assert len(messages) == len(set(messages)) == 100
     assert event_count_of(system, "u") == 100
+    failed = FailedJobRegistry(system.settings.queue_name, connection=system.redis)
+    assert failed.count == 0
     with capsys.disabled():
         print(f"\n[PostgreSQL down ~3 s] all 100 events stored {elapsed:.1f} s after it returned")
+
+
+def test_outage_retries_span_the_configured_time() -> None:
+    week = outage_retry(168)
+    assert week.intervals == list(OUTAGE_INTERVALS)  # then the last, every 10 minutes
+    spanned = sum(OUTAGE_INTERVALS) + (week.max - len(OUTAGE_INTERVALS)) * OUTAGE_INTERVALS[-1]
+    assert 168 * 3600 <= spanned < 168 * 3600 + 600
+    assert outage_retry(0).max == len(OUTAGE_INTERVALS)
 
 
 def run_cli(system: System, *args: str) -> str:
