@@ -12,6 +12,7 @@ import pytest
 from collector.envelope import Envelope
 from collector.errors import QueueUnavailable
 from collector.groupcommit import GroupCommitter
+from collector.queue import make_queue
 from tests.harness import System
 
 
@@ -102,6 +103,9 @@ def test_one_flush_is_one_rq_job_holding_every_envelope(system: System) -> None:
     batch = [{"type": "track", "userId": "u", "event": f"E{i}"} for i in range(40)]
     assert system.send("/v1/batch", {"batch": batch}).status_code == 200
     assert system.queued_jobs() == 1
+    [job] = make_queue(system.redis, system.settings.queue_name).get_jobs()
+    assert job.func_name == "worker.jobs.process_batch" and len(job.args[0]) == 40
+    assert job.description == "process_batch(40 envelopes)"
     assert system.status().accepted == 40
     metrics = system.client.get("/metrics").text
     assert 'sightline_requests_total{dialect="native",status="200"} 1.0' in metrics
