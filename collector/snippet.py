@@ -39,7 +39,7 @@ CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=86400"
 
 @dataclass(frozen=True, slots=True)
 class SnippetAsset:
-    """One JavaScript file, minified and gzipped once, with its validators."""
+    """One JavaScript file as served: read and gzipped once, with its validators."""
 
     body: bytes
     """The file as served without content coding."""

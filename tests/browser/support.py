@@ -268,6 +268,20 @@ def site_app(site: Site) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", page)])
 
 
+def wait_until_delivered(page: Page) -> None:
+    """Until the page has seen the collector's answer (its stored messages are gone)."""
+    page.wait_for_function("!Object.keys(localStorage).some(k => k.startsWith('sl_b_'))")
+
+
+def hide_page(page: Page) -> None:
+    """What the page sees when its tab goes to the background: ``visibilitychange`` with
+    ``document.hidden`` true (the snippet sends its engagement and flushes)."""
+    page.evaluate(
+        "Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
+        "document.dispatchEvent(new Event('visibilitychange'))"
+    )
+
+
 def navigate_like_a_spa(page: Page, base: str) -> list[str]:
     """pushState, a same-URL replaceState, a double push, popstate and a replace; returns
     the paths that must each be counted once as a page view, in order."""

@@ -37,7 +37,9 @@ from tests.browser.support import (
     Message,
     PageFactory,
     Site,
+    hide_page,
     navigate_like_a_spa,
+    wait_until_delivered,
 )
 from tests.servers import RedisServer
 
@@ -88,11 +90,6 @@ def collector(
 
 def paths(messages: list[Message]) -> list[str]:
     return [m["context"]["page"]["path"] for m in messages]
-
-
-def wait_until_delivered(page: Page) -> None:
-    """Until the page has seen the collector's answer (its stored messages are gone)."""
-    page.wait_for_function("!Object.keys(localStorage).some(k => k.startsWith('sl_b_'))")
 
 
 # --- the snippet -----------------------------------------------------------------------
@@ -361,10 +358,7 @@ def test_pixel_when_the_page_csp_blocks_fetch_and_beacon(
 
     page.mouse.wheel(0, 1000)
     page.wait_for_timeout(300)
-    page.evaluate(
-        "Object.defineProperty(document, 'hidden', {get: () => true});"
-        "document.dispatchEvent(new Event('visibilitychange'))"
-    )  # hidden: engagement, by the pixel (a beacon would vanish behind the CSP)
+    hide_page(page)  # engagement, by the pixel (a beacon would vanish behind the CSP)
     [engagement] = collector.wait_for(type="engagement")
     assert engagement["stored"].dialect == "pixel"
     wait_until_delivered(page)

@@ -7,7 +7,13 @@ import time
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from tests.browser.support import CaptureCollector, PageFactory, navigate_like_a_spa
+from tests.browser.support import (
+    CaptureCollector,
+    PageFactory,
+    hide_page,
+    navigate_like_a_spa,
+    wait_until_delivered,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -19,11 +25,6 @@ STUB = (
     "<script>window.sightline=window.sightline||function(){"
     "(window.sightline.q=window.sightline.q||[]).push(arguments)}</script>"
 )
-
-
-def wait_until_delivered(page: Page) -> None:
-    """Until the page has seen the collector's answer (its stored messages are gone)."""
-    page.wait_for_function("!Object.keys(localStorage).some(k => k.startsWith('sl_b_'))")
 
 
 def paths(messages: list[dict[str, object]]) -> list[str]:
@@ -193,12 +194,6 @@ def test_engagement_when_the_page_is_left(
     assert len(collector.messages(type="engagement")) == 1
 
 
-HIDE = (
-    "Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});"
-    "document.dispatchEvent(new Event('visibilitychange'))"
-)
-
-
 def test_beacon_only_once_a_fetch_was_answered(
     page: Page, make_page: PageFactory, collector: CaptureCollector
 ) -> None:
@@ -210,7 +205,7 @@ def test_beacon_only_once_a_fetch_was_answered(
     page.goto(make_page('<div style="height: 3000px">tall</div>'))
     page.wait_for_function("window.sightline && sightline.v")
     page.wait_for_timeout(100)
-    page.evaluate(HIDE)  # hidden before the 1 s send timer: nothing answered yet
+    hide_page(page)  # hidden before the 1 s send timer: nothing answered yet
     collector.wait_for(type="page")
     wait_until_delivered(page)
     assert kinds == ["fetch"]
@@ -219,7 +214,7 @@ def test_beacon_only_once_a_fetch_was_answered(
         "delete document.hidden; document.dispatchEvent(new Event('visibilitychange'))"
     )  # visible again
     page.wait_for_timeout(200)
-    page.evaluate(HIDE)  # now a fetch has been answered: the engagement goes by beacon
+    hide_page(page)  # now a fetch has been answered: the engagement goes by beacon
     [_, engagement] = collector.wait_for(2, type="engagement")
     assert engagement["properties"]["engaged_ms"] >= 200
     wait_until_delivered(page)

@@ -5,19 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from sightline.cli import main
 from tests.harness import System
 
 
-def run(system: System, *args: str) -> str:
+def invoke(system: System, *args: str, catch_exceptions: bool = True) -> Result:
+    """The CLI on this system's store and Redis; the caller checks the exit code."""
     env = {
         "DATABASE_URL": system.settings.sqlalchemy_url,
         "REDIS_URL": system.settings.redis_url or "",
         "SIGHTLINE_DATA_DIR": str(system.settings.data_dir),
     }
-    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=catch_exceptions)
+
+
+def run(system: System, *args: str) -> str:
+    """A CLI call that must succeed; its output."""
+    result = invoke(system, *args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -43,12 +49,8 @@ def test_products_create_keeps_origins_as_browsers_send_them(system: System) -> 
 
 
 def test_products_create_refuses_what_is_not_an_origin(system: System) -> None:
-    env = {
-        "DATABASE_URL": system.settings.sqlalchemy_url,
-        "REDIS_URL": system.settings.redis_url or "",
-    }
-    result = CliRunner().invoke(
-        main, ["products", "create", "Shop", "--origin", "https://shop.example/pricing"], env=env
+    result = invoke(
+        system, "products", "create", "Shop", "--origin", "https://shop.example/pricing"
     )
     assert result.exit_code == 2
     assert "Invalid value for '--origin'" in result.output
@@ -65,16 +67,12 @@ def test_products_origins_replaces_the_list(system: System) -> None:
     )
     assert out.strip() == f"{shop['id']} origins: https://shop.example, http://a.test:81"
     assert run(system, "products", "origins", shop["id"], "--any").strip().endswith("any origin")
-    env = {
-        "DATABASE_URL": system.settings.sqlalchemy_url,
-        "REDIS_URL": system.settings.redis_url or "",
-    }
     for args, message in [
         ([shop["id"]], "give the origins, or --any"),
         (["prd_nope", "https://a.test"], "no product 'prd_nope'"),
         ([shop["id"], "a.test"], "is not an origin"),
     ]:
-        result = CliRunner().invoke(main, ["products", "origins", *args], env=env)
+        result = invoke(system, "products", "origins", *args)
         assert result.exit_code != 0 and message in result.output, result.output
 
 
