@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import zopfli.gzip
 from starlette.requests import Request
 from starlette.responses import Response
+
+from collector.assets import static_file
 
 JS_MEDIA_TYPE = "application/javascript; charset=utf-8"
 CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=86400"
@@ -50,9 +51,9 @@ class SnippetAsset:
     """Strong ETag of ``gzipped``."""
 
     @classmethod
-    def load(cls, path: str | Path) -> SnippetAsset:
-        """Read a UTF-8 JavaScript file, served as it is."""
-        return cls.from_source(Path(path).read_text(encoding="utf-8"))
+    def load(cls, name: str) -> SnippetAsset:
+        """A UTF-8 JavaScript file of ``static/`` (``collector.assets``), served as it is."""
+        return cls.from_source(static_file(name).decode("utf-8"))
 
     @classmethod
     def from_source(cls, source: str) -> SnippetAsset:
@@ -131,15 +132,15 @@ async def serve_extension_module(request: Request) -> Response:
     return asset.response(request)
 
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SNIPPET_FILE = "sightline.min.js"
-"""The built snippet in ``STATIC_DIR`` (its source is ``sightline.js``)."""
+"""The built snippet in ``static/`` (its source is ``sightline.js``)."""
+EXTENSION_FILE = "sightline-ext.js"
 
 
-def assets_state(static_dir: Path = STATIC_DIR) -> dict[str, SnippetAsset]:
+def assets_state() -> dict[str, SnippetAsset]:
     """The lifespan state entries the two endpoints read."""
     return {
-        "snippet": SnippetAsset.load(static_dir / SNIPPET_FILE),
+        "snippet": SnippetAsset.load(SNIPPET_FILE),
         # Kept readable: extension store reviewers read the code they ship.
-        "extension_module": SnippetAsset.load(static_dir / "sightline-ext.js"),
+        "extension_module": SnippetAsset.load(EXTENSION_FILE),
     }

@@ -231,7 +231,7 @@ def capture_app(capture: Capture) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, SnippetAsset]]:
-        yield assets_state(STATIC)
+        yield assets_state()
 
     return Starlette(
         routes=[

@@ -369,7 +369,7 @@ def test_pixel_when_the_page_csp_blocks_fetch_and_beacon(
 
 def test_tag_with_subresource_integrity(page: Page, site: Site, collector: LiveCollector) -> None:
     """``<script crossorigin integrity=...>`` from an allowed origin: one CORS grant."""
-    body = SnippetAsset.load(STATIC / SNIPPET_FILE).body
+    body = SnippetAsset.load(SNIPPET_FILE).body
     integrity = "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
     url = site.add(
         f'<!doctype html><title>SRI</title><script defer src="{collector.url}/s.js" '

@@ -31,7 +31,7 @@ TERSER = ROOT / "node_modules" / ".bin" / "terser"
 
 
 def test_snippet_fits_the_size_budget() -> None:
-    asset = assets_state(STATIC)["snippet"]
+    asset = assets_state()["snippet"]
     source = (STATIC / "sightline.js").read_bytes()
     print(
         f"\nsightline.js: source {len(source)} B, minified {len(asset.body)} B, "
@@ -55,7 +55,7 @@ def test_served_snippet_is_built_from_the_source(tmp_path: Path) -> None:
     assert built.read_bytes() == committed, "static/sightline.min.js is stale: run `npm run build`"
 
 
-ASSETS = assets_state(STATIC)
+ASSETS = assets_state()
 
 
 @pytest.fixture
