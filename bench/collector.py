@@ -30,8 +30,8 @@ import httpx
 from redis import Redis
 from rq.job import Job
 
-from collector.queue import make_queue
 from sightline.embedded import EmbeddedRedis
+from sightline.queue import make_queue
 from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 
 from bench.workload import Workload
-from collector.queue import JobWriter, make_queue
 from sightline.embedded import EmbeddedRedis
+from sightline.queue import JobWriter, make_queue
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.store.db import make_engine

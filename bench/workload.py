@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from collector.envelope import Envelope
+from sightline.envelope import Envelope
 from sightline.ids import uuid7
 
 PAGES = [

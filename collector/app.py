@@ -18,17 +18,17 @@ from starlette.responses import Response
 
 from collector.cors import ProductCORSMiddleware
 from collector.directory import KeyTable, ProductDirectory
-from collector.envelope import Envelope
-from collector.errors import ClientError, ErrorStyle, QueueUnavailable
-from collector.groupcommit import GroupCommitter
+from collector.groupcommit import GroupCommitter, write_async
 from collector.metrics import Metrics, RequestMetricsMiddleware
-from collector.queue import JobBuilder, make_queue, write_async
 from collector.routes import routes
 from collector.snippet import assets_state
+from sightline.envelope import Envelope
+from sightline.errors import ClientError, ErrorStyle, QueueUnavailable
+from sightline.queue import JobBuilder, make_queue
 from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
 from sightline.store.db import make_engine
-from sightline.store.migrate import upgrade
+from sightline.store.migrate import require_current
 from sightline.store.products import list_products
 
 _json = msgspec.json.Encoder()
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         engine = make_engine(settings.sqlalchemy_url)
-        upgrade(engine)
+        require_current(engine)  # only `sightline migrate` / `up` migrate
         redis = connect(settings, timeout=settings.redis_timeout)
         async_redis = connect_async(settings, timeout=settings.redis_timeout)
         builder = JobBuilder(

@@ -8,7 +8,7 @@ import binascii
 from starlette.requests import Request
 
 from collector.directory import Grant, KeyKind, ProductDirectory
-from collector.errors import ErrorStyle, Forbidden, Unauthorized
+from sightline.errors import ErrorStyle, Forbidden, Unauthorized
 
 
 def basic_auth_user(request: Request) -> str | None:

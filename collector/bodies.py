@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from collector.errors import InvalidInput, PayloadTooLarge
+from sightline.errors import InvalidInput, PayloadTooLarge
 
 
 async def read_body(request: Request, limit: int) -> bytes:

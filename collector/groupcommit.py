@@ -14,8 +14,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from collector.envelope import Envelope
-from collector.errors import QueueUnavailable
+from redis.asyncio import Redis as AsyncRedis
+
+from sightline.envelope import Envelope
+from sightline.errors import QueueUnavailable
+from sightline.queue import Command
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +98,10 @@ class GroupCommitter:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        for args, options in commands:
+            pipe.execute_command(*args, **options)
+        await pipe.execute()

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import msgspec
 from starlette.requests import Request
 
-from collector.envelope import Envelope
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
+from sightline.envelope import Envelope
 from sightline.ids import uuid7
 
 

@@ -108,8 +108,12 @@ class AliasChange(msgspec.Struct, frozen=True):
     kind: str = "alias"
 
 
-class Event(msgspec.Struct, kw_only=True):
-    """One canonical event, as stored."""
+class Event(msgspec.Struct, kw_only=True, frozen=True):
+    """One canonical event, as stored.
+
+    Built by ``sightline.dialects.base.new_event`` (ids, times, product, dialect from
+    the envelope); immutable from then on: enrichment returns new events.
+    """
 
     id: str
     message_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from redis import Redis
 
-from collector.queue import make_queue
+from sightline.queue import make_queue
 from sightline.redis_keys import Counter, counter_key
 
 

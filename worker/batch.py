@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 import msgspec
 import sqlalchemy as sa
 
-from collector.dialects import UnknownDialect, resolve_normaliser
-from collector.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
+from sightline.dialects import UnknownDialect, resolve
+from sightline.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
 from sightline.model import BotHandling, Event, IpHandling, Normalised
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
@@ -90,11 +90,10 @@ def _without_nul(item: _Item) -> _Item:
 
 
 class BatchProcessor:
-    def __init__(self, engine: sa.Engine, enrich: Enricher, *, write_delay: float = 0.0) -> None:
+    def __init__(self, engine: sa.Engine, enrich: Enricher) -> None:
         self.engine = engine
         self.products = ProductCache(engine)
         self._enrich = enrich
-        self._write_delay = write_delay
 
     def process(self, envelopes: Sequence[Any]) -> WriteResult:
         items: list[_Item] = []
@@ -137,7 +136,7 @@ class BatchProcessor:
         except (msgspec.ValidationError, TypeError) as exc:
             raise Rejected(Reason.ENVELOPE, str(exc)) from None
         try:
-            normalise = resolve_normaliser(envelope.dialect)
+            normalise = resolve(envelope.dialect).normalise
         except UnknownDialect as exc:
             raise Rejected(Reason.UNKNOWN_DIALECT, str(exc)) from None
         try:
@@ -184,10 +183,7 @@ class BatchProcessor:
 
     def _write(self, items: Sequence[_Item], dead: Sequence[DeadLetter]) -> WriteResult:
         with self.engine.begin() as conn:
-            result = write_batch(conn, [item.normalised for item in items], dead)
-            if self._write_delay:
-                time.sleep(self._write_delay)  # the documented test hook (Settings)
-            return result
+            return write_batch(conn, [item.normalised for item in items], dead)
 
     def _write_isolating(self, items: list[_Item], dead: list[DeadLetter]) -> WriteResult:
         """Store what the database accepts, halving until each refused message is alone."""

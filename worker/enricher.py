@@ -2,8 +2,7 @@
 
 Applied per envelope after its dialect mapped it, in this order:
 
-1. times: UTC, clock-skew correction from ``sent_at`` (``context["clock"]``), the
-   event id (UUIDv7 from ``received_at``);
+1. times: UTC, clock-skew correction from ``sent_at`` (``context["clock"]``);
 2. GeoIP on the client address (``context["geo"]``), then the product's IP handling
    applied to ``context.ip`` and to every other copy of the address in the context,
    so only what the product allows is stored;
@@ -25,12 +24,11 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from collector.envelope import Envelope
-from sightline.ids import uuid7
+from sightline.envelope import Envelope
 from sightline.model import Event, IpHandling, Normalised
 from sightline.settings import Settings
 from sightline.store.products import Product
@@ -86,18 +84,22 @@ def load_geo(settings: Settings) -> GeoLocator | None:
 
 
 class Enricher:
-    """Enriches one envelope's records; build one per worker process and reuse it."""
+    """Enriches one envelope's records; build one per worker process and reuse it.
+
+    The caches live here, on the final values (the dicts stored in a context), so the
+    parser and the locator it is given need none of their own (``cache_size=0``).
+    """
 
     def __init__(
         self,
         user_agents: UserAgentParser | None = None,
-        geo: GeoLocator | Literal["default"] | None = "default",
+        geo: GeoLocator | None = None,
         *,
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        """``geo="default"``: the reader the environment names (see :func:`load_geo`)."""
-        self.user_agents = user_agents if user_agents is not None else UserAgentParser()
-        self.geo = load_geo(Settings.from_env()) if geo == "default" else geo
+        """``geo=None``: no geolocation (:meth:`from_settings` opens the configured one)."""
+        self.user_agents = user_agents if user_agents is not None else UserAgentParser(0)
+        self.geo = geo
         self._ua = functools.lru_cache(maxsize=cache_size)(self._parse_agent)
         self._location = functools.lru_cache(maxsize=cache_size)(self._locate)
         self._kept = functools.lru_cache(maxsize=cache_size)(anonymise)
@@ -105,32 +107,27 @@ class Enricher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Enricher:
-        return cls(UserAgentParser(), load_geo(settings))
+        return cls(UserAgentParser(0), load_geo(settings))
 
     def close(self) -> None:
         if self.geo is not None:
             self.geo.close()
 
     def __call__(self, normalised: Normalised, product: Product, envelope: Envelope) -> Normalised:
-        # The dialect built these records for this envelope alone: enrich them in place
-        # rather than copying every event and context.
-        for event in normalised.events:
-            self.enrich_event(event, product, envelope.ip)
-        return normalised
+        events = tuple(self.enrich_event(e, product, envelope.ip) for e in normalised.events)
+        return msgspec.structs.replace(normalised, events=events)
 
     def enrich_event(self, event: Event, product: Product, peer_ip: str | None = None) -> Event:
-        context = event.context
+        """``event`` enriched: a new event, the given one is left as it was."""
+        context = dict(event.context)
         received = utc(event.received_at)
         sent = utc(event.sent_at) if event.sent_at is not None else None
-        self._correct_time(event, context, received, sent)
-        if not event.id:
-            event.id = uuid7(int(received.timestamp() * 1000))
-        event.received_at = received
-        event.sent_at = sent
+        timestamp, original = self._correct_time(event, context, received, sent)
         context = self._apply_address(context, product.ip_handling, peer_ip)
+        is_bot = event.is_bot
         agent = context.get("userAgent")
         if isinstance(agent, str):
-            ua, event.is_bot = self._ua(agent[: self.user_agents.max_length])
+            ua, is_bot = self._ua(agent[: self.user_agents.max_length])
             if ua is not None:
                 context["ua"] = ua
         url, referrer = page_location(context)
@@ -141,28 +138,35 @@ class Enricher:
             context["campaign"] = (
                 {**sent_campaign, **campaign} if isinstance(sent_campaign, dict) else campaign
             )
-        event.context = context
-        event.is_unused = not product.is_enabled
-        return event
+        return msgspec.structs.replace(
+            event,
+            timestamp=timestamp,
+            original_timestamp=original,
+            received_at=received,
+            sent_at=sent,
+            context=context,
+            is_bot=is_bot,
+            is_unused=not product.is_enabled,
+        )
 
     def _correct_time(
         self, event: Event, context: dict[str, Any], received: datetime, sent: datetime | None
-    ) -> None:
+    ) -> tuple[datetime, datetime | None]:
+        """The corrected timestamp and the client's own time, in UTC; notes the clock."""
         original = event.original_timestamp
         if original is not None:
             original = utc(original)
-            event.original_timestamp = original
             timestamp, clamped = correct_timestamp(received, sent, original)
         else:
             # No client time: the dialect dated the event itself; only the clamp applies.
             timestamp, clamped = correct_timestamp(received, None, utc(event.timestamp))
-        event.timestamp = timestamp
         if sent is not None or clamped:
             clock: dict[str, Any] = {"clamped": clamped}
             if sent is not None:
                 # The client's clock minus ours (plus the request's transit time).
                 clock["skew_ms"] = round((sent - received).total_seconds() * 1000)
             context["clock"] = clock
+        return timestamp, original
 
     def _apply_address(
         self, context: dict[str, Any], policy: IpHandling, peer_ip: str | None

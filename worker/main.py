@@ -6,7 +6,7 @@ import logging
 
 from rq import SimpleWorker
 
-from collector.queue import make_queue
+from sightline.queue import make_queue
 from sightline.redisconn import connect
 from sightline.serializer import JSONSerializer
 from sightline.settings import Settings

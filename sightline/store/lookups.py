@@ -20,6 +20,7 @@ from sightline.store.products import (
     Product,
     ProductSettings,
     create_product,
+    get_product,
     list_products,
     update_product,
 )
@@ -89,6 +90,24 @@ def create_managed_product(
     changed = update_product(conn, product.id, settings)
     assert changed is not None
     return changed
+
+
+class NotManaged(Exception):
+    """The product exists, but the key's product neither is it nor created it."""
+
+
+def configure_managed_product(
+    conn: sa.Connection, owner_id: str, product_id: str, settings: ProductSettings
+) -> Product | None:
+    """Change a product ``owner_id``'s key manages; ``None`` when there is no such product.
+
+    Raises :class:`NotManaged` for someone else's product.
+    """
+    if product_id not in {p.id for p in managed_products(conn, owner_id)}:
+        if get_product(conn, product_id) is not None:
+            raise NotManaged(product_id)
+        return None
+    return update_product(conn, product_id, settings)
 
 
 # -- accounts --------------------------------------------------------------------------

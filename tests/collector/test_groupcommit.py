@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from collector.envelope import Envelope
-from collector.errors import QueueUnavailable
 from collector.groupcommit import GroupCommitter
-from collector.queue import make_queue
+from sightline.envelope import Envelope
+from sightline.errors import QueueUnavailable
+from sightline.queue import make_queue
 from tests.harness import System
 
 

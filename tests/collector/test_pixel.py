@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from collector.dialects.pixel import GIF
+from collector.endpoints.pixel import GIF
 from sightline.model import EventType
 from sightline.origins import origin_of
 from tests.harness import System

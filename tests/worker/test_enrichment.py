@@ -299,7 +299,7 @@ def test_geoip_off_and_unusable_inputs_do_not_stop_the_worker(tmp_path: Path) ->
     enricher = Enricher(UserAgentParser(), GeoLocator(_shipped()))
     now = datetime.now(UTC)
     event = Event(
-        id="",
+        id="e",
         message_id="m",
         product_id="p",
         name="E",
@@ -314,10 +314,10 @@ def test_geoip_off_and_unusable_inputs_do_not_stop_the_worker(tmp_path: Path) ->
         },
     )
     product = Product(id="p", name="P", ip_handling=IpHandling.TRUNCATED)
-    enricher.enrich_event(event, product)
-    assert event.context["ip"] is None
-    assert event.context["campaign"]["channel"] == "direct"
-    assert event.id
+    enriched = enricher.enrich_event(event, product)
+    assert enriched.context["ip"] is None
+    assert enriched.context["campaign"]["channel"] == "direct"
+    assert event.context["ip"] == "x" * 10_000  # events are immutable: enrichment made a new one
 
 
 def _shipped() -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 from types import TracebackType
@@ -119,7 +120,9 @@ class GeoLocator:
         cache_size: int = 8192,
     ) -> None:
         self.method = method
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._lookup)
+        # cache_size=0: no cache here (the caller caches what it derives from the result).
+        self._cache = functools.lru_cache(maxsize=cache_size)(self._lookup) if cache_size else None
+        self._cached: Callable[[str], GeoInfo | None] = self._cache or self._lookup
         self._city = maxminddb.open_database(city_db, maxminddb.MODE_AUTO)
         self._asn: maxminddb.Reader | None = None
         self._city_model: geoip2.database.Reader | None = None
@@ -178,7 +181,8 @@ class GeoLocator:
         return info
 
     def close(self) -> None:
-        self._cached.cache_clear()
+        if self._cache is not None:
+            self._cache.cache_clear()
         for reader in (self._city, self._asn, self._city_model, self._asn_model):
             if reader is not None:
                 reader.close()

@@ -12,6 +12,7 @@ the result to user-agents' ``UserAgent`` for its classification properties.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -85,7 +86,11 @@ class UserAgentParser:
         self.max_length = max_length
         self.engine = engine
         self._resolver = _build_resolver(engine)
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._parse_uncached)
+        # cache_size=0: no cache here (the caller caches what it derives from the result).
+        self._cache = (
+            functools.lru_cache(maxsize=cache_size)(self._parse_uncached) if cache_size else None
+        )
+        self._cached: Callable[[str], UserAgentInfo] = self._cache or self._parse_uncached
 
     @property
     def is_native(self) -> bool:
@@ -105,7 +110,8 @@ class UserAgentParser:
         return self._cached(ua)
 
     def cache_clear(self) -> None:
-        self._cached.cache_clear()
+        if self._cache is not None:
+            self._cache.cache_clear()
 
     def _resolve(self, ua: str) -> UserAgent:
         if self._resolver is None:

@@ -6,33 +6,28 @@ analytics-python, analytics-node ...): ``identify``, ``track``, ``page``,
 ``/v1/batch``. Sightline adds two message types of its own for the snippet:
 ``click`` and ``engagement``.
 
-This module owns the wire schema (decoding is validation), the endpoints and the
-mapping to the canonical model; nothing else knows Segment's field names.
+This module owns the wire schema (decoding is validation) and the mapping to the
+canonical model; nothing else knows Segment's field names. Its endpoints are in
+``collector.endpoints.native``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from collector.auth import authorize, basic_auth_user
-from collector.bodies import read_body
-from collector.decoding import decode
-from collector.dialects.fields import Id, LooseId, Name, Properties, text_id
-from collector.envelope import Envelope
-from collector.errors import FieldError, InvalidInput, PayloadTooLarge
-from collector.intake import Payload, accept
+from sightline.dialects.base import Dialect, new_event
+from sightline.dialects.decoding import decode
+from sightline.dialects.fields import Id, LooseId, Name, Properties, text_id
+from sightline.envelope import Envelope
+from sightline.errors import FieldError, InvalidInput, PayloadTooLarge
 from sightline.model import (
     AccountChange,
     AliasChange,
     AttributeOp,
     AttributeOpKind,
-    Event,
     EventType,
     Normalised,
     UserChange,
@@ -41,7 +36,6 @@ from sightline.model import (
 NAME = "native"
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
-SUCCESS = b'{"success":true}'
 
 
 # -- wire schema ---------------------------------------------------------------
@@ -173,66 +167,6 @@ def _type_of(raw: msgspec.Raw) -> str | None:
         return None
 
 
-# -- endpoints -----------------------------------------------------------------
-
-
-def _header_key(request: Request) -> str | None:
-    return basic_auth_user(request) or request.headers.get("x-write-key")
-
-
-async def _ingest_one(request: Request, kind: str) -> Response:
-    raw = await read_body(request, MAX_MESSAGE_BYTES)
-    message = validate(kind, raw)
-    grant = await authorize(
-        request.state.directory,
-        _header_key(request) or message.writeKey,
-        origin=request.headers.get("origin"),
-    )
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(kind, msgspec.Raw(raw))],
-        sent_at=message.sentAt,
-    )
-    return Response(SUCCESS, media_type="application/json")
-
-
-def _message_endpoint(kind: str) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        return await _ingest_one(request, kind)
-
-    endpoint.__name__ = endpoint.__qualname__ = kind
-    endpoint.__doc__ = f"``POST /v1/{kind}``: one {kind} message."
-    return endpoint
-
-
-track = _message_endpoint("track")
-page = _message_endpoint("page")
-screen = _message_endpoint("screen")
-identify = _message_endpoint("identify")
-group = _message_endpoint("group")
-alias = _message_endpoint("alias")
-
-
-async def batch(request: Request) -> Response:
-    raw = await read_body(request, MAX_BATCH_BYTES)
-    wire, items = decode_batch(raw)
-    grant = await authorize(
-        request.state.directory,
-        _header_key(request) or wire.writeKey,
-        origin=request.headers.get("origin"),
-    )
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(kind, item) for kind, item in items],
-        sent_at=wire.sentAt,
-    )
-    return JSONResponse({"success": True})
-
-
 # -- mapping to the canonical model (worker side, pure) --------------------------
 
 
@@ -244,23 +178,20 @@ def normalise(envelope: Envelope) -> Normalised:
     context.setdefault("ip", envelope.ip)
     context.setdefault("userAgent", envelope.user_agent)
     session_id = context.get("sessionId")
-    event = Event(
-        id="",  # assigned by the worker
-        message_id=message.messageId or _derived_message_id(envelope),
-        product_id=envelope.product_id,
+    timestamp = message.timestamp or message.originalTimestamp
+    event = new_event(
+        envelope,
+        message_id=message.messageId,
         name=_event_name(message),
         type=_event_type(message, context),
-        timestamp=message.timestamp or message.originalTimestamp or envelope.received_at,
-        original_timestamp=message.timestamp or message.originalTimestamp,
-        received_at=envelope.received_at,
-        sent_at=message.sentAt or envelope.sent_at,
+        timestamp=timestamp,
+        sent_at=message.sentAt,
         user_id=user_id,
         anonymous_id=anonymous_id,
         account_id=_account_of(message, context),
         session_id=text_id(session_id) if _is_id(session_id) else None,
         properties=_properties_of(message),
         context=context,
-        dialect=NAME,
     )
     users: tuple[UserChange, ...] = ()
     accounts: tuple[AccountChange, ...] = ()
@@ -305,11 +236,6 @@ def normalise(envelope: Envelope) -> Normalised:
     if user_id is not None and anonymous_id is not None:
         aliases += (AliasChange(alias=anonymous_id, user_external_id=user_id, kind="anonymous"),)
     return Normalised(events=(event,), users=users, accounts=accounts, aliases=aliases)
-
-
-def _derived_message_id(envelope: Envelope) -> str:
-    # The envelope id is fixed once Redis has it, so a replay derives the same id.
-    return f"sl-{envelope.id}"
 
 
 def _event_name(message: AnyMessage) -> str:
@@ -358,3 +284,6 @@ def _is_id(value: object) -> bool:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+DIALECT = Dialect(NAME, "Segment tracking API", normalise)

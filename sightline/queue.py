@@ -1,4 +1,4 @@
-"""Writing a batch of envelopes to Redis as ONE RQ job, from the event loop.
+"""One batch of envelopes as ONE RQ job: the queue's name, the job and how it is built.
 
 RQ is synchronous. Running its ``enqueue`` in a thread costs more than the write
 itself: the thread and the event loop hand the GIL back and forth at every
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, Retry
 
-from collector.envelope import Envelope
+from sightline.envelope import Envelope
 from sightline.redis_keys import Counter, counter_key
 from sightline.serializer import JSONSerializer
 
@@ -65,13 +64,6 @@ class JobBuilder:
             pipe.reset()
         commands.append((("INCRBY", self.accepted_key, len(envelopes)), {}))
         return commands
-
-
-async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        for args, options in commands:
-            pipe.execute_command(*args, **options)
-        await pipe.execute()
 
 
 def write_sync(redis: Redis, commands: list[Command]) -> None:

@@ -8,34 +8,21 @@ belongs to and give its payment-processor ids; an account may name its parent
 (``parent_id``, or a nested ``parent`` object, to any depth). Sending those in
 events is enough; ``/v3/account`` and ``/v3/user`` are for the rest.
 
-Auth is a server key, as ``Authorization: Bearer <key>`` or ``X-API-Key``:
-no or an unknown key is 401, a write key or another product's resources 403.
-Invalid input is 400 naming every failing field.
-
-Accounts and users (from events or their own endpoints) go through the queue as
-envelopes, like events: ordered with the events that mention them, idempotent
-(the message id of their ``group`` / ``identify`` event) and never lost when the
-database is away. The page does not need the stored record in the answer, so
-they are 202; ``GET`` reads back what the worker stored. Products are different:
-``POST /v3/product`` must return the new product's keys, so products are written
-to the store at once, and the collector's key table is reloaded so the keys work
-on the next request.
+Invalid input is 400 naming every failing field. Accounts and users (from events
+or their own endpoints) travel as envelopes like events: ordered with the events
+that mention them, idempotent, never lost. Endpoints: ``collector.endpoints.fuzy``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
-from collector.auth import authorize, bearer_token
-from collector.bodies import read_body
-from collector.decoding import decode
-from collector.dialects.fields import (
+from sightline.dialects.base import Dialect, client_context, new_event
+from sightline.dialects.decoding import decode
+from sightline.dialects.fields import (
     Email,
     Id,
     Mobile,
@@ -43,46 +30,22 @@ from collector.dialects.fields import (
     PaymentIds,
     Properties,
     Text,
-    client_context,
 )
-from collector.directory import Grant, KeyKind
-from collector.envelope import Envelope
-from collector.errors import FieldError, Forbidden, InvalidInput, NotFound
-from collector.intake import Payload, accept
-from sightline.ids import derived_id
+from sightline.envelope import Envelope
+from sightline.errors import FieldError, InvalidInput
 from sightline.model import (
     AccountChange,
     AttributeOp,
     AttributeOpKind,
-    BotHandling,
-    Event,
     EventType,
-    IpHandling,
     Normalised,
     UserChange,
 )
-from sightline.origins import parse_origin
-from sightline.store.lookups import (
-    AccountRecord,
-    UserRecord,
-    create_managed_product,
-    get_account,
-    get_user,
-    list_accounts,
-    list_users,
-    managed_products,
-    read,
-    write,
-)
-from sightline.store.products import Product, ProductSettings, get_product, update_product
 
 NAME = "fuzy"
 MAX_BODY_BYTES = 512 * 1024
 MAX_ITEMS = 500
 MAX_ACCOUNT_DEPTH = 32
-
-ProductName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 
 
 # -- wire schema -----------------------------------------------------------------------
@@ -150,33 +113,10 @@ class FuzyEvent(msgspec.Struct, kw_only=True):
     context: FuzyContext | None = None
 
 
-class FuzyProductCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: ProductName
-    is_enabled: bool | None = None
-    channel_merging: bool | None = None
-    allowed_origins: list[Origin] | None = None
-    ip_handling: IpHandling | None = None
-    bot_handling: BotHandling | None = None
-
-
-class FuzyProductChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: ProductName | None = None
-    is_enabled: bool | None = None
-    channel_merging: bool | None = None
-    allowed_origins: list[Origin] | None = None
-    ip_handling: IpHandling | None = None
-    bot_handling: BotHandling | None = None
-
-
-class FuzyAccepted(msgspec.Struct, kw_only=True):
-    success: bool
-    accepted: int
-
-
 # -- validation ------------------------------------------------------------------------
 
 
-def _items(raw: bytes, schema: type[Any], what: str) -> list[tuple[Any, msgspec.Raw]]:
+def validate_items(raw: bytes, schema: type[Any], what: str) -> list[tuple[Any, msgspec.Raw]]:
     """A body holding one object or a list of them, each decoded and checked.
 
     Every failing field of every item is reported at once, named ``[i].field`` in a list.
@@ -257,183 +197,6 @@ def _check_event(event: FuzyEvent, at: str, errors: list[FieldError]) -> None:
         _check_account(event.account, at + "account.", errors)
 
 
-# -- endpoints -------------------------------------------------------------------------
-
-
-async def _grant(request: Request) -> Grant:
-    key = bearer_token(request) or request.headers.get("x-api-key")
-    return await authorize(request.state.directory, key, require=KeyKind.SERVER)
-
-
-async def _ingest(request: Request, schema: type[Any], kind: str) -> Response:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    items = _items(raw, schema, kind)
-    grant = await _grant(request)
-    for index, (item, _) in enumerate(items):
-        if isinstance(item, FuzyEvent) and item.product not in (None, grant.product.id):
-            at = "product" if len(items) == 1 else f"[{index}].product"
-            raise Forbidden(
-                "this key is not for that product",
-                [FieldError(at, "send events for a product with that product's key")],
-            )
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(kind, body) for _, body in items],
-    )
-    answer = FuzyAccepted(success=True, accepted=len(items))
-    return Response(msgspec.json.encode(answer), status_code=202, media_type="application/json")
-
-
-async def track_event(request: Request) -> Response:
-    return await _ingest(request, FuzyEvent, "event")
-
-
-async def put_accounts(request: Request) -> Response:
-    return await _ingest(request, FuzyAccount, "account")
-
-
-async def put_users(request: Request) -> Response:
-    return await _ingest(request, FuzyUser, "user")
-
-
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
-
-
-def _paging(request: Request) -> tuple[int, int]:
-    errors: list[FieldError] = []
-    values = []
-    for name, default, top in (("limit", 100, 1000), ("offset", 0, 10**9)):
-        raw = request.query_params.get(name)
-        try:
-            value = default if raw is None else int(raw)
-        except ValueError:
-            value = -1
-        if not (1 if name == "limit" else 0) <= value <= top:
-            errors.append(FieldError(name, f"must be an integer up to {top}"))
-        values.append(value)
-    if errors:
-        raise InvalidInput("invalid paging", errors)
-    return values[0], values[1]
-
-
-async def get_accounts(request: Request) -> Response:
-    grant = await _grant(request)
-    limit, offset = _paging(request)
-    pid = grant.product.id
-    found: list[AccountRecord] = await asyncio.to_thread(
-        read,
-        request.state.engine,
-        lambda conn: list_accounts(conn, pid, limit=limit, offset=offset),
-    )
-    return _json(found)
-
-
-async def get_account_by_id(request: Request) -> Response:
-    grant = await _grant(request)
-    wanted = str(request.path_params["id"])
-    found = await asyncio.to_thread(
-        read, request.state.engine, lambda conn: get_account(conn, grant.product.id, wanted)
-    )
-    if found is None:
-        raise NotFound(f"no account {wanted!r}", [FieldError("id", "no such account")])
-    return _json(found)
-
-
-async def get_users(request: Request) -> Response:
-    grant = await _grant(request)
-    limit, offset = _paging(request)
-    pid = grant.product.id
-    found: list[UserRecord] = await asyncio.to_thread(
-        read, request.state.engine, lambda conn: list_users(conn, pid, limit=limit, offset=offset)
-    )
-    return _json(found)
-
-
-async def get_user_by_id(request: Request) -> Response:
-    grant = await _grant(request)
-    wanted = str(request.path_params["id"])
-    found = await asyncio.to_thread(
-        read, request.state.engine, lambda conn: get_user(conn, grant.product.id, wanted)
-    )
-    if found is None:
-        raise NotFound(f"no user {wanted!r}", [FieldError("id", "no such user")])
-    return _json(found)
-
-
-def _origins(origins: list[str] | None) -> tuple[str, ...] | None:
-    """The allowed origins in the browser's form (see ``sightline.origins``), or 400."""
-    if origins is None:
-        return None
-    parsed: list[str] = []
-    errors: list[FieldError] = []
-    for index, text in enumerate(origins):
-        try:
-            parsed.append(parse_origin(text))
-        except ValueError as exc:
-            errors.append(FieldError(f"allowed_origins[{index}]", str(exc)))
-    if errors:
-        raise InvalidInput("invalid allowed_origins", errors)
-    return tuple(parsed)
-
-
-def _settings(change: FuzyProductCreate | FuzyProductChange) -> ProductSettings:
-    return ProductSettings(
-        name=change.name,
-        allowed_origins=_origins(change.allowed_origins),
-        ip_handling=change.ip_handling,
-        bot_handling=change.bot_handling,
-        is_enabled=change.is_enabled,
-        channel_merging=change.channel_merging,
-    )
-
-
-async def list_products(request: Request) -> Response:
-    grant = await _grant(request)
-    found = await asyncio.to_thread(
-        read, request.state.engine, lambda conn: managed_products(conn, grant.product.id)
-    )
-    return _json(found)
-
-
-async def create_product(request: Request) -> Response:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    body = decode(raw, FuzyProductCreate, what="product")
-    grant = await _grant(request)
-    settings = _settings(body)
-    product: Product = await asyncio.to_thread(
-        write,
-        request.state.engine,
-        lambda conn: create_managed_product(conn, grant.product.id, body.name, settings),
-    )
-    await request.state.directory.reload()
-    return _json(product, 201)
-
-
-async def configure_product(request: Request) -> Response:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    body = decode(raw, FuzyProductChange, what="product")
-    grant = await _grant(request)
-    wanted = str(request.path_params["id"])
-    settings = _settings(body)
-
-    def change(conn: Any) -> Product | Literal[False] | None:
-        allowed = {p.id for p in managed_products(conn, grant.product.id)}
-        if wanted not in allowed:
-            return False if get_product(conn, wanted) is not None else None
-        return update_product(conn, wanted, settings)
-
-    product = await asyncio.to_thread(write, request.state.engine, change)
-    if product is None:
-        raise NotFound(f"no product {wanted!r}", [FieldError("id", "no such product")])
-    if product is False:
-        raise Forbidden("this key may not configure that product", [FieldError("id", "not yours")])
-    await request.state.directory.reload()
-    return _json(product)
-
-
 # -- mapping to the canonical model (worker side, pure) --------------------------------
 
 
@@ -491,23 +254,10 @@ def _context(given: FuzyContext | None, envelope: Envelope) -> dict[str, Any]:
     return context
 
 
-def _base_event(envelope: Envelope, **fields: Any) -> Event:
-    return Event(
-        id="",
-        message_id=derived_id(envelope.id, "0"),
-        product_id=envelope.product_id,
-        timestamp=envelope.received_at,
-        received_at=envelope.received_at,
-        context=client_context(None, None, envelope.ip, envelope.user_agent),
-        dialect=NAME,
-        **fields,
-    )
-
-
 def normalise(envelope: Envelope) -> Normalised:
     if envelope.kind == "account":
         account = msgspec.convert(envelope.body, FuzyAccount)
-        event = _base_event(
+        event = new_event(
             envelope,
             name="group",
             type=EventType.GROUP,
@@ -518,7 +268,7 @@ def normalise(envelope: Envelope) -> Normalised:
     if envelope.kind == "user":
         user = msgspec.convert(envelope.body, FuzyUser)
         change = _user_change(user)
-        event = _base_event(
+        event = new_event(
             envelope,
             name="identify",
             type=EventType.IDENTIFY,
@@ -543,20 +293,18 @@ def _normalise_event(envelope: Envelope) -> Normalised:
         if body.account is not None
         else body.account_id or (users[0].account_external_id if users else None)
     )
-    event = Event(
-        id="",
-        message_id=body.id or derived_id(envelope.id, "0"),
-        product_id=envelope.product_id,
+    event = new_event(
+        envelope,
+        message_id=body.id,
         name=body.description,
         type=_EVENT_TYPES[body.type],
         timestamp=body.timestamp,
-        original_timestamp=body.timestamp,
-        received_at=envelope.received_at,
-        sent_at=envelope.sent_at,
         user_id=user.id if user is not None else body.user_id,
         account_id=account_id,
         properties=dict(body.properties or {}),
         context=_context(body.context, envelope),
-        dialect=NAME,
     )
     return Normalised(events=(event,), users=users, accounts=tuple(accounts))
+
+
+DIALECT = Dialect(NAME, "Fuzy", normalise)

@@ -1,4 +1,5 @@
-"""The pixel dialect: ``GET /p.gif``, for ``<noscript>``, e-mail opens and the snippet's fallback.
+"""The pixel dialect: ``GET /p.gif`` (``collector.endpoints.pixel``), for ``<noscript>``,
+e-mail opens and the snippet's fallback.
 
 The query string carries the write key (``k``) and either plain fields (``t``
 type, default ``page``; ``e`` event name; ``u`` url; ``r`` referrer; ``ti``
@@ -35,107 +36,26 @@ fire ``load`` for any decodable image, whatever the status). Without ``d`` (an
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 
-from collector.auth import authorize
-from collector.dialects import native
-from collector.envelope import Envelope
-from collector.errors import ClientError, QueueUnavailable
-from collector.intake import Payload, accept
-from collector.metrics import Metrics
+from sightline.dialects import native
+from sightline.dialects.base import Dialect
+from sightline.envelope import Envelope
+from sightline.errors import ClientError
 from sightline.model import Normalised
-from sightline.origins import origin_of
 
 NAME = "pixel"
-GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 # Well under what uvicorn parses (httptools: a URL under 64 KiB; h11: a request head
 # under 16 KiB), and what proxies and CDNs commonly pass (8 KB request lines).
 MAX_QUERY = 8 * 1024
 PLAIN_FIELDS = {"e": "event", "a": "anonymousId", "uid": "userId", "m": "messageId"}
-NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
-_json = msgspec.json.Encoder()
 
 
-def _gif(status: int = 200, **headers: str) -> Response:
-    return Response(
-        GIF, status_code=status, media_type="image/gif", headers={**NO_STORE, **headers}
-    )
-
-
-def _queue_unavailable(with_data: bool) -> Response:
-    if not with_data:  # not stored: say so, with an image that does not break
-        return _gif(503, **{"Retry-After": str(QueueUnavailable.retry_after)})
-    return PlainTextResponse(
-        "queue unavailable",
-        status_code=503,
-        headers={**NO_STORE, "Retry-After": str(QueueUnavailable.retry_after)},
-    )
-
-
-def _loads(text: str | None) -> Any:
-    """``d`` as JSON, or ``None`` when it is absent or not JSON (the worker says why)."""
-    if text is None:
-        return None
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return None
-
-
-def _is_batch(data: Any) -> bool:
+def is_batch(data: Any) -> bool:
+    """Whether ``d`` holds a whole ``/v1/batch`` body (an object with a ``batch`` member)."""
     return isinstance(data, dict) and "batch" in data
-
-
-def _write_key_of(data: Any) -> str | None:
-    key = data.get("writeKey") if isinstance(data, dict) else None
-    return key if isinstance(key, str) else None
-
-
-def _payloads(
-    params: dict[str, str], data: Any, metrics: Metrics
-) -> tuple[list[Payload], datetime | None]:
-    """A valid batch's messages, or the query parameters for the worker to map."""
-    if _is_batch(data):
-        try:
-            wire, items = native.decode_batch(params["d"].encode())
-        except ClientError:
-            metrics.count_rejected(NAME, "invalid_batch")
-        else:
-            return [Payload(kind, item) for kind, item in items], wire.sentAt
-    return [Payload(NAME, msgspec.Raw(_json.encode(params)))], None
-
-
-async def track_pixel(request: Request) -> Response:
-    metrics: Metrics = request.state.metrics
-    if len(request.url.query) > MAX_QUERY:
-        metrics.count_rejected(NAME, "too_large")
-        return _gif()
-    params = dict(request.query_params)
-    key = params.pop("k", None)
-    data = _loads(params.get("d"))
-    try:
-        grant = await authorize(
-            request.state.directory,
-            key or _write_key_of(data),
-            origin=origin_of(request.headers.get("referer")),
-        )
-    except ClientError as exc:
-        metrics.count_rejected(NAME, f"auth_{exc.status}")
-        return _gif()
-    payloads, sent_at = _payloads(params, data, metrics)
-    try:
-        await accept(
-            request, dialect=NAME, product_id=grant.product.id, payloads=payloads, sent_at=sent_at
-        )
-    except QueueUnavailable:
-        return _queue_unavailable("d" in params)
-    return _gif()
 
 
 # -- mapping to the canonical model (worker side, pure) --------------------------
@@ -147,7 +67,7 @@ def message_of(params: dict[str, Any]) -> dict[str, Any]:
         decoded = msgspec.json.decode(params["d"])
         if not isinstance(decoded, dict):
             raise ValueError("d must be a JSON object")
-        if _is_batch(decoded):
+        if is_batch(decoded):
             raise ValueError(_batch_refusal(params["d"]))
         return decoded
     message: dict[str, Any] = {"type": params.get("t") or "page"}
@@ -179,7 +99,7 @@ def _batch_refusal(text: str) -> str:
 
 def normalise(envelope: Envelope) -> Normalised:
     if envelope.kind in native.MESSAGE_TYPES:  # one message of a batch the collector validated
-        return _as_pixel(native.normalise(msgspec.structs.replace(envelope, dialect=native.NAME)))
+        return native.normalise(envelope)
     if envelope.kind != NAME:
         raise ValueError(
             f"a pixel envelope holds query parameters or a message, not {envelope.kind!r}"
@@ -195,10 +115,8 @@ def normalise(envelope: Envelope) -> Normalised:
         raise ValueError("either userId or anonymousId is required")
     if kind not in native.MESSAGE_TYPES:
         raise ValueError(f"type {kind!r} is not one of {', '.join(native.MESSAGE_TYPES)}")
-    as_native = msgspec.structs.replace(envelope, dialect=native.NAME, kind=kind, body=message)
-    return _as_pixel(native.normalise(as_native))
+    # A pixel message IS a native message; its events keep the envelope's dialect.
+    return native.normalise(msgspec.structs.replace(envelope, kind=kind, body=message))
 
 
-def _as_pixel(normalised: Normalised) -> Normalised:
-    events = tuple(msgspec.structs.replace(e, dialect=NAME) for e in normalised.events)
-    return msgspec.structs.replace(normalised, events=events)
+DIALECT = Dialect(NAME, "Tracking pixel", normalise)

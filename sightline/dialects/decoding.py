@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from collector.errors import FieldError, InvalidInput, field_error
+from sightline.errors import FieldError, InvalidInput, field_error
 
 T = TypeVar("T")
 

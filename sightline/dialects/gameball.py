@@ -26,24 +26,18 @@ import json
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
-from collector.auth import authorize
-from collector.bodies import read_body
-from collector.decoding import decode
-from collector.dialects.fields import Email, Id, Mobile, Name, client_context
-from collector.envelope import Envelope
-from collector.errors import FieldError, InvalidInput, field_error
-from collector.intake import Payload, accept
-from sightline.ids import derived_id
-from sightline.model import Event, EventType, Normalised, UserChange
+from sightline.dialects.base import Dialect, client_context, new_event
+from sightline.dialects.decoding import decode
+from sightline.dialects.fields import Email, Id, Mobile, Name
+from sightline.envelope import Envelope
+from sightline.errors import FieldError, InvalidInput, field_error
+from sightline.model import EventType, Normalised, UserChange
 
 NAME = "gameball"
 MAX_BODY_BYTES = 64 * 1024
 KIND = "event"
 KIND_MERGING = "event+merge"
-OK = b"{}"
 
 MetadataValue = int | float | Name | list[Name]
 """The page: "Every Metadata can be a number, a string or an array of values"."""
@@ -130,23 +124,6 @@ def validate(raw: bytes) -> GameballEventCall:
     return call
 
 
-# -- endpoint --------------------------------------------------------------------------
-
-
-async def track_event(request: Request) -> Response:
-    raw = await read_body(request, MAX_BODY_BYTES)
-    validate(raw)
-    grant = await authorize(request.state.directory, request.headers.get("apikey"))
-    merging = grant.product.channel_merging
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(KIND_MERGING if merging else KIND, msgspec.Raw(raw))],
-    )
-    return Response(OK, media_type="application/json")
-
-
 # -- mapping to the canonical model (worker side, pure) --------------------------------
 
 
@@ -154,20 +131,16 @@ def normalise(envelope: Envelope) -> Normalised:
     call = msgspec.convert(envelope.body, GameballEventCall)
     context = client_context(None, None, envelope.ip, envelope.user_agent)
     events = tuple(
-        Event(
-            id="",
-            # Gameball sends no message id: the envelope id and the event's place in
-            # the call are stable, so a replayed envelope stores nothing twice.
-            message_id=derived_id(envelope.id, str(index)),
-            product_id=envelope.product_id,
+        # Gameball sends no message id: the envelope id and the event's place in the
+        # call are stable (``new_event``), so a replayed envelope stores nothing twice.
+        new_event(
+            envelope,
+            index=index,
             name=name,
             type=EventType.TRACK,
-            timestamp=envelope.received_at,
-            received_at=envelope.received_at,
             user_id=call.playerUniqueId,
             properties=dict(metadata),
             context=dict(context),
-            dialect=NAME,
         )
         for index, (name, metadata) in enumerate(call.events.items())
     )
@@ -178,3 +151,6 @@ def normalise(envelope: Envelope) -> Normalised:
         match_channels=envelope.kind == KIND_MERGING,
     )
     return Normalised(events=events, users=(player,))
+
+
+DIALECT = Dialect(NAME, "Gameball", normalise)

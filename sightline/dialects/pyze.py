@@ -24,19 +24,15 @@ operations. The page does not need the stored profile in the response, so 202.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
 
-from collector.auth import authorize, basic_auth_user, bearer_token
-from collector.bodies import read_body
-from collector.decoding import decode
-from collector.dialects.fields import (
+from sightline.dialects.base import Dialect, client_context, new_event
+from sightline.dialects.decoding import decode
+from sightline.dialects.fields import (
     MAX_ALIAS_LABEL,
     MAX_ID,
     MAX_NAME,
@@ -44,32 +40,25 @@ from collector.dialects.fields import (
     Name,
     Properties,
     Text,
-    client_context,
     is_ip_address,
     parse_iso8601,
 )
-from collector.directory import KeyKind
-from collector.envelope import Envelope
-from collector.errors import FieldError, Forbidden, InvalidInput, NotFound
-from collector.intake import Payload, accept
-from sightline.ids import derived_id
+from sightline.envelope import Envelope
+from sightline.errors import FieldError, InvalidInput
 from sightline.model import (
     AliasChange,
     AttributeOp,
     AttributeOpKind,
     AttributeType,
-    Event,
     EventType,
     Normalised,
     UserChange,
 )
-from sightline.store.lookups import UserRecord, find_user, read
 
 NAME = "pyze"
 MAX_EVENT_BYTES = 32 * 1024
 MAX_PROFILES_BYTES = 1024 * 1024
 MAX_PROFILE_FIELDS = 50
-ACCEPTED_EVENT = b'{"message":"Event has been accepted for processing"}'
 PROFILE_KIND = "profile"
 EVENT_KIND = "event"
 
@@ -318,123 +307,38 @@ def validate_profiles(raw: bytes) -> list[dict[str, Any]]:
     return upload.user_profiles
 
 
-# -- endpoints -------------------------------------------------------------------------
-
-
-def _header_key(request: Request) -> str | None:
-    return bearer_token(request) or request.headers.get("x-api-key") or basic_auth_user(request)
-
-
-async def track_event(request: Request) -> Response:
-    raw = await read_body(request, MAX_EVENT_BYTES)
-    event = validate_event(raw)
-    directory = request.state.directory
-    grant = await authorize(directory, event.appKey, origin=request.headers.get("origin"))
-    header_key = _header_key(request)
-    if header_key is not None:
-        caller = await authorize(directory, header_key)
-        if caller.product.id != grant.product.id:
-            raise Forbidden("Need access to the provided app: the key is for another app")
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(EVENT_KIND, msgspec.Raw(raw))],
-        sent_at=event.sentAt,
-    )
-    return Response(ACCEPTED_EVENT, status_code=202, media_type="application/json")
-
-
-async def upload_profiles(request: Request) -> Response:
-    raw = await read_body(request, MAX_PROFILES_BYTES)
-    profiles = validate_profiles(raw)
-    grant = await authorize(request.state.directory, _header_key(request), require=KeyKind.SERVER)
-    encode = msgspec.json.encode
-    await accept(
-        request,
-        dialect=NAME,
-        product_id=grant.product.id,
-        payloads=[Payload(PROFILE_KIND, msgspec.Raw(encode(p))) for p in profiles],
-    )
-    body = PyzeAccepted(
-        message="User profiles have been accepted for processing", count=len(profiles)
-    )
-    return Response(encode(body), status_code=202, media_type="application/json")
-
-
-def merged_profile(user: UserRecord) -> dict[str, Any]:
-    """A stored user in the upload's own shape, so what was sent reads back the same."""
-    profile: dict[str, Any] = {"userId": user.id, "customer_id": user.id}
-    labelled = []
-    for alias in user.aliases:
-        if alias.kind == PYZE_ID_KIND:
-            profile["pyze_id"] = alias.alias
-        elif alias.kind not in ("anonymous", "merged"):
-            labelled.append({"alias_label": alias.kind, "alias_id": alias.alias})
-    if labelled:
-        profile[ALIAS_FIELD] = labelled
-    profile.update(user.attributes)
-    if user.email is not None:
-        profile.setdefault(EMAIL_FIELD, user.email)
-    return profile
-
-
-async def read_profile(request: Request) -> Response:
-    grant = await authorize(request.state.directory, _header_key(request), require=KeyKind.SERVER)
-    wanted = str(request.path_params["id"])
-    user = await asyncio.to_thread(
-        read, request.state.engine, lambda conn: find_user(conn, grant.product.id, wanted)
-    )
-    if user is None:
-        raise NotFound(f"no user profile {wanted!r}", [FieldError("id", "no such user")])
-    return Response(msgspec.json.encode(merged_profile(user)), media_type="application/json")
-
-
 # -- mapping to the canonical model (worker side, pure) --------------------------------
 
 
 def normalise(envelope: Envelope) -> Normalised:
     if envelope.kind == PROFILE_KIND:
         return _normalise_profile(envelope)
-    event = msgspec.convert(envelope.body, PyzeEvent)
-    ctx = event.context or PyzeContext()
-    return Normalised(
-        events=(
-            Event(
-                id="",
-                message_id=event.messageId or derived_id(envelope.id, "0"),
-                product_id=envelope.product_id,
-                name=event.event,
-                type=EventType.TRACK,
-                timestamp=event.eventTime,
-                original_timestamp=event.eventTime,
-                received_at=envelope.received_at,
-                sent_at=event.sentAt or envelope.sent_at,
-                user_id=event.userId,
-                properties=dict(event.attributes or {}),
-                context=client_context(ctx.ip, ctx.userAgent, envelope.ip, envelope.user_agent),
-                dialect=NAME,
-            ),
-        )
+    event_body = msgspec.convert(envelope.body, PyzeEvent)
+    ctx = event_body.context or PyzeContext()
+    event = new_event(
+        envelope,
+        message_id=event_body.messageId,
+        name=event_body.event,
+        type=EventType.TRACK,
+        timestamp=event_body.eventTime,
+        sent_at=event_body.sentAt,
+        user_id=event_body.userId,
+        properties=dict(event_body.attributes or {}),
+        context=client_context(ctx.ip, ctx.userAgent, envelope.ip, envelope.user_agent),
     )
+    return Normalised(events=(event,))
 
 
 def _normalise_profile(envelope: Envelope) -> Normalised:
     parsed = parse_profile(envelope.body)
     if parsed.errors:  # validated when accepted: only a changed rule can get here
         raise ValueError("; ".join(f"{e.field}: {e.reason}" for e in parsed.errors))
-    identify = Event(
-        id="",
-        message_id=derived_id(envelope.id, "0"),
-        product_id=envelope.product_id,
+    identify = new_event(
+        envelope,
         name="identify",
         type=EventType.IDENTIFY,
-        timestamp=envelope.received_at,
-        received_at=envelope.received_at,
         user_id=parsed.external_id,
         properties=parsed.fields,
-        context=client_context(None, None, envelope.ip, envelope.user_agent),
-        dialect=NAME,
     )
     user = UserChange(
         external_id=parsed.external_id,
@@ -443,3 +347,6 @@ def _normalise_profile(envelope: Envelope) -> Normalised:
         match_alias=parsed.match_alias,
     )
     return Normalised(events=(identify,), users=(user,), aliases=tuple(parsed.aliases))
+
+
+DIALECT = Dialect(NAME, "Pyze", normalise)

@@ -72,20 +72,3 @@ def is_ip_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def client_context(
-    ip: str | None, user_agent: str | None, fallback_ip: str | None, fallback_agent: str | None
-) -> dict[str, Any]:
-    """The canonical ``context.ip`` / ``context.userAgent`` of an event.
-
-    What the body says about the client wins (a server forwarding a device's event
-    knows the device's address, Pyze's ``context.ip``); otherwise the HTTP peer's,
-    which is Segment's rule and what the native dialect does. Every dialect builds
-    these two keys here, so the same page view has the same context whatever
-    dialect carried it.
-    """
-    return {
-        "ip": ip if ip is not None else fallback_ip,
-        "userAgent": user_agent if user_agent is not None else fallback_agent,
-    }

@@ -1,0 +1,149 @@
+"""``GET /p.gif``: the tracking pixel (``sightline.dialects.pixel``).
+
+Always a 1x1 GIF that is never cached: an image tag must not break. What cannot be
+used is counted (``sightline_events_rejected``); see the dialect for the rules.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from collector.auth import authorize
+from collector.directory import KeyKind
+from collector.intake import Payload, accept
+from collector.metrics import Metrics
+from collector.routing import Endpoint
+from sightline.dialects import native, pixel
+from sightline.errors import ClientError, QueueUnavailable
+from sightline.origins import origin_of
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
+_json = msgspec.json.Encoder()
+
+
+def _gif(status: int = 200, **headers: str) -> Response:
+    return Response(
+        GIF, status_code=status, media_type="image/gif", headers={**NO_STORE, **headers}
+    )
+
+
+def _queue_unavailable(with_data: bool) -> Response:
+    if not with_data:  # not stored: say so, with an image that does not break
+        return _gif(503, **{"Retry-After": str(QueueUnavailable.retry_after)})
+    return PlainTextResponse(
+        "queue unavailable",
+        status_code=503,
+        headers={**NO_STORE, "Retry-After": str(QueueUnavailable.retry_after)},
+    )
+
+
+def _loads(text: str | None) -> Any:
+    """``d`` as JSON, or ``None`` when it is absent or not JSON (the worker says why)."""
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+
+
+def _write_key_of(data: Any) -> str | None:
+    key = data.get("writeKey") if isinstance(data, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def _payloads(
+    params: dict[str, str], data: Any, metrics: Metrics
+) -> tuple[list[Payload], datetime | None]:
+    """A valid batch's messages, or the query parameters for the worker to map."""
+    if pixel.is_batch(data):
+        try:
+            wire, items = native.decode_batch(params["d"].encode())
+        except ClientError:
+            metrics.count_rejected(pixel.NAME, "invalid_batch")
+        else:
+            return [Payload(kind, item) for kind, item in items], wire.sentAt
+    return [Payload(pixel.NAME, msgspec.Raw(_json.encode(params)))], None
+
+
+async def track_pixel(request: Request) -> Response:
+    metrics: Metrics = request.state.metrics
+    if len(request.url.query) > pixel.MAX_QUERY:
+        metrics.count_rejected(pixel.NAME, "too_large")
+        return _gif()
+    params = dict(request.query_params)
+    key = params.pop("k", None)
+    data = _loads(params.get("d"))
+    try:
+        grant = await authorize(
+            request.state.directory,
+            key or _write_key_of(data),
+            origin=origin_of(request.headers.get("referer")),
+        )
+    except ClientError as exc:
+        metrics.count_rejected(pixel.NAME, f"auth_{exc.status}")
+        return _gif()
+    payloads, sent_at = _payloads(params, data, metrics)
+    try:
+        await accept(
+            request,
+            dialect=pixel.NAME,
+            product_id=grant.product.id,
+            payloads=payloads,
+            sent_at=sent_at,
+        )
+    except QueueUnavailable:
+        return _queue_unavailable("d" in params)
+    return _gif()
+
+
+_PARAMETERS = (
+    ("k", "write key (optional when `d` carries `writeKey`)"),
+    (
+        "d",
+        "JSON: one native message, or a whole `/v1/batch` body "
+        '(`{"writeKey", "sentAt", "batch": [...]}`); replaces the plain fields',
+    ),
+    ("t", "type (default page)"),
+    ("e", "event name"),
+    ("u", "url"),
+    ("r", "referrer"),
+    ("ti", "title"),
+    ("a", "anonymousId"),
+    ("uid", "userId"),
+    ("m", "messageId"),
+)
+
+ENDPOINTS = (
+    Endpoint(
+        "/p.gif",
+        ("GET",),
+        track_pixel,
+        "pixel.track_pixel",
+        "Tracking pixel: always a 1x1 GIF (503 when the queue is away)",
+        key=KeyKind.WRITE,
+        description=(
+            "Records the event(s) of its query string and answers a 1x1 GIF, never cached, "
+            "whatever it could use: what it cannot is counted (and dead-lettered when the key "
+            "names a product). A batch in `d` is validated whole, like `/v1/batch`, and stored "
+            "message by message. When the request has a `Referer` with an http(s) or extension "
+            "origin, the product's allowed origins apply to it. 503 (`Retry-After: 1`) when the "
+            "queue is away: a GIF, except for a request with `d`, which gets text and no image "
+            "so that a script's `Image` fires `error` and retries."
+        ),
+        responses={200: None, 503: None},
+        media_by_status={503: ("image/gif", "text/plain")},
+        parameters=tuple(
+            {"name": name, "in": "query", "schema": {"type": "string"}, "description": what}
+            for name, what in _PARAMETERS
+        ),
+        media="image/gif",
+    ),
+)

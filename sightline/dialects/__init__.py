@@ -1,0 +1,27 @@
+"""The dialect registry: every wire format Sightline accepts, by name.
+
+Each dialect is one pure module (wire schema, validation, ``normalise``) that
+declares itself as a :class:`~sightline.dialects.base.Dialect`. The worker
+resolves an envelope's dialect here; the collector's endpoint modules import
+their dialect module directly.
+"""
+
+from __future__ import annotations
+
+from sightline.dialects import das, fuzy, gameball, native, pixel, pyze
+from sightline.dialects.base import Dialect
+
+DIALECTS: dict[str, Dialect] = {
+    module.DIALECT.name: module.DIALECT for module in (native, pixel, fuzy, pyze, das, gameball)
+}
+
+
+class UnknownDialect(LookupError):
+    pass
+
+
+def resolve(name: str) -> Dialect:
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise UnknownDialect(f"no dialect named {name!r}") from None
