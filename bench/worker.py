@@ -17,16 +17,19 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
+from redis import Redis
+from rq import Queue
 
 from bench.workload import Workload
 from sightline.embedded import EmbeddedRedis
-from sightline.queue import JobWriter, make_queue
+from sightline.queue import Command, JobBuilder, make_queue
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.store.db import make_engine
@@ -34,6 +37,25 @@ from sightline.store.migrate import upgrade
 from sightline.store.products import create_product
 from sightline.store.schema import events
 from worker.main import run_worker
+
+
+def write_sync(redis: Redis, commands: list[Command]) -> None:
+    """The collector's write (``collector.groupcommit.write_async``), from synchronous code."""
+    with redis.pipeline(transaction=True) as pipe:
+        for args, options in commands:
+            pipe.execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        pipe.execute()
+
+
+class JobWriter:
+    """Builds and sends one job as the collector does (the benchmark's own copy)."""
+
+    def __init__(self, queue: Queue, *, max_retries: int, job_timeout: int) -> None:
+        self._builder = JobBuilder(queue, max_retries=max_retries, job_timeout=job_timeout)
+        self._redis = queue.connection
+
+    def write(self, envelopes: Sequence[Any]) -> None:
+        write_sync(self._redis, self._builder.commands(envelopes))
 
 
 def enqueue(settings: Settings, workload: Workload, batch_size: int) -> int:

@@ -65,10 +65,6 @@ class PayloadTooLarge(ClientError):
     status = 413
 
 
-class UnsupportedMediaType(ClientError):
-    status = 415
-
-
 class QueueUnavailable(Exception):
     """Redis did not acknowledge in time: the client must retry (503 + Retry-After)."""
 

@@ -64,22 +64,3 @@ class JobBuilder:
             pipe.reset()
         commands.append((("INCRBY", self.accepted_key, len(envelopes)), {}))
         return commands
-
-
-def write_sync(redis: Redis, commands: list[Command]) -> None:
-    """The same write from synchronous code (benchmarks, tests, replays)."""
-    with redis.pipeline(transaction=True) as pipe:
-        for args, options in commands:
-            pipe.execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        pipe.execute()
-
-
-class JobWriter:
-    """Synchronous convenience: build and send one job."""
-
-    def __init__(self, queue: Queue, *, max_retries: int, job_timeout: int) -> None:
-        self._builder = JobBuilder(queue, max_retries=max_retries, job_timeout=job_timeout)
-        self._redis = queue.connection
-
-    def write(self, envelopes: Sequence[Envelope | dict[str, Any]]) -> None:
-        write_sync(self._redis, self._builder.commands(envelopes))

@@ -21,11 +21,16 @@ from collector.routing import (
     Endpoint,
     path_id,
 )
-from sightline.dialects import pyze
+from sightline.dialects import pyze, pyze_profiles
 from sightline.errors import FieldError, Forbidden, NotFound
 from sightline.store.lookups import UserRecord, find_user, read
 
 ACCEPTED_EVENT = b'{"message":"Event has been accepted for processing"}'
+
+
+class PyzeAccepted(msgspec.Struct, kw_only=True):
+    message: str
+    count: int | None = None
 
 
 def _header_key(request: Request) -> str | None:
@@ -53,17 +58,17 @@ async def track_event(request: Request) -> Response:
 
 
 async def upload_profiles(request: Request) -> Response:
-    raw = await read_body(request, pyze.MAX_PROFILES_BYTES)
-    profiles = pyze.validate_profiles(raw)
+    raw = await read_body(request, pyze_profiles.MAX_PROFILES_BYTES)
+    profiles = pyze_profiles.validate_profiles(raw)
     grant = await authorize(request.state.directory, _header_key(request), require=KeyKind.SERVER)
     encode = msgspec.json.encode
     await accept(
         request,
         dialect=pyze.NAME,
         product_id=grant.product.id,
-        payloads=[Payload(pyze.PROFILE_KIND, msgspec.Raw(encode(p))) for p in profiles],
+        payloads=[Payload(pyze_profiles.PROFILE_KIND, msgspec.Raw(encode(p))) for p in profiles],
     )
-    body = pyze.PyzeAccepted(
+    body = PyzeAccepted(
         message="User profiles have been accepted for processing", count=len(profiles)
     )
     return Response(encode(body), status_code=202, media_type="application/json")
@@ -74,15 +79,15 @@ def merged_profile(user: UserRecord) -> dict[str, Any]:
     profile: dict[str, Any] = {"userId": user.id, "customer_id": user.id}
     labelled = []
     for alias in user.aliases:
-        if alias.kind == pyze.PYZE_ID_KIND:
+        if alias.kind == pyze_profiles.PYZE_ID_KIND:
             profile["pyze_id"] = alias.alias
         elif alias.kind not in ("anonymous", "merged"):
             labelled.append({"alias_label": alias.kind, "alias_id": alias.alias})
     if labelled:
-        profile[pyze.ALIAS_FIELD] = labelled
+        profile[pyze_profiles.ALIAS_FIELD] = labelled
     profile.update(user.attributes)
     if user.email is not None:
-        profile.setdefault(pyze.EMAIL_FIELD, user.email)
+        profile.setdefault(pyze_profiles.EMAIL_FIELD, user.email)
     return profile
 
 
@@ -108,7 +113,7 @@ ENDPOINTS = (
         schemes=SERVER_KEY_SCHEMES,
         key_in_body=True,
         request=pyze.PyzeEvent,
-        responses={202: pyze.PyzeAccepted, **INGEST_ERRORS},
+        responses={202: PyzeAccepted, **INGEST_ERRORS},
     ),
     Endpoint(
         "/users/profile",
@@ -118,8 +123,8 @@ ENDPOINTS = (
         "Pyze: User Profiles API",
         key=KeyKind.SERVER,
         schemes=ANY_KEY_SCHEMES,
-        request=pyze.ProfileUpload,
-        responses={202: pyze.PyzeAccepted, **INGEST_ERRORS},
+        request=pyze_profiles.ProfileUpload,
+        responses={202: PyzeAccepted, **INGEST_ERRORS},
     ),
     Endpoint(
         "/users/profile/{id}",

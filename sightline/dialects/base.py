@@ -15,7 +15,7 @@ from typing import Any
 
 from sightline.envelope import Envelope
 from sightline.ids import derived_id, uuid7
-from sightline.model import Event, EventType, Normalised
+from sightline.model import AttributeOp, AttributeOpKind, Event, EventType, Normalised
 
 Normaliser = Callable[[Envelope], Normalised]
 
@@ -85,4 +85,12 @@ def new_event(
         else client_context(None, None, envelope.ip, envelope.user_agent),
         dialect=envelope.dialect,
         **fields,
+    )
+
+
+def trait_ops(traits: dict[str, Any]) -> tuple[AttributeOp, ...]:
+    """Traits as profile operations: each value set, and a ``null`` removes the attribute."""
+    return tuple(
+        AttributeOp(k, AttributeOpKind.SET if v is not None else AttributeOpKind.REMOVE, v)
+        for k, v in traits.items()
     )

@@ -34,8 +34,6 @@ Mobile = Annotated[
     str, msgspec.Meta(min_length=3, max_length=MAX_MOBILE, pattern=r"^\+?[0-9][0-9 ().\-]*$")
 ]
 """A phone number as people write it: digits, optional leading ``+``, spaces, dots, dashes."""
-AliasLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ALIAS_LABEL)]
-"""What kind of alternative id an alias is (``facebook``, ``pyze_id``); fits ``aliases.kind``."""
 EntityType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 """What an event is about (``lead``, ``contact``); fits ``events.entity_type``."""
 Text = Annotated[str, msgspec.Meta(max_length=4096)]

@@ -20,27 +20,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from sightline.dialects.base import Dialect, client_context, new_event
+from sightline.dialects.base import Dialect, client_context, new_event, trait_ops
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import (
-    Email,
-    Id,
-    Mobile,
-    Name,
-    PaymentIds,
-    Properties,
-    Text,
-)
+from sightline.dialects.fields import Email, Id, Mobile, Name, PaymentIds, Properties, Text
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput
-from sightline.model import (
-    AccountChange,
-    AttributeOp,
-    AttributeOpKind,
-    EventType,
-    Normalised,
-    UserChange,
-)
+from sightline.model import AccountChange, EventType, Normalised, UserChange
 
 NAME = "fuzy"
 MAX_BODY_BYTES = 512 * 1024
@@ -229,10 +214,7 @@ def _user_change(user: FuzyUser) -> UserChange:
         email=user.email,
         mobile=user.mobile,
         payment_ids=dict(user.payment_ids) if user.payment_ids else None,
-        ops=tuple(
-            AttributeOp(k, AttributeOpKind.SET if v is not None else AttributeOpKind.REMOVE, v)
-            for k, v in traits.items()
-        ),
+        ops=trait_ops(traits),
     )
 
 

@@ -47,13 +47,6 @@ def recent_events(
     return [event_from_row(row) for row in conn.execute(query)]
 
 
-def count_events(conn: sa.Connection, product_id: str | None = None) -> int:
-    query = sa.select(sa.func.count()).select_from(events)
-    if product_id is not None:
-        query = query.where(events.c.product_id == product_id)
-    return int(conn.execute(query).scalar_one())
-
-
 def list_dead_letters(
     conn: sa.Connection, *, include_replayed: bool = False, limit: int | None = None
 ) -> list[DeadLetterRecord]:

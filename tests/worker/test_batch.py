@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
-from collector.queue import JobWriter, make_queue
+from sightline.queue import make_queue
 from sightline.store.schema import users
 from tests.harness import System
+from tests.jobs import JobWriter
 from worker.main import run_worker
 
 
