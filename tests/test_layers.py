@@ -105,3 +105,12 @@ def test_a_leak_is_found(tmp_path: Path) -> None:
         "sightline.status imports worker: the shared package imports neither app",
         "sightline.status imports worker.main: the shared package imports neither app",
     ]
+
+
+def test_dialect_modules_stay_small() -> None:
+    """A dialect module holds one format's schema, rules and mapping: under 300 lines."""
+    sizes = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for path in (ROOT / "sightline" / "dialects").glob("*.py")
+    }
+    assert {name: size for name, size in sizes.items() if size >= 300} == {}
