@@ -71,9 +71,25 @@ def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
     return result
 
 
+MAX_DIGITS = 4000  # Python refuses to read integers of more than 4,300 digits
+
+
+def _integer(digits: str) -> int:
+    if len(digits) > MAX_DIGITS:
+        raise InvalidInput(
+            "invalid event call", [FieldError("$", f"a number of more than {MAX_DIGITS} digits")]
+        )
+    return int(digits)
+
+
+def _document(raw: bytes, **hooks: Any) -> Any:
+    """The body as Python values, for the checks msgspec's decoding cannot make."""
+    return json.loads(raw, parse_int=_integer, **hooks)
+
+
 def repeated_names(raw: bytes) -> list[FieldError]:
     """Every name the JSON text repeats where the page forbids it, as field errors."""
-    document = json.loads(raw, object_pairs_hook=_pairs)
+    document = _document(raw, object_pairs_hook=_pairs)
     errors = [FieldError(k, "repeated field") for k in getattr(document, "repeated", [])]
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, _Pairs):
@@ -92,7 +108,7 @@ def _named(raw: bytes, exc: InvalidInput) -> InvalidInput:
     """msgspec writes a dict's keys as ``[...]``: name the event and metadata key instead."""
     if not any("[...]" in e.field for e in exc.errors):
         return exc
-    events = json.loads(raw).get("events")
+    events = _document(raw).get("events")
     errors: list[FieldError] = []
     for name, metadata in events.items() if isinstance(events, dict) else ():
         where = f"events.{name}"

@@ -8,9 +8,10 @@ native message, or a whole native batch body as POSTed to ``/v1/batch``
 (``{"writeKey", "sentAt", "batch": [...]}``: an object with a ``batch`` member
 is a batch). Without ``k`` the key is the ``writeKey`` in ``d``.
 
-A batch is validated here, all or nothing like ``/v1/batch``, and enqueued as one
-envelope per message (kind: the message's type, body: the message, ``sent_at``:
-the batch's ``sentAt``). Everything else is enqueued as its query parameters
+A batch is validated here like ``/v1/batch``, message by message, and enqueued as
+one envelope per message (kind: the message's type, body: the message, ``sent_at``:
+the batch's ``sentAt``); its invalid messages as ``rejected`` envelopes, which the
+worker dead-letters with the collector's reason. Everything else is enqueued as its query parameters
 (kind ``pixel``) and mapped by the worker. Either way the events are stored with
 dialect ``pixel``; the mapping is the native dialect's: a pixel message IS a
 native message.
@@ -23,7 +24,8 @@ to check.
 
 The answer is a 1x1 GIF that is never cached: an image tag must not break. What
 cannot be used is counted (``sightline_events_rejected``): a bad or missing key,
-a refused origin, an oversized query (nothing enqueued); an invalid batch is also
+a refused origin, an oversized query (nothing enqueued); a batch with no valid
+message (or not a batch at all) is also
 enqueued as its query parameters when the key names a product, so the worker
 dead-letters it with the reason, as any other unusable input.
 
@@ -42,6 +44,7 @@ import msgspec
 
 from sightline.dialects import native
 from sightline.dialects.base import Dialect
+from sightline.dialects.decoding import depth_error
 from sightline.envelope import Envelope
 from sightline.errors import ClientError
 from sightline.model import Normalised
@@ -64,6 +67,9 @@ def is_batch(data: Any) -> bool:
 def message_of(params: dict[str, Any]) -> dict[str, Any]:
     """The native message a pixel's query string stands for."""
     if "d" in params:
+        too_deep = depth_error(params["d"].encode(), "d")
+        if too_deep is not None:
+            raise ValueError(f"{too_deep.field}: {too_deep.reason}")
         decoded = msgspec.json.decode(params["d"])
         if not isinstance(decoded, dict):
             raise ValueError("d must be a JSON object")
@@ -98,7 +104,8 @@ def _batch_refusal(text: str) -> str:
 
 
 def normalise(envelope: Envelope) -> Normalised:
-    if envelope.kind in native.MESSAGE_TYPES:  # one message of a batch the collector validated
+    if envelope.kind in native.MESSAGE_TYPES or envelope.kind == native.REJECTED:
+        # one message of a batch the collector validated (or refused: dead-lettered)
         return native.normalise(envelope)
     if envelope.kind != NAME:
         raise ValueError(
