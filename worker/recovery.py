@@ -13,6 +13,14 @@ thread that
   the registry entry: exactly one caller removes it) and puts it back at the front of
   the queue.
 
+It also sweeps RQ's intermediate list (``rq:queue:<name>:intermediate``): a worker
+moves a job there from the queue, then into the StartedJobRegistry a moment later. A
+worker killed between the two strands the job where neither the registry sweep nor
+the status line sees it, and RQ itself fails it only on its next maintenance pass
+(about 11 minutes). A job seen in that list, outside the registry, on two sweeps at
+least ``ttl`` apart (a live worker takes milliseconds) is claimed by the one sweeper
+whose ``LREM`` removes it, and put back at the front of the queue.
+
 Running the batch again is safe: the store is idempotent on (product, message id)
 and a killed transaction was rolled back. Jobs of workers this module does not
 know (a plain ``rq worker``) are left to RQ's own maintenance. A job abandoned more
@@ -56,6 +64,8 @@ class Recovery:
         self.ttl = ttl
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stranded: dict[str, float] = {}
+        """Jobs seen in the intermediate list outside the registry, and since when."""
 
     def start(self) -> None:
         self.beat()  # before the first job, so no sweeper takes this worker for dead
@@ -95,6 +105,38 @@ class Recovery:
                 log.exception("recovery tick failed")
 
     def sweep(self) -> list[str]:
+        """Requeue abandoned and stranded jobs; returns their ids."""
+        return self._sweep_started() + self._sweep_intermediate()
+
+    def _sweep_intermediate(self) -> list[str]:
+        key = self.queue.intermediate_queue_key
+        started = StartedJobRegistry(
+            self.queue.name, connection=self.connection, serializer=self.queue.serializer
+        )
+        now = time.monotonic()
+        listed = {_text(raw) for raw in self.connection.lrange(key, 0, -1)}
+        self._stranded = {k: v for k, v in self._stranded.items() if k in listed}
+        requeued: list[str] = []
+        for job_id in listed:
+            if job_id in started:
+                continue
+            if now - self._stranded.setdefault(job_id, now) < self.ttl:
+                continue
+            if not self.connection.lrem(key, 1, job_id):
+                continue  # another sweeper claimed it, or its worker moved on
+            del self._stranded[job_id]
+            try:
+                job = Job.fetch(
+                    job_id, connection=self.connection, serializer=self.queue.serializer
+                )
+            except NoSuchJobError:
+                continue
+            self.queue.enqueue_job(job, at_front=True)
+            log.warning("requeued job %s: stranded in RQ's intermediate list", job_id)
+            requeued.append(job_id)
+        return requeued
+
+    def _sweep_started(self) -> list[str]:
         """Requeue the jobs of dead Sightline workers; returns their ids."""
         registry = StartedJobRegistry(
             self.queue.name, connection=self.connection, serializer=self.queue.serializer
