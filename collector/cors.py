@@ -39,7 +39,9 @@ class ProductCORSMiddleware:
             await self.app(scope, receive, send)
             return
         directory: ProductDirectory = scope["state"]["directory"]
-        allowed = directory.any_allows_origin(origin)
+        # "null" is every sandboxed frame, data: and file: page at once: it names no site
+        # to grant, so it never gets a grant, least of all one with credentials.
+        allowed = origin != "null" and directory.any_allows_origin(origin)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(allowed, origin, headers, scope, receive, send)
             return
