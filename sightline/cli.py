@@ -1,4 +1,15 @@
-"""The ``sightline`` command line. Every option can also come from the environment."""
+"""The ``sightline`` command line.
+
+Every setting comes from :class:`~sightline.settings.Settings`: the command builds
+``Settings.from_env()`` and the options given override its fields (an option left out
+keeps the environment's value, else the default). A bad setting, a server that does not
+answer or a schema that is not current ends any command with one line naming the
+variable and the reason, and exit status 2; no output ever shows a password.
+
+Only ``migrate`` and ``up`` change the schema. Every other command (the collector, the
+worker, and the ``products``, ``events`` and ``deadletters`` commands, which read or write
+rows) refuses a database whose schema is not current: run ``sightline migrate`` first.
+"""
 
 from __future__ import annotations
 
@@ -7,97 +18,153 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import msgspec
 import sqlalchemy as sa
 import uvicorn
 
-from sightline.settings import Settings, SettingsError
+from sightline.embedded import EmbeddedRedisError
+from sightline.preflight import check_redis, open_store
+from sightline.settings import (
+    FSYNC_CHOICES,
+    Settings,
+    SettingsError,
+    default_of,
+    hide_database_password,
+)
 from sightline.signals import stop_on_sigterm
-from sightline.store.db import make_engine
-from sightline.store.migrate import upgrade
+from sightline.store.migrate import SchemaNotCurrent
 
 _json = msgspec.json.Encoder()
+
+
+class ConfigError(click.ClickException):
+    """A setting we cannot use or a server we cannot reach: one line, exit status 2."""
+
+    exit_code = 2
+
+
+class SightlineGroup(click.Group):
+    """Turns configuration and start-up errors of every command into a :class:`ConfigError`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, SchemaNotCurrent) as exc:
+            raise ConfigError(str(exc)) from None
+        except EmbeddedRedisError as exc:
+            raise ConfigError(f"REDIS_URL: unset, and the embedded server: {exc}") from None
 
 
 @dataclass
 class Context:
     settings: Settings
 
-    def engine(self, migrate: bool = True) -> sa.Engine:
-        engine = make_engine(self.settings.sqlalchemy_url)
-        if migrate:
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            upgrade(engine)
-        return engine
+    def store(self) -> sa.Engine:
+        """The database, refused (:class:`SchemaNotCurrent`) unless its schema is current."""
+        return open_store(self.settings)
 
 
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group()
+def _from_settings(variable: str, field: str, help: str) -> str:
+    return f"{help} [env {variable}; default: {default_of(field)}]"
+
+
+host_option = click.option(
+    "--host", help=_from_settings("SIGHTLINE_HOST", "host", "Address the collector listens on.")
+)
+port_option = click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help=_from_settings("PORT", "port", "The collector's port."),
+)
+proxies_option = click.option(
+    "--forwarded-allow-ips",
+    "trusted_proxies",
+    help=_from_settings(
+        "TRUSTED_PROXIES",
+        "trusted_proxies",
+        "Proxies whose X-Forwarded-For is believed (comma-separated; * for any).",
+    ),
+)
+fsync_option = click.option(
+    "--fsync",
+    type=click.Choice(FSYNC_CHOICES),
+    help=_from_settings(
+        "SIGHTLINE_FSYNC",
+        "fsync",
+        "Embedded Redis append-only fsync policy (the loss window on an OS crash).",
+    ),
+)
+
+
+@click.group(cls=SightlineGroup)
 @click.option(
     "--data-dir",
-    envvar="SIGHTLINE_DATA_DIR",
-    default="sightline-data",
-    show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the SQLite file and the embedded Redis live (unless DATABASE_URL / REDIS_URL).",
+    help=_from_settings(
+        "SIGHTLINE_DATA_DIR",
+        "data_dir",
+        "Where the SQLite file and the embedded Redis live (unless DATABASE_URL / REDIS_URL).",
+    ),
 )
 @click.pass_context
-def main(ctx: click.Context, data_dir: Path) -> None:
+def main(ctx: click.Context, data_dir: Path | None) -> None:
     """Sightline: a self-hosted event collector for product analytics."""
-    try:
-        settings = Settings.from_env().with_changes(data_dir=data_dir)
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-    ctx.obj = Context(settings)
+    ctx.obj = Context(Settings.from_env().overridden(data_dir=data_dir))
 
 
 @main.command()
-@click.option("--host", envvar="SIGHTLINE_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
-@click.option(
-    "--fsync",
-    envvar="SIGHTLINE_FSYNC",
-    default="everysec",
-    show_default=True,
-    type=click.Choice(["always", "everysec"]),
-    help="Embedded Redis append-only fsync policy (the loss window on an OS crash).",
-)
+@host_option
+@port_option
+@fsync_option
+@proxies_option
 @pass_context
-def up(obj: Context, host: str, port: int, fsync: str) -> None:
-    """Run everything: Redis (embedded unless REDIS_URL), store, worker and collector."""
+def up(
+    obj: Context,
+    host: str | None,
+    port: int | None,
+    fsync: str | None,
+    trusted_proxies: str | None,
+) -> None:
+    """Run everything: Redis (embedded unless REDIS_URL), store, worker and collector.
+
+    Migrates the database first.
+    """
     from sightline.up import run_up
 
-    run_up(obj.settings, host=host, port=port, fsync=fsync)
+    run_up(
+        obj.settings.overridden(host=host, port=port, fsync=fsync, trusted_proxies=trusted_proxies)
+    )
 
 
 @main.command()
-@click.option("--host", envvar="SIGHTLINE_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="PORT", default=8000, show_default=True, type=int)
-@click.option(
-    "--forwarded-allow-ips",
-    envvar="TRUSTED_PROXIES",
-    default="127.0.0.1",
-    show_default=True,
-    help="Proxies whose X-Forwarded-For is believed (uvicorn's setting).",
-)
+@host_option
+@port_option
+@proxies_option
 @pass_context
-def collector(obj: Context, host: str, port: int, forwarded_allow_ips: str) -> None:
-    """Run the HTTP collector alone."""
+def collector(
+    obj: Context, host: str | None, port: int | None, trusted_proxies: str | None
+) -> None:
+    """Run the HTTP collector alone (the schema must be current)."""
     from collector.app import create_app
     from sightline.up import prepare_redis
 
+    settings = obj.settings.overridden(host=host, port=port, trusted_proxies=trusted_proxies)
     with stop_on_sigterm(), ExitStack() as stack:
-        settings = prepare_redis(obj.settings, stack)
+        settings = prepare_redis(settings, stack)
+        check_redis(settings)
+        open_store(settings).dispose()
         uvicorn.run(
             create_app(settings),
-            host=host,
-            port=port,
+            host=settings.host,
+            port=settings.port,
             proxy_headers=True,
-            forwarded_allow_ips=forwarded_allow_ips,
+            forwarded_allow_ips=settings.trusted_proxies,
             access_log=False,
         )
 
@@ -106,22 +173,29 @@ def collector(obj: Context, host: str, port: int, forwarded_allow_ips: str) -> N
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
 @pass_context
 def worker(obj: Context, burst: bool) -> None:
-    """Run one RQ worker process on Sightline's queue."""
+    """Run one RQ worker process on Sightline's queue (the schema must be current)."""
     from sightline.up import prepare_redis
     from worker.main import run_worker
 
-    obj.engine()  # migrate before the first job
     with ExitStack() as stack:
         settings = prepare_redis(obj.settings, stack)
+        check_redis(settings)
+        open_store(settings).dispose()
         run_worker(settings, burst=burst)
 
 
 @main.command()
 @pass_context
 def migrate(obj: Context) -> None:
-    """Bring the database schema up to date (Alembic)."""
-    obj.engine()
-    click.echo(f"database at the newest revision: {obj.settings.sqlalchemy_url}")
+    """Bring the database schema up to date (Alembic).
+
+    Also checks that REDIS_URL, when set, answers.
+    """
+    if obj.settings.redis_url:
+        check_redis(obj.settings)
+    open_store(obj.settings, migrate=True).dispose()
+    shown = hide_database_password(obj.settings.sqlalchemy_url)
+    click.echo(f"database at the newest revision: {shown}")
 
 
 def _origins_option(
@@ -155,7 +229,7 @@ def products_create(obj: Context, name: str, origins: tuple[str, ...], as_json: 
     """Create a product; prints its write key and server key."""
     from sightline.store.products import create_product
 
-    engine = obj.engine()
+    engine = obj.store()
     with engine.begin() as conn:
         product = create_product(conn, name, allowed_origins=origins)
     if as_json:
@@ -182,7 +256,7 @@ def products_origins(
 
     if bool(origins) == any_origin:
         raise click.UsageError("give the origins, or --any to allow every origin")
-    engine = obj.engine()
+    engine = obj.store()
     with engine.begin() as conn:
         product = update_product(conn, product_id, ProductSettings(allowed_origins=origins))
     if product is None:
@@ -197,7 +271,7 @@ def products_list(obj: Context, as_json: bool) -> None:
     """List products with their keys and settings."""
     from sightline.store.products import list_products
 
-    engine = obj.engine()
+    engine = obj.store()
     with engine.connect() as conn:
         found = list_products(conn)
     for product in found:
@@ -225,7 +299,7 @@ def events_list(obj: Context, product_id: str | None, limit: int, as_json: bool)
     """The newest events first."""
     from sightline.store.queries import recent_events
 
-    engine = obj.engine()
+    engine = obj.store()
     with engine.connect() as conn:
         found = recent_events(conn, product_id=product_id, limit=limit)
     for event in found:
@@ -252,7 +326,7 @@ def deadletters_list(obj: Context, include_replayed: bool, as_json: bool) -> Non
     """Dead letters not yet replayed."""
     from sightline.store.queries import list_dead_letters
 
-    engine = obj.engine()
+    engine = obj.store()
     with engine.connect() as conn:
         found = list_dead_letters(conn, include_replayed=include_replayed)
     for letter in found:
@@ -272,13 +346,13 @@ def deadletters_replay(obj: Context) -> None:
     from worker.batch import BatchProcessor
     from worker.enricher import Enricher
 
-    engine = obj.engine()
+    engine = obj.store()
     with engine.connect() as conn:
         letters = list_dead_letters(conn)
     if not letters:
         click.echo("no dead letters to replay")
         return
-    processor = BatchProcessor(engine, Enricher())
+    processor = BatchProcessor(engine, Enricher.from_settings(obj.settings))
     result = processor.process([letter.envelope for letter in letters])
     with engine.begin() as conn:
         mark_replayed(conn, [letter.id for letter in letters], datetime.now(UTC))

@@ -14,20 +14,20 @@ from redis.exceptions import RedisError
 
 from collector.app import create_app
 from sightline.embedded import EmbeddedRedis
+from sightline.preflight import check_redis, open_store
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.signals import stop_on_sigterm
 from sightline.status import read_status
-from sightline.store.db import make_engine
-from sightline.store.migrate import upgrade
 from sightline.store.products import Product, ensure_default_product
 
 
-def prepare_redis(settings: Settings, stack: ExitStack, fsync: str = "everysec") -> Settings:
-    """With no REDIS_URL, the embedded server of the data dir (started unless running)."""
+def prepare_redis(settings: Settings, stack: ExitStack) -> Settings:
+    """With no REDIS_URL, the embedded server of the data dir (started unless running,
+    with ``settings.fsync``)."""
     if settings.redis_url:
         return settings
-    embedded = stack.enter_context(EmbeddedRedis(settings.data_dir, fsync=fsync))
+    embedded = stack.enter_context(EmbeddedRedis(settings.data_dir, fsync=settings.fsync))
     return settings.with_changes(redis_url=embedded.url)
 
 
@@ -85,23 +85,22 @@ def status_loop(
             click.echo()
 
 
-def run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
+def run_up(settings: Settings) -> None:
     # SIGTERM at any moment, even during start-up, stops the worker and Redis in order.
     with stop_on_sigterm():
-        _run_up(settings, host=host, port=port, fsync=fsync)
+        _run_up(settings)
     click.echo("Sightline stopped; queued events stay in Redis's append-only file for next start.")
 
 
-def _run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
+def _run_up(settings: Settings) -> None:
     with ExitStack() as stack:
-        settings = prepare_redis(settings, stack, fsync)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.sqlalchemy_url)
-        upgrade(engine)
+        settings = prepare_redis(settings, stack)
+        check_redis(settings)
+        engine = open_store(settings, migrate=True)  # `up` migrates, like `sightline migrate`
         with engine.begin() as conn:
             product, created = ensure_default_product(conn)
         engine.dispose()
-        print_welcome(product, created, host, port)
+        print_welcome(product, created, settings.host, settings.port)
 
         # Its own session: a terminal's Ctrl-C reaches only us, and we send the worker
         # exactly one SIGTERM (a second signal would make RQ abandon the job in hand).
@@ -112,7 +111,13 @@ def _run_up(settings: Settings, *, host: str, port: int, fsync: str) -> None:
         )
         stack.callback(_stop_process, worker)
         config = uvicorn.Config(
-            create_app(settings), host=host, port=port, log_level="warning", access_log=False
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
+            log_level="warning",
+            access_log=False,
         )
         server = uvicorn.Server(config)
         stop = threading.Event()

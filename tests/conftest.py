@@ -15,7 +15,7 @@ from redis import Redis
 from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
-from tests.harness import System, running_system
+from tests.harness import REDIS_TIMEOUT, System, running_system
 from tests.servers import PostgresServer, RedisServer, postgres_available
 
 TEMPLATE_DB = "sightline_template"
@@ -96,6 +96,7 @@ def settings(tmp_path: Path, redis_url: str, database_url: str) -> Settings:
             "REDIS_URL": redis_url,
             "DATABASE_URL": database_url,
             "SIGHTLINE_FLUSH_LINGER_MS": "0",
+            "SIGHTLINE_REDIS_TIMEOUT": REDIS_TIMEOUT,
         }
     )
 

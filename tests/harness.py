@@ -21,6 +21,10 @@ from sightline.store.products import Product, create_product, ensure_default_pro
 from sightline.store.queries import list_dead_letters, recent_events
 from worker.main import run_worker
 
+REDIS_TIMEOUT = "5"
+"""The suite's SIGHTLINE_REDIS_TIMEOUT: generous, so a busy machine never turns a write into
+a 503; only the outage tests set a short one, explicitly."""
+
 
 def basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.harness import REDIS_TIMEOUT
 from tests.servers import free_port
 
 
@@ -24,14 +25,17 @@ def clean_env(data_dir: Path) -> dict[str, str]:
     }
     env["SIGHTLINE_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
+    env["SIGHTLINE_REDIS_TIMEOUT"] = REDIS_TIMEOUT
     return env
 
 
 @contextmanager
-def sightline(data_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def sightline(
+    data_dir: Path, *args: str, **env: str
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "sightline", *args],
-        env=clean_env(data_dir),
+        env=clean_env(data_dir) | env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,7 +102,8 @@ def stop(process: subprocess.Popen[str], lines: list[str]) -> None:
 
 def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
-    with sightline(data_dir, "up", "--port", str(port)) as (process, lines):
+    untrusted = {"TRUSTED_PROXIES": "192.0.2.1"}  # 127.0.0.1's X-Forwarded-For is not believed
+    with sightline(data_dir, "up", "--port", str(port), **untrusted) as (process, lines):
         key = read_until(process, lines, r"write key").split()[-1]
         read_until(process, lines, r"<script defer src=.*/s.js.*data-key=")
         read_until(process, lines, r"Collector on")
@@ -106,10 +111,13 @@ def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> N
             f"http://127.0.0.1:{port}/v1/track",
             auth=(key, ""),
             json={"userId": "u1", "event": "Hello"},
+            headers={"X-Forwarded-For": "203.0.113.9"},
             timeout=10,
         )
         assert response.status_code == 200
         wait_for_names(data_dir, ["Hello"])
+        [stored] = map(json.loads, cli(data_dir, "events", "list", "--json").splitlines())
+        assert stored["context"]["ip"] == "127.0.0.1", "up honours TRUSTED_PROXIES"
         read_until(process, lines, r"accepted 1\s+stored 1")
         stop(process, lines)
     output = "".join(lines)
@@ -129,6 +137,7 @@ def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> N
 def test_events_queued_while_no_worker_runs_survive_a_restart(tmp_path: Path) -> None:
     """The collector alone (its own embedded Redis) takes events; `up` later stores them."""
     data_dir, port = tmp_path / "data", free_port()
+    assert "newest revision" in cli(data_dir, "migrate")  # the collector never migrates
     products = json.loads(cli(data_dir, "products", "create", "Site", "--json"))
     key = products["write_keys"][0]
     with sightline(data_dir, "collector", "--port", str(port)) as (process, lines):

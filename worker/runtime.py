@@ -12,6 +12,7 @@ from sightline.redis_keys import Counter, counter_key
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.store.db import make_engine
+from sightline.store.migrate import require_current
 from sightline.store.writer import WriteResult
 from worker.batch import BatchProcessor
 from worker.enricher import Enricher
@@ -33,12 +34,13 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
         engine = make_engine(settings.sqlalchemy_url)
+        _refuse_a_schema_not_current(engine)
         enricher = Enricher.from_settings(settings)
         return cls(
             settings=settings,
             engine=engine,
             redis=redis if redis is not None else connect(settings, timeout=5.0),
-            processor=BatchProcessor(engine, enricher, write_delay=settings.test_write_delay),
+            processor=BatchProcessor(engine, enricher),
             enricher=enricher,
         )
 
@@ -60,6 +62,24 @@ class Runtime:
         self.enricher.close()
         self.engine.dispose()
         self.redis.close()
+
+
+def _refuse_a_schema_not_current(engine: sa.Engine) -> None:
+    """Raise :class:`~sightline.store.migrate.SchemaNotCurrent` for a database that
+    ``sightline migrate`` has not brought up to date: a worker never migrates.
+
+    A database unreachable right now is an outage, not a refusal: the jobs retry through
+    it (``worker.jobs``), and the schema is checked by the next process to start.
+    """
+    try:
+        require_current(engine)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        log.warning("database unreachable at start, jobs will retry: %s", exc)
+    finally:
+        # No connection may outlive the check in the pool: RQ forks its scheduler next,
+        # and a socket the child inherited would keep a SIGKILLed worker's transaction
+        # (and its row locks) open on PostgreSQL.
+        engine.dispose()
 
 
 class _Holder:

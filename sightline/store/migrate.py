@@ -1,7 +1,9 @@
-"""Alembic driven from code: ``sightline migrate`` and every process's start-up."""
+"""Alembic driven from code: ``sightline migrate`` and ``sightline up`` upgrade; every other
+process only checks the schema is current (:func:`require_current`) and refuses if not."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -27,8 +29,33 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+class SchemaNotCurrent(RuntimeError):
+    """The database is not at the revision this code needs: ``sightline migrate`` first."""
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest revision this code knows (read once per process)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The database's revision; ``None`` for a database never migrated (nothing is created)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
 def is_current(engine: sa.Engine) -> bool:
     """Whether the database is at the newest revision this code knows."""
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision() == head
+    return current_revision(engine) == head_revision()
+
+
+def require_current(engine: sa.Engine) -> None:
+    """Raise :class:`SchemaNotCurrent` (one line, no password) unless the schema is current."""
+    found, needed = current_revision(engine), head_revision()
+    if found != needed:
+        raise SchemaNotCurrent(
+            "the database schema is not current: run `sightline migrate` "
+            f"({engine.url.render_as_string(hide_password=True)} is at revision "
+            f"{found or 'none'}, this version needs {needed})"
+        )

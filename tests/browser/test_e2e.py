@@ -41,6 +41,7 @@ from tests.browser.support import (
     navigate_like_a_spa,
     wait_until_delivered,
 )
+from tests.harness import REDIS_TIMEOUT
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.browser
@@ -67,8 +68,20 @@ def extension_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def redis_timeout() -> str:
+    """The collector's SIGHTLINE_REDIS_TIMEOUT: the suite's generous one; the outage test
+    parametrizes a short one."""
+    return REDIS_TIMEOUT
+
+
+@pytest.fixture
 def collector(
-    tmp_path: Path, database_url: str, live_redis: RedisServer, site: Site, extension_dir: Path
+    tmp_path: Path,
+    database_url: str,
+    live_redis: RedisServer,
+    site: Site,
+    extension_dir: Path,
+    redis_timeout: str,
 ) -> Iterator[LiveCollector]:
     """The real collector, one product allowing the test site and the test extension."""
     client = Redis.from_url(live_redis.url)
@@ -80,7 +93,7 @@ def collector(
             "REDIS_URL": live_redis.url,
             "DATABASE_URL": database_url,
             "SIGHTLINE_FLUSH_LINGER_MS": "0",
-            "SIGHTLINE_REDIS_TIMEOUT": "0.5",
+            "SIGHTLINE_REDIS_TIMEOUT": redis_timeout,
         }
     )
     origins = (site.url, extension_origin(extension_dir))
@@ -260,6 +273,7 @@ def test_offline_events_stored_once_back_online(
     assert len(collector.messages(event="While Offline")) == 1
 
 
+@pytest.mark.parametrize("redis_timeout", ["0.5"])  # an outage test: a short timeout
 def test_collector_answering_503_then_recovering_stores_once(
     page: Page, make_page: PageFactory, collector: LiveCollector
 ) -> None:

@@ -23,8 +23,6 @@ from collector.snippet import (
 )
 from tests.browser.support import STATIC
 
-pytestmark = pytest.mark.browser
-
 SIZE_BUDGET = 2048  # bytes, minified and gzipped: issue 3, item 1
 ROOT = STATIC.parent
 TERSER = ROOT / "node_modules" / ".bin" / "terser"

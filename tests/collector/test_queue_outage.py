@@ -40,6 +40,7 @@ def outage_system(
             "DATABASE_URL": f"sqlite:///{db}",
             "SIGHTLINE_DATA_DIR": str(tmp_path),
             "SIGHTLINE_FLUSH_LINGER_MS": "0",
+            "SIGHTLINE_REDIS_TIMEOUT": "1",  # an outage test: short, not the suite's 5 s
         }
     )
     with running_system(settings) as system:

@@ -1,7 +1,9 @@
 """Faults with real processes: restarts, a database outage, a worker SIGKILLed mid-batch.
 
 Workers run as ``python -m sightline worker`` subprocesses in their own session, so
-the test can kill one (and, at the end, its scheduler child) by process group.
+the test can kill one (and, at the end, its scheduler child) by process group; the one
+killed mid-batch is ``python -m tests.slow_worker``, the same worker holding each batch's
+transaction open after writing.
 """
 
 from __future__ import annotations
@@ -47,13 +49,20 @@ def env_of(system: System, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker_process(system: System, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    system: System, write_delay: float | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``sightline worker``; with ``write_delay``, one that sleeps that long inside each
+    batch's transaction after writing the events (``tests/slow_worker.py``)."""
+    command = ["-m", "sightline", "worker"]
+    if write_delay is not None:
+        command = ["-m", "tests.slow_worker", str(write_delay)]
     # Logs to a file: a pipe nobody reads would block a chatty worker (tracebacks).
     log = tempfile.TemporaryFile()  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "sightline", "worker"],
+        [sys.executable, *command],
         cwd=ROOT,
-        env=env_of(system, **extra),
+        env=env_of(system),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -128,7 +137,7 @@ def test_a_worker_killed_mid_batch_is_recovered_within_seconds(
     track_batch(system, total)
     started = StartedJobRegistry(system.settings.queue_name, connection=system.redis)
     # Worker A sleeps inside the batch's transaction, after writing the events.
-    with worker_process(system, SIGHTLINE_TEST_WRITE_DELAY="60") as a:
+    with worker_process(system, write_delay=60) as a:
         wait_for(lambda: started.count == 1, 30, "worker A starts the batch")
         time.sleep(1.0)  # well inside the transaction
         if system.engine.dialect.name == "postgresql":  # SQLite: A holds the write lock
