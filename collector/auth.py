@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from collector.directory import Grant, KeyKind, ProductDirectory
 from sightline.errors import ErrorStyle, Forbidden, Unauthorized
+from sightline.store.products import normalise_identifier
 
 
 def basic_auth_user(request: Request) -> str | None:
@@ -47,6 +48,35 @@ async def authorize(
         raise Unauthorized("unknown key", style=style)
     if require is KeyKind.SERVER and grant.kind is not KeyKind.SERVER:
         raise Forbidden("this endpoint needs a server key, not a write key", style=style)
+    if not grant.product.allows_origin(origin):
+        raise Forbidden(f"origin {origin} is not allowed for this product", style=style)
+    return grant
+
+
+async def authorize_site(
+    directory: ProductDirectory,
+    format: str,
+    name: str | None,
+    *,
+    origin: str | None = None,
+    style: ErrorStyle = ErrorStyle.SIGHTLINE,
+) -> Grant:
+    """The grant for the project, site, app or measurement id a tracker's request names.
+
+    One rule for every format: the name may be the product's write key (so a page works
+    on day one by pasting it where the tracker wants its id), or an identifier the product
+    registered for that format (``sightline products ids``: pages already tagged keep
+    theirs). 401 when it names nothing, 403 for an origin the product does not allow.
+    """
+    if not name:
+        raise Unauthorized(f"no {format} project or site id", style=style)
+    try:
+        canonical = normalise_identifier(format, name)
+    except ValueError:
+        canonical = None
+    grant = await directory.resolve_identifier(format, canonical) if canonical else None
+    if grant is None:
+        return await authorize(directory, name, origin=origin, style=style)
     if not grant.product.allows_origin(origin):
         raise Forbidden(f"origin {origin} is not allowed for this product", style=style)
     return grant

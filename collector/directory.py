@@ -35,16 +35,22 @@ class Grant(msgspec.Struct, frozen=True):
 class KeyTable(msgspec.Struct, frozen=True):
     grants: dict[str, Grant]
     products: dict[str, Product]
+    identifiers: dict[tuple[str, str], Grant] = msgspec.field(default_factory=dict)
+    """(format, canonical identifier) -> a write grant: other trackers' names for products."""
 
     @classmethod
     def from_products(cls, products: list[Product]) -> KeyTable:
         grants: dict[str, Grant] = {}
+        identifiers: dict[tuple[str, str], Grant] = {}
         for product in products:
             for key in product.write_keys:
                 grants[key] = Grant(product, KeyKind.WRITE)
             for key in product.server_keys:
                 grants[key] = Grant(product, KeyKind.SERVER)
-        return cls(grants=grants, products={p.id: p for p in products})
+            for format, values in product.identifiers.items():
+                for value in values:
+                    identifiers[(format, value)] = Grant(product, KeyKind.WRITE)
+        return cls(grants=grants, products={p.id: p for p in products}, identifiers=identifiers)
 
 
 Loader = Callable[[], KeyTable]
@@ -95,6 +101,21 @@ class ProductDirectory:
         grant = self._table.grants.get(key)
         if grant is not None:
             return grant
+        if await self._reload_after_miss():
+            return self._table.grants.get(key)
+        return None
+
+    async def resolve_identifier(self, format: str, value: str) -> Grant | None:
+        """The product another tracker's identifier names (canonical form), as a write grant."""
+        grant = self._table.identifiers.get((format, value))
+        if grant is not None:
+            return grant
+        if await self._reload_after_miss():
+            return self._table.identifiers.get((format, value))
+        return None
+
+    async def _reload_after_miss(self) -> bool:
+        """Reload once for an unknown name (it may be new), at most once a ``miss_interval``."""
         now = time.monotonic()
         if now - self._last_miss_reload >= self._miss_interval:
             self._last_miss_reload = now
@@ -102,8 +123,8 @@ class ProductDirectory:
                 await asyncio.wait_for(self.reload(), timeout=2.0)
             except Exception:
                 log.exception("could not reload the product key table")
-            return self._table.grants.get(key)
-        return None
+            return True
+        return False
 
     def product(self, product_id: str) -> Product | None:
         return self._table.products.get(product_id)

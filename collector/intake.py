@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 from starlette.requests import Request
 
+from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
 from sightline.envelope import Envelope
@@ -47,6 +48,8 @@ async def accept(
         )
         for payload in payloads
     ]
+    if is_debug(request):
+        raise DebugAnswer(envelopes)
     committer: GroupCommitter = request.state.committer
     await committer.submit(envelopes)
     metrics: Metrics = request.state.metrics

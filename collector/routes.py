@@ -6,12 +6,16 @@ tries routes in order: the ingest paths that carry the traffic come first.
 
 from __future__ import annotations
 
-from collector.endpoints import das, fuzy, gameball, native, pixel, pyze, system
+from starlette.routing import BaseRoute, Mount
+
+from collector.debug import PREFIX
+from collector.endpoints import das, fuzy, gameball, native, pixel, pyze, rudderstack, system
 from collector.routing import Endpoint
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     *native.ENDPOINTS,
     *pixel.ENDPOINTS,
+    *rudderstack.ENDPOINTS,
     *system.ENDPOINTS,
     *fuzy.ENDPOINTS,
     *pyze.ENDPOINTS,
@@ -19,4 +23,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *gameball.ENDPOINTS,
 )
 
-routes = [endpoint.route() for endpoint in ENDPOINTS]
+routes: list[BaseRoute] = [
+    *(endpoint.route() for endpoint in ENDPOINTS),
+    # Every ingest route again under /debug: validated and normalised, never stored.
+    Mount(
+        PREFIX,
+        routes=[e.route() for e in ENDPOINTS if e.dialect not in ("system", "snippet")],
+        name="debug",
+    ),
+]

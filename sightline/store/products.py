@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from sightline.ids import new_key
 from sightline.model import BotHandling, IpHandling
 from sightline.origins import origin_of, parse_origin
 from sightline.store.queries import as_utc
-from sightline.store.schema import product_keys, products
+from sightline.store.schema import product_identifiers, product_keys, products
 
 DEFAULT_PRODUCT_NAME = "Default product"
 
@@ -29,6 +30,8 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     channel_merging: bool = False
     write_keys: tuple[str, ...] = ()
     server_keys: tuple[str, ...] = ()
+    identifiers: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    """Other trackers' names for this product, by format (``sightline products ids``)."""
     created_at: datetime | None = None
 
     def allows_origin(self, origin: str | None) -> bool:
@@ -103,6 +106,13 @@ def update_product(
 
 
 def list_products(conn: sa.Connection) -> list[Product]:
+    identifiers: dict[str, dict[str, list[str]]] = {}
+    for row in conn.execute(
+        sa.select(product_identifiers).order_by(
+            product_identifiers.c.format, product_identifiers.c.value
+        )
+    ):
+        identifiers.setdefault(row.product_id, {}).setdefault(row.format, []).append(row.value)
     keys: dict[str, dict[str, list[str]]] = {}
     for row in conn.execute(
         sa.select(product_keys.c.product_id, product_keys.c.kind, product_keys.c.key)
@@ -125,6 +135,7 @@ def list_products(conn: sa.Connection) -> list[Product]:
                 channel_merging=row.channel_merging,
                 write_keys=tuple(product_keys_of.get("write", ())),
                 server_keys=tuple(product_keys_of.get("server", ())),
+                identifiers={f: tuple(v) for f, v in identifiers.get(row.id, {}).items()},
                 created_at=as_utc(row.created_at),
             )
         )
@@ -141,3 +152,76 @@ def ensure_default_product(conn: sa.Connection) -> tuple[Product, bool]:
     if existing:
         return existing[0], False
     return create_product(conn, DEFAULT_PRODUCT_NAME), True
+
+
+# -- other trackers' identifiers -----------------------------------------------------------
+
+
+def _digits(value: str) -> str:
+    if not value.isascii() or not value.isdigit():
+        raise ValueError("a Matomo site id is a number")
+    return str(int(value))
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("a Umami website id is a UUID") from None
+
+
+IDENTIFIER_FORMATS: dict[str, Callable[[str], str]] = {
+    "posthog": str.strip,  # a project API key (token)
+    "snowplow": str.strip,  # an app id (aid)
+    "plausible": lambda value: value.strip().lower().removeprefix("www."),  # a site domain
+    "umami": _uuid,  # a website id
+    "matomo": _digits,  # a site id (idsite)
+    "ga4": lambda value: value.strip().upper(),  # a measurement id, G-XXXXXXX
+}
+"""Each format whose requests name their product, and that name's canonical form."""
+
+
+class IdentifierTaken(ValueError):
+    """The identifier already names another product."""
+
+
+def normalise_identifier(format: str, value: str) -> str:
+    """``value`` as ``format`` writes it canonically; ``ValueError`` says why it is not one."""
+    if format not in IDENTIFIER_FORMATS:
+        raise ValueError(f"unknown format {format!r}: one of {', '.join(IDENTIFIER_FORMATS)}")
+    canonical = IDENTIFIER_FORMATS[format](value)
+    if not 1 <= len(canonical) <= 255:
+        raise ValueError("an identifier is 1 to 255 characters")
+    return canonical
+
+
+def add_identifier(conn: sa.Connection, product_id: str, format: str, value: str) -> str:
+    """Register ``value`` as ``product_id``'s name in ``format``; returns its canonical form."""
+    canonical = normalise_identifier(format, value)
+    owner = conn.execute(
+        sa.select(product_identifiers.c.product_id).where(
+            product_identifiers.c.format == format, product_identifiers.c.value == canonical
+        )
+    ).scalar()
+    if owner is not None and owner != product_id:
+        raise IdentifierTaken(f"{format} {canonical!r} already names product {owner}")
+    if owner is None:
+        conn.execute(
+            sa.insert(product_identifiers).values(
+                format=format, value=canonical, product_id=product_id, created_at=datetime.now(UTC)
+            )
+        )
+    return canonical
+
+
+def remove_identifier(conn: sa.Connection, product_id: str, format: str, value: str) -> bool:
+    """Forget ``value`` as ``product_id``'s name in ``format``; whether it was registered."""
+    canonical = normalise_identifier(format, value)
+    deleted = conn.execute(
+        sa.delete(product_identifiers).where(
+            product_identifiers.c.format == format,
+            product_identifiers.c.value == canonical,
+            product_identifiers.c.product_id == product_id,
+        )
+    )
+    return bool(deleted.rowcount)

@@ -47,6 +47,17 @@ product_keys = sa.Table(
     sa.Column("revoked_at", Time, nullable=True),
 )
 
+product_identifiers = sa.Table(
+    "product_identifiers",
+    metadata,
+    # Another tracker's name for a product: a Plausible domain, a Umami website id,
+    # a Matomo site number, a GA4 measurement id ... (``sightline products ids``).
+    sa.Column("format", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(255), primary_key=True),
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=False, index=True),
+    sa.Column("created_at", Time, nullable=False),
+)
+
 accounts = sa.Table(
     "accounts",
     metadata,
