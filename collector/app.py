@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from collector.cors import ProductCORSMiddleware
+from collector.debug import DebugAnswer, debug_answer
 from collector.directory import KeyTable, ProductDirectory
 from collector.groupcommit import GroupCommitter, write_async
 from collector.metrics import Metrics, RequestMetricsMiddleware
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         exception_handlers={
             ClientError: client_error,
+            DebugAnswer: debug_answer,
             QueueUnavailable: queue_unavailable,
             HTTPException: http_error,
         },
@@ -121,7 +123,38 @@ def error_body(exc: ClientError) -> bytes:
                 or [{"loc": [], "msg": exc.message, "type": "value_error"}]
             }
         )
-    return _json.encode({"success": False, "error": exc.message, "errors": errors})
+    return _json.encode(
+        {
+            "success": False,
+            "code": error_code(exc.status),
+            "message": exc.message,
+            "error": exc.message,
+            "errors": errors,
+        }
+    )
+
+
+ERROR_CODES = {
+    400: "invalid_input",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "queue_unavailable",
+}
+
+
+def error_code(status: int) -> str:
+    """The ``code`` of an error body: what Segment-style SDKs read (with ``message``)."""
+    return ERROR_CODES.get(status, "client_error" if status < 500 else "server_error")
+
+
+def _plain_error(status: int, message: str) -> bytes:
+    return _json.encode(
+        {"success": False, "code": error_code(status), "message": message, "error": message}
+    )
 
 
 async def client_error(request: Request, exc: Exception) -> Response:
@@ -132,7 +165,7 @@ async def client_error(request: Request, exc: Exception) -> Response:
 async def queue_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueueUnavailable)
     return Response(
-        _json.encode({"success": False, "error": "the event queue is unavailable, retry later"}),
+        _plain_error(503, "the event queue is unavailable, retry later"),
         status_code=503,
         headers={"Retry-After": str(exc.retry_after)},
         media_type="application/json",
@@ -142,7 +175,7 @@ async def queue_unavailable(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return Response(
-        _json.encode({"success": False, "error": exc.detail}),
+        _plain_error(exc.status_code, exc.detail),
         status_code=exc.status_code,
         headers=exc.headers,
         media_type="application/json",

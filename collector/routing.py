@@ -26,9 +26,17 @@ Schema = Any
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
-    """Every client error outside the DAS dialect: what went wrong and which fields."""
+    """Every client error outside the DAS dialect: what went wrong and which fields.
+
+    ``code`` and ``message`` are what Segment-style SDKs read from an error answer;
+    ``error`` (the same text as ``message``) and ``errors`` are Sightline's own.
+    """
 
     success: bool
+    code: str
+    """``invalid_input``, ``unauthorized``, ``forbidden``, ``not_found``,
+    ``payload_too_large``, ``unsupported_media_type``, ``queue_unavailable``..."""
+    message: str
     error: str
     errors: list[FieldError] = msgspec.field(default_factory=list)
 
@@ -38,6 +46,7 @@ INGEST_ERRORS: dict[int, Schema] = {
     401: ErrorBody,
     403: ErrorBody,
     413: ErrorBody,
+    415: ErrorBody,
     503: ErrorBody,
 }
 READ_ERRORS: dict[int, Schema] = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody}

@@ -1,4 +1,9 @@
-"""Segment's tracking API: ``/v1/<type>`` and ``/v1/batch`` (``sightline.dialects.native``)."""
+"""Segment's tracking API: ``/v1/<type>`` and ``/v1/batch`` (``sightline.dialects.native``).
+
+Also analytics-next's short paths (``/v1/t|p|s|i|g|a|b``, fixed in its code), which
+it posts as ``text/plain`` JSON; every body may be gzip or deflate compressed
+(``collector.bodies``). RudderStack's extra paths are in ``collector.endpoints.rudderstack``.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,42 @@ from collector.bodies import read_body
 from collector.directory import KeyKind
 from collector.intake import Payload, accept
 from collector.routing import INGEST_ERRORS, Endpoint, Handler
-from sightline.dialects import native
+from sightline.dialects import native, native_batch
 
 SUCCESS = b'{"success":true}'
+SHORT_PATHS = {
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "i": "identify",
+    "g": "group",
+    "a": "alias",
+    "b": "batch",
+}
+"""analytics-next's paths (``/v1/<letter>``) for each native endpoint."""
+_json = msgspec.json.Encoder()
 
 
 class NativeSuccess(msgspec.Struct, kw_only=True):
     success: bool
+
+
+class RejectedMessage(msgspec.Struct, kw_only=True):
+    """One failing field of a batch's message that was not stored."""
+
+    index: int
+    """The message's place in ``batch``."""
+    field: str
+    reason: str
+
+
+class BatchSuccess(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``{"success": true}``, or, when some messages were invalid, how many were stored and
+    why the others were not (they are also dead-lettered with that reason)."""
+
+    success: bool
+    accepted: int | None = None
+    rejected: list[RejectedMessage] | None = None
 
 
 def _header_key(request: Request) -> str | None:
@@ -47,49 +81,104 @@ def _message_endpoint(kind: str) -> Handler:
     return endpoint
 
 
-async def batch(request: Request) -> Response:
+def batch_payloads(parsed: native_batch.Batch) -> list[Payload]:
+    """The envelopes' payloads of a batch: its valid messages, then its rejected ones (which
+    the worker dead-letters with the reason recorded here)."""
+    payloads = [Payload(kind, item) for kind, item in parsed.items]
+    payloads += [Payload(native.REJECTED, native_batch.rejected_body(r)) for r in parsed.rejected]
+    return payloads
+
+
+def batch_answer(parsed: native_batch.Batch) -> Response:
+    if not parsed.rejected:
+        return Response(SUCCESS, media_type="application/json")
+    answer = BatchSuccess(
+        success=True,
+        accepted=len(parsed.items),
+        rejected=[
+            RejectedMessage(index=r.index, field=e.field, reason=e.reason)
+            for r in parsed.rejected
+            for e in r.errors
+        ],
+    )
+    return Response(_json.encode(answer), media_type="application/json")
+
+
+async def accept_batch(request: Request, key: str | None = None) -> Response:
+    """Read, validate, authorise and accept a batch body; ``key`` is a key found elsewhere
+    than in the headers (RudderStack's beacon puts it in the query string)."""
     raw = await read_body(request, native.MAX_BATCH_BYTES)
-    wire, items = native.decode_batch(raw)
+    parsed = native_batch.decode_batch(raw)
     grant = await authorize(
         request.state.directory,
-        _header_key(request) or wire.writeKey,
+        _header_key(request) or key or parsed.wire.writeKey,
         origin=request.headers.get("origin"),
     )
     await accept(
         request,
         dialect=native.NAME,
         product_id=grant.product.id,
-        payloads=[Payload(kind, item) for kind, item in items],
-        sent_at=wire.sentAt,
+        payloads=batch_payloads(parsed),
+        sent_at=parsed.wire.sentAt,
     )
-    return Response(SUCCESS, media_type="application/json")
+    return batch_answer(parsed)
 
 
-def _endpoint(kind: str, handler: Handler, schema: object, summary: str) -> Endpoint:
+async def batch(request: Request) -> Response:
+    return await accept_batch(request)
+
+
+BATCH_DESCRIPTION = (
+    "Messages are validated one by one: the valid ones are stored; when some are invalid "
+    "the answer is still 200, with `accepted` (how many were stored) and `rejected` (each "
+    "failing field of each refused message, by its `index` in `batch`), and the refused "
+    "messages are dead-lettered with that reason. A body that is not a batch, an empty "
+    "batch, or one of which no message is valid is refused whole (400, or 413 when a "
+    "message is over 32 KB) and nothing is stored. Bodies may be gzip or deflate compressed."
+)
+
+
+def _endpoint(
+    kind: str, handler: Handler, schema: object, summary: str, path: str | None = None
+) -> Endpoint:
+    is_batch = kind == "batch"
     return Endpoint(
-        f"/v1/{kind}",
+        path or f"/v1/{kind}",
         ("POST",),
         handler,
-        f"native.{kind}",
+        f"native.{kind}" if path is None else f"native.{kind}_short",
         summary,
         key=KeyKind.WRITE,
         schemes=("basicAuth", "writeKeyHeader"),
         key_in_body=True,  # writeKey may travel in the body
         request=schema,
-        responses={200: NativeSuccess, **INGEST_ERRORS},
+        responses={200: BatchSuccess if is_batch else NativeSuccess, **INGEST_ERRORS},
+        description=BATCH_DESCRIPTION if is_batch else "",
     )
 
+
+MESSAGE_KINDS = ("track", "page", "screen", "identify", "group", "alias")
+_HANDLERS: dict[str, Handler] = {
+    "batch": batch,
+    **{kind: _message_endpoint(kind) for kind in MESSAGE_KINDS},
+}
+_SCHEMAS: dict[str, object] = {"batch": native.BatchWire, **native.MESSAGE_TYPES}
 
 # The ingest paths carry the traffic: the route table puts them first.
 ENDPOINTS = (
     _endpoint("batch", batch, native.BatchWire, "Segment-style batch of messages"),
     *(
+        _endpoint(kind, _HANDLERS[kind], _SCHEMAS[kind], f"Segment-style {kind} message")
+        for kind in MESSAGE_KINDS
+    ),
+    *(
         _endpoint(
             kind,
-            _message_endpoint(kind),
-            native.MESSAGE_TYPES[kind],
-            f"Segment-style {kind} message",
+            _HANDLERS[kind],
+            _SCHEMAS[kind],
+            f"analytics-next's short path for /v1/{kind} (text/plain JSON accepted)",
+            path=f"/v1/{letter}",
         )
-        for kind in ("track", "page", "screen", "identify", "group", "alias")
+        for letter, kind in SHORT_PATHS.items()
     ),
 )

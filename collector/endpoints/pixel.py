@@ -15,11 +15,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from collector.auth import authorize
+from collector.debug import is_debug
 from collector.directory import KeyKind
+from collector.endpoints.native import batch_payloads
 from collector.intake import Payload, accept
 from collector.metrics import Metrics
 from collector.routing import Endpoint
-from sightline.dialects import native, pixel
+from sightline.dialects import native_batch, pixel
 from sightline.errors import ClientError, QueueUnavailable
 from sightline.origins import origin_of
 
@@ -28,7 +30,7 @@ NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
 _json = msgspec.json.Encoder()
 
 
-def _gif(status: int = 200, **headers: str) -> Response:
+def gif(status: int = 200, **headers: str) -> Response:
     return Response(
         GIF, status_code=status, media_type="image/gif", headers={**NO_STORE, **headers}
     )
@@ -36,7 +38,7 @@ def _gif(status: int = 200, **headers: str) -> Response:
 
 def _queue_unavailable(with_data: bool) -> Response:
     if not with_data:  # not stored: say so, with an image that does not break
-        return _gif(503, **{"Retry-After": str(QueueUnavailable.retry_after)})
+        return gif(503, **{"Retry-After": str(QueueUnavailable.retry_after)})
     return PlainTextResponse(
         "queue unavailable",
         status_code=503,
@@ -65,11 +67,13 @@ def _payloads(
     """A valid batch's messages, or the query parameters for the worker to map."""
     if pixel.is_batch(data):
         try:
-            wire, items = native.decode_batch(params["d"].encode())
+            parsed = native_batch.decode_batch(params["d"].encode())
         except ClientError:
             metrics.count_rejected(pixel.NAME, "invalid_batch")
         else:
-            return [Payload(kind, item) for kind, item in items], wire.sentAt
+            if parsed.rejected:
+                metrics.count_rejected(pixel.NAME, "invalid_message")
+            return batch_payloads(parsed), parsed.wire.sentAt
     return [Payload(pixel.NAME, msgspec.Raw(_json.encode(params)))], None
 
 
@@ -77,7 +81,7 @@ async def track_pixel(request: Request) -> Response:
     metrics: Metrics = request.state.metrics
     if len(request.url.query) > pixel.MAX_QUERY:
         metrics.count_rejected(pixel.NAME, "too_large")
-        return _gif()
+        return gif()
     params = dict(request.query_params)
     key = params.pop("k", None)
     data = _loads(params.get("d"))
@@ -88,8 +92,10 @@ async def track_pixel(request: Request) -> Response:
             origin=origin_of(request.headers.get("referer")),
         )
     except ClientError as exc:
+        if is_debug(request):
+            raise  # a debug request shows why, where an image tag gets its image
         metrics.count_rejected(pixel.NAME, f"auth_{exc.status}")
-        return _gif()
+        return gif()
     payloads, sent_at = _payloads(params, data, metrics)
     try:
         await accept(
@@ -101,7 +107,7 @@ async def track_pixel(request: Request) -> Response:
         )
     except QueueUnavailable:
         return _queue_unavailable("d" in params)
-    return _gif()
+    return gif()
 
 
 _PARAMETERS = (
@@ -132,8 +138,9 @@ ENDPOINTS = (
         description=(
             "Records the event(s) of its query string and answers a 1x1 GIF, never cached, "
             "whatever it could use: what it cannot is counted (and dead-lettered when the key "
-            "names a product). A batch in `d` is validated whole, like `/v1/batch`, and stored "
-            "message by message. When the request has a `Referer` with an http(s) or extension "
+            "names a product). A batch in `d` is validated like `/v1/batch`, message by message: "
+            "the valid ones are stored, the invalid ones dead-lettered with their reason. "
+            "When the request has a `Referer` with an http(s) or extension "
             "origin, the product's allowed origins apply to it. 503 (`Retry-After: 1`) when the "
             "queue is away: a GIF, except for a request with `d`, which gets text and no image "
             "so that a script's `Image` fires `error` and retries."

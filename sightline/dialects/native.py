@@ -2,9 +2,21 @@
 
 Our own snippet speaks it, and so do Segment-style SDKs (analytics.js,
 analytics-python, analytics-node ...): ``identify``, ``track``, ``page``,
-``screen``, ``group``, ``alias`` at ``/v1/<type>`` and up to 500 KB of them at
-``/v1/batch``. Sightline adds two message types of its own for the snippet:
-``click`` and ``engagement``.
+``screen``, ``group``, ``alias`` at ``/v1/<type>`` (and analytics-next's short
+paths ``/v1/t|p|s|i|g|a``) and up to 500 KB of them at ``/v1/batch`` (``/v1/b``,
+RudderStack's ``/v1/import`` and ``/beacon/v1/batch``). Sightline adds two message
+types of its own for the snippet: ``click`` and ``engagement``.
+
+Decisions where Segment's spec is silent or its SDKs disagree:
+
+- An empty ``userId`` or ``anonymousId`` is absent (RudderStack's browser SDK sends
+  ``"userId": ""`` for anonymous users); a message still needs one of them non-empty.
+- identify and group traits are ``traits``, else ``context.traits`` (RudderStack
+  sends identify traits only there).
+- A batch's own ``context`` is merged under each message's: the message's keys win,
+  and a dict both have (``library``, ``page``) is merged one level deep.
+- A batch is accepted message by message: the valid ones are stored, the invalid ones
+  answered and dead-lettered (``sightline.dialects.native_batch``).
 
 This module owns the wire schema (decoding is validation) and the mapping to the
 canonical model; nothing else knows Segment's field names. Its endpoints are in
@@ -14,13 +26,13 @@ canonical model; nothing else knows Segment's field names. Its endpoints are in
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from sightline.dialects.base import Dialect, new_event
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import Id, LooseId, Name, Properties, text_id
+from sightline.dialects.fields import MAX_ID, Id, LooseId, Name, Properties, text_id
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput, PayloadTooLarge
 from sightline.model import (
@@ -36,6 +48,12 @@ from sightline.model import (
 NAME = "native"
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+REJECTED = "rejected"
+"""The kind of an envelope holding a batch's invalid message and why it was refused: the
+worker dead-letters it with that reason (see :func:`normalise`)."""
+
+UserRef = Annotated[str, msgspec.Meta(max_length=MAX_ID)] | int
+"""``userId`` / ``anonymousId``: ``""`` is accepted on the wire and means absent."""
 
 
 # -- wire schema ---------------------------------------------------------------
@@ -46,8 +64,8 @@ class Message(msgspec.Struct, kw_only=True, tag_field="type"):
     timestamp: datetime | None = None
     originalTimestamp: datetime | None = None
     sentAt: datetime | None = None
-    userId: LooseId | None = None
-    anonymousId: LooseId | None = None
+    userId: UserRef | None = None
+    anonymousId: UserRef | None = None
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
     writeKey: str | None = None
@@ -124,7 +142,7 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
             [FieldError(prefix.rstrip(".") or "$", "message larger than 32 KB")],
         )
     message = decode(raw, MESSAGE_TYPES[kind], what=f"{kind} message", prefix=prefix)
-    if message.userId is None and message.anonymousId is None:
+    if _id_of(message.userId) is None and _id_of(message.anonymousId) is None:
         raise InvalidInput(
             f"invalid {kind} message",
             [FieldError(prefix + "userId", "either userId or anonymousId is required")],
@@ -132,49 +150,17 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
     return message
 
 
-def decode_batch(raw: bytes) -> tuple[BatchWire, list[tuple[str, msgspec.Raw]]]:
-    wire = decode(raw, BatchWire, what="batch")
-    if not wire.batch:
-        raise InvalidInput("invalid batch", [FieldError("batch", "must hold at least one message")])
-    items: list[tuple[str, msgspec.Raw]] = []
-    errors: list[FieldError] = []
-    for index, item in enumerate(wire.batch):
-        prefix = f"batch[{index}]."
-        kind = _type_of(item)
-        if kind not in MESSAGE_TYPES:
-            errors.append(FieldError(prefix + "type", f"must be one of {', '.join(MESSAGE_TYPES)}"))
-            continue
-        try:
-            validate(kind, bytes(item), prefix)
-        except InvalidInput as exc:
-            errors.extend(exc.errors)
-            continue
-        items.append((kind, item))
-    if errors:
-        # All or nothing: a client retrying a batch must not store half of it twice.
-        raise InvalidInput("invalid batch", errors)
-    return wire, items
-
-
-class _TypeOnly(msgspec.Struct):
-    type: str | None = None
-
-
-def _type_of(raw: msgspec.Raw) -> str | None:
-    try:
-        return msgspec.json.decode(raw, type=_TypeOnly).type
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        return None
-
-
 # -- mapping to the canonical model (worker side, pure) --------------------------
 
 
 def normalise(envelope: Envelope) -> Normalised:
+    if envelope.kind == REJECTED:
+        raise ValueError(_refusal(envelope.body))
     message = msgspec.convert(envelope.body, MESSAGE_TYPES[envelope.kind], strict=False)
-    user_id = text_id(message.userId)
-    anonymous_id = text_id(message.anonymousId)
+    user_id = _id_of(message.userId)
+    anonymous_id = _id_of(message.anonymousId)
     context = dict(message.context or {})
+    traits = _traits_of(message, context)
     context.setdefault("ip", envelope.ip)
     context.setdefault("userAgent", envelope.user_agent)
     session_id = context.get("sessionId")
@@ -190,14 +176,13 @@ def normalise(envelope: Envelope) -> Normalised:
         anonymous_id=anonymous_id,
         account_id=_account_of(message, context),
         session_id=text_id(session_id) if _is_id(session_id) else None,
-        properties=_properties_of(message),
+        properties=_properties_of(message, traits),
         context=context,
     )
     users: tuple[UserChange, ...] = ()
     accounts: tuple[AccountChange, ...] = ()
     aliases: tuple[AliasChange, ...] = ()
     if isinstance(message, Identify) and user_id is not None:
-        traits = dict(message.traits or {})
         users = (
             UserChange(
                 external_id=user_id,
@@ -219,7 +204,6 @@ def normalise(envelope: Envelope) -> Normalised:
         )
     elif isinstance(message, Group):
         group_id = str(message.groupId)
-        traits = dict(message.traits or {})
         parent = traits.get("parentId") if _is_id(traits.get("parentId")) else None
         accounts = (
             AccountChange(
@@ -258,9 +242,34 @@ def _event_type(message: AnyMessage, context: dict[str, Any]) -> EventType:
     return kind
 
 
-def _properties_of(message: AnyMessage) -> dict[str, Any]:
+def _refusal(body: Any) -> str:
+    """Why the collector refused a batch's message (a :data:`REJECTED` envelope's body)."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return "a rejected message without its reasons"
+    reasons = "; ".join(
+        f"{e.get('field')}: {e.get('reason')}" if isinstance(e, dict) else str(e) for e in errors
+    )
+    return f"refused by the collector: {reasons}"
+
+
+def _id_of(value: str | int | None) -> str | None:
+    return text_id(value) or None  # userId / anonymousId: "" is absent
+
+
+def _traits_of(message: AnyMessage, context: dict[str, Any]) -> dict[str, Any]:
+    """identify / group traits: ``traits``, else ``context.traits`` (RudderStack's place)."""
+    if not isinstance(message, Identify | Group):
+        return {}
+    if message.traits:
+        return dict(message.traits)
+    in_context = context.get("traits")
+    return dict(in_context) if isinstance(in_context, dict) else {}
+
+
+def _properties_of(message: AnyMessage, traits: dict[str, Any]) -> dict[str, Any]:
     if isinstance(message, Identify | Group):
-        return dict(message.traits or {})
+        return traits
     if isinstance(message, Alias):
         return {"previousId": str(message.previousId)}
     props = dict(message.properties or {})

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from sightline.dialects import native
+from sightline.dialects import native, native_batch
 from sightline.dialects.base import Dialect
 from sightline.dialects.decoding import depth_error
 from sightline.envelope import Envelope
@@ -97,7 +97,7 @@ def message_of(params: dict[str, Any]) -> dict[str, Any]:
 def _batch_refusal(text: str) -> str:
     """Why the collector did not split a batch in ``d`` into its messages."""
     try:
-        native.decode_batch(text.encode())
+        native_batch.decode_batch(text.encode())
     except ClientError as exc:
         return f"{exc.message}: " + "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
     return "a batch in d must be split into its messages by the collector"

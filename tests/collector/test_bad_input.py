@@ -66,16 +66,37 @@ def test_invalid_track_is_a_400_naming_the_field(
     assert_nothing_enqueued(system)
 
 
-def test_a_batch_with_one_bad_message_is_refused_whole_naming_it(system: System) -> None:
+def test_a_batch_keeps_its_valid_messages_and_names_each_refused_one(system: System) -> None:
     batch = [
         {"type": "track", "userId": "u", "event": "ok"},
         {"type": "track", "userId": "u"},
         {"type": "nonsense", "userId": "u"},
     ]
     response = system.send("/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["success"], answer["accepted"]) == (True, 1)
+    assert [(r["index"], r["field"]) for r in answer["rejected"]] == [
+        (1, "batch[1].event"),
+        (2, "batch[2].type"),
+    ]
+    system.work()
+    assert [e.name for e in system.events()] == ["ok"]
+    letters = system.dead_letters()
+    assert len(letters) == 2  # nothing a 2xx accepted is lost: the refused ones are kept
+    assert all(letter.reason == "schema" for letter in letters)
+    details = " ".join(letter.detail for letter in letters)
+    assert "batch[1].event" in details and "batch[2].type" in details
+
+
+def test_a_batch_of_which_no_message_is_valid_is_refused_whole_naming_each(
+    system: System,
+) -> None:
+    batch = [{"type": "track", "userId": "u"}, {"type": "nonsense", "userId": "u"}]
+    response = system.send("/v1/batch", {"batch": batch})
     assert response.status_code == 400
     fields = [e["field"] for e in response.json()["errors"]]
-    assert fields == ["batch[1].event", "batch[2].type"]
+    assert fields == ["batch[0].event", "batch[1].type"]
     assert_nothing_enqueued(system)
 
 
@@ -94,13 +115,16 @@ def test_a_message_over_32_kb_is_a_413(system: System) -> None:
     assert_nothing_enqueued(system)
 
 
-def test_a_message_over_32_kb_inside_a_batch_is_a_413_naming_it(system: System) -> None:
+def test_a_message_over_32_kb_inside_a_batch_is_refused_alone(system: System) -> None:
     big = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "x" * 33_000}}
     response = system.send(
         "/v1/batch", {"batch": [{"type": "track", "userId": "u", "event": "E"}, big]}
     )
+    assert response.status_code == 200
+    assert response.json()["rejected"][0]["field"] == "batch[1]"
+    response = system.send("/v1/batch", {"batch": [big]})
     assert response.status_code == 413
-    assert response.json()["errors"][0]["field"] == "batch[1]"
+    assert response.json()["errors"][0]["field"] == "batch[0]"
 
 
 def test_a_batch_over_500_kb_is_a_413(system: System) -> None:

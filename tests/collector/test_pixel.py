@@ -192,9 +192,9 @@ def test_a_single_message_in_d_may_carry_the_write_key(system: System) -> None:
     ("messages", "reason"),
     [
         pytest.param(
-            [{"type": "track", "event": "Ok", "userId": "u"}, {"type": "track", "userId": "u"}],
+            [{"type": "track", "userId": "u"}, {"type": "track", "userId": "u"}],
             "batch[1].event",
-            id="one-message-invalid",
+            id="no-message-valid",
         ),
         pytest.param([], "at least one message", id="empty"),
         pytest.param([{"type": "nonsense", "userId": "u"}], "batch[0].type", id="unknown-type"),
@@ -206,10 +206,26 @@ def test_an_invalid_batch_in_d_gets_an_image_a_count_and_a_dead_letter(
     assert_gif(*fallback(system, batch_body(system.write_key, *messages)))
     assert rejected(system, "invalid_batch") == 1
     system.work()
-    assert system.events() == []  # all or nothing, like /v1/batch
+    assert system.events() == []  # no valid message: nothing stored, like /v1/batch
     [letter] = system.dead_letters()
     assert letter.reason == "schema"
     assert "invalid batch" in letter.detail and reason in letter.detail
+
+
+def test_a_batch_in_d_keeps_its_valid_messages_and_dead_letters_the_others(
+    system: System,
+) -> None:
+    body = batch_body(
+        system.write_key,
+        {"type": "track", "event": "Ok", "userId": "u"},
+        {"type": "track", "userId": "u"},
+    )
+    assert_gif(*fallback(system, body))
+    assert rejected(system, "invalid_message") == 1
+    system.work()
+    assert [(e.name, e.dialect) for e in system.events()] == [("Ok", "pixel")]
+    [letter] = system.dead_letters()
+    assert letter.reason == "schema" and "batch[1].event" in letter.detail
 
 
 def test_a_batch_without_any_key_is_counted(system: System) -> None:
