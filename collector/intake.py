@@ -11,7 +11,7 @@ from starlette.requests import Request
 from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
-from sightline.envelope import Envelope
+from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.ids import uuid7
 
 
@@ -33,6 +33,11 @@ async def accept(
     """Enqueue one envelope per payload; returns once Redis acknowledged them."""
     received_at = datetime.now(UTC)
     client = request.client
+    if user_agent is None:
+        user_agent = request.headers.get("user-agent")
+    if user_agent is not None:
+        user_agent = user_agent[:MAX_USER_AGENT]
+    origin = request.headers.get("origin")
     envelopes = [
         Envelope(
             id=uuid7(),
@@ -41,8 +46,8 @@ async def accept(
             product_id=product_id,
             received_at=received_at,
             ip=ip if ip is not None else (client.host if client else None),
-            user_agent=user_agent if user_agent is not None else request.headers.get("user-agent"),
-            origin=request.headers.get("origin"),
+            user_agent=user_agent,
+            origin=origin,
             sent_at=sent_at,
             body=payload.body,
         )

@@ -13,6 +13,9 @@ from typing import Any
 import msgspec
 
 ENVELOPE_VERSION = 1
+MAX_USER_AGENT = 1024
+"""The longest user agent kept (real ones are under 500 characters): the collector cuts
+the header to this before it travels, the worker any user agent a body carries."""
 
 
 class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):

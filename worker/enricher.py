@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from sightline.envelope import Envelope
+from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.model import Event, IpHandling, Normalised
 from sightline.settings import Settings
 from sightline.store.products import Product
@@ -126,6 +126,8 @@ class Enricher:
         context = self._apply_address(context, product.ip_handling, peer_ip)
         is_bot = event.is_bot
         agent = context.get("userAgent")
+        if isinstance(agent, str) and len(agent) > MAX_USER_AGENT:
+            agent = context["userAgent"] = agent[:MAX_USER_AGENT]
         if isinstance(agent, str):
             ua, is_bot = self._ua(agent[: self.user_agents.max_length])
             if ua is not None:
