@@ -7,7 +7,10 @@ import pytest
 from sightline.envelope import MAX_USER_AGENT
 from tests.harness import System, basic
 
-CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 "
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Safari/537.36 "
+)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
