@@ -264,6 +264,67 @@ def products_origins(
     click.echo(f"{product.id} origins: {', '.join(product.allowed_origins) or 'any origin'}")
 
 
+@products.command("ids")
+@click.argument("product_id")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]))
+@click.argument("format", required=False)
+@click.argument("value", required=False)
+@pass_context
+def products_ids(
+    obj: Context, product_id: str, action: str, format: str | None, value: str | None
+) -> None:
+    """Other trackers' names for PRODUCT_ID, so pages already tagged keep working.
+
+    \b
+    sightline products ids ID add plausible shop.example     (a site domain)
+    sightline products ids ID add umami 4f6c...-...          (a website id)
+    sightline products ids ID add matomo 3                   (a site id)
+    sightline products ids ID add ga4 G-ABC123               (a measurement id)
+    sightline products ids ID add posthog phc_...            (a project API key)
+    sightline products ids ID add snowplow my-app            (an app id)
+
+    The product's write key is accepted in all of those places without registering.
+    """
+    from sightline.store.products import (
+        IDENTIFIER_FORMATS,
+        IdentifierTaken,
+        add_identifier,
+        get_product,
+        remove_identifier,
+    )
+
+    engine = obj.store()
+    with engine.begin() as conn:
+        if get_product(conn, product_id) is None:
+            raise click.ClickException(f"no product {product_id!r}")
+        if action != "list":
+            if format is None or value is None:
+                raise click.UsageError(f"{action} needs FORMAT and VALUE")
+            if format not in IDENTIFIER_FORMATS:
+                raise click.BadParameter(
+                    f"one of {', '.join(IDENTIFIER_FORMATS)}", param_hint="FORMAT"
+                )
+            try:
+                if action == "add":
+                    canonical = add_identifier(conn, product_id, format, value)
+                    click.echo(f"{product_id}: {format} {canonical} added")
+                elif not remove_identifier(conn, product_id, format, value):
+                    raise click.ClickException(f"{format} {value!r} does not name {product_id}")
+                else:
+                    click.echo(f"{product_id}: {format} {value} removed")
+            except IdentifierTaken as exc:
+                raise click.ClickException(str(exc)) from None
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="VALUE") from None
+            click.echo("Collectors pick it up within SIGHTLINE_KEY_REFRESH_SECONDS.", err=True)
+            return
+        product = get_product(conn, product_id)
+    assert product is not None
+    for name, values in sorted(product.identifiers.items()):
+        for item in values:
+            click.echo(f"{name}  {item}")
+
+
 @products.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context
