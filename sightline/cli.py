@@ -69,6 +69,14 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newline, CR, ESC ...) shown escaped: a value a
+    client sent can never forge a line, move the cursor or recolour a terminal."""
+    return text.translate(_CONTROL)
+
 
 def _from_settings(variable: str, field: str, help: str) -> str:
     return f"{help} [env {variable}; default: {default_of(field)}]"
@@ -367,9 +375,10 @@ def events_list(obj: Context, product_id: str | None, limit: int, as_json: bool)
         if as_json:
             click.echo(_json.encode(event))
         else:
-            who = event.user_id or event.anonymous_id or "-"
+            who = printable(event.user_id or event.anonymous_id or "-")
+            name = printable(event.name)
             click.echo(
-                f"{event.timestamp.isoformat()}  {event.type.value:<10} {event.name:<30} "
+                f"{event.timestamp.isoformat()}  {event.type.value:<10} {name:<30} "
                 f"{who}  [{event.dialect}] {event.product_id}"
             )
 
@@ -395,7 +404,8 @@ def deadletters_list(obj: Context, include_replayed: bool, as_json: bool) -> Non
             click.echo(_json.encode(letter))
         else:
             click.echo(
-                f"#{letter.id}  {letter.created_at.isoformat()}  {letter.reason}: {letter.detail}"
+                f"#{letter.id}  {letter.created_at.isoformat()}  {letter.reason}: "
+                f"{printable(letter.detail)}"
             )
 
 
