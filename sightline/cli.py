@@ -160,6 +160,7 @@ def collector(
 ) -> None:
     """Run the HTTP collector alone (the schema must be current)."""
     from collector.app import create_app
+    from collector.server import BoundedHttpToolsProtocol
     from sightline.up import prepare_redis
 
     settings = obj.settings.overridden(host=host, port=port, trusted_proxies=trusted_proxies)
@@ -174,6 +175,7 @@ def collector(
             proxy_headers=True,
             forwarded_allow_ips=settings.trusted_proxies,
             access_log=False,
+            http=BoundedHttpToolsProtocol,  # head size and read-time limits
         )
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from redis.exceptions import RedisError
 
 from collector.app import create_app
+from collector.server import BoundedHttpToolsProtocol
 from sightline.embedded import EmbeddedRedis
 from sightline.preflight import check_redis, open_store
 from sightline.redisconn import connect
@@ -118,6 +119,7 @@ def _run_up(settings: Settings) -> None:
             forwarded_allow_ips=settings.trusted_proxies,
             log_level="warning",
             access_log=False,
+            http=BoundedHttpToolsProtocol,  # head size and read-time limits
         )
         server = uvicorn.Server(config)
         stop = threading.Event()
