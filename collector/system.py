@@ -9,16 +9,35 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from sightline.redis_keys import worker_alive_key, workers_key
+from sightline.settings import Settings
+
+
+async def live_workers(redis: Redis, queue_name: str) -> int:
+    """Sightline workers of the queue whose liveness key is set (see ``worker.recovery``)."""
+    names = await redis.smembers(workers_key(queue_name))
+    if not names:
+        return 0
+    keys = [worker_alive_key(queue_name, n.decode() if isinstance(n, bytes) else n) for n in names]
+    return int(await redis.exists(*keys))
+
 
 async def health(request: Request) -> JSONResponse:
-    """200 when this collector can reach Redis (so it can accept events), else 503."""
+    """200 when this collector can reach Redis (so it accepts events), else 503.
+
+    ``status`` is ``degraded`` (still 200: events are accepted and wait in Redis) while no
+    worker of the queue is alive, so nothing is being stored.
+    """
     redis: Redis = request.state.redis
+    settings: Settings = request.state.settings
     try:
         await asyncio.wait_for(redis.ping(), timeout=2.0)
+        workers = await asyncio.wait_for(live_workers(redis, settings.queue_name), timeout=2.0)
     except (RedisError, OSError, TimeoutError) as exc:
         return JSONResponse(
-            {"status": "unavailable", "redis": f"unreachable: {exc}"},
+            {"status": "unavailable", "redis": f"unreachable: {exc}", "workers": 0},
             status_code=503,
             headers={"Retry-After": "1"},
         )
-    return JSONResponse({"status": "ok", "redis": "ok"})
+    status = "ok" if workers else "degraded"
+    return JSONResponse({"status": status, "redis": "ok", "workers": workers})

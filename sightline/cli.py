@@ -131,6 +131,13 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
 @port_option
 @fsync_option
 @proxies_option
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    help=_from_settings(
+        "SIGHTLINE_WORKERS", "workers", "Worker processes to run and restart (0: one per core)."
+    ),
+)
 @pass_context
 def up(
     obj: Context,
@@ -138,15 +145,18 @@ def up(
     port: int | None,
     fsync: str | None,
     trusted_proxies: str | None,
+    workers: int | None,
 ) -> None:
-    """Run everything: Redis (embedded unless REDIS_URL), store, worker and collector.
+    """Run everything: Redis (embedded unless REDIS_URL), store, workers and collector.
 
-    Migrates the database first.
+    Migrates the database first. A worker that dies is restarted within a second.
     """
     from sightline.up import run_up
 
     run_up(
-        obj.settings.overridden(host=host, port=port, fsync=fsync, trusted_proxies=trusted_proxies)
+        obj.settings.overridden(
+            host=host, port=port, fsync=fsync, trusted_proxies=trusted_proxies, workers=workers
+        )
     )
 
 

@@ -210,6 +210,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "port", _port),
     Variable("SIGHTLINE_FSYNC", "fsync", _fsync),
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
+    Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -253,6 +254,12 @@ class Settings:
     trusted_proxies: str = "127.0.0.1"
     """Proxies whose ``X-Forwarded-For`` is believed (uvicorn's ``forwarded_allow_ips``:
     comma-separated addresses or networks, ``*`` for any)."""
+    workers: int = 0
+    """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from contextlib import ExitStack
 
 import click
@@ -103,14 +104,9 @@ def _run_up(settings: Settings) -> None:
         engine.dispose()
         print_welcome(product, created, settings.host, settings.port)
 
-        # Its own session: a terminal's Ctrl-C reaches only us, and we send the worker
-        # exactly one SIGTERM (a second signal would make RQ abandon the job in hand).
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "sightline", "worker"],
-            env=worker_env(settings),
-            start_new_session=True,
-        )
-        stack.callback(_stop_process, worker)
+        workers = WorkerPool(settings.worker_count, worker_env(settings))
+        workers.start()
+        stack.callback(workers.stop)
         config = uvicorn.Config(
             create_app(settings),
             host=settings.host,
@@ -130,12 +126,69 @@ def _run_up(settings: Settings) -> None:
         server.run()
 
 
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM is RQ's warm shutdown: the job in hand finishes, the rest stays queued."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+class WorkerPool:
+    """``count`` worker processes, each restarted when it dies (SIGKILL, OOM, a crash).
+
+    Each runs in its own session: a terminal's Ctrl-C reaches only ``up``, which sends
+    each worker exactly one SIGTERM (a second signal would make RQ abandon the job in
+    hand). A worker that dies is replaced within ``interval``; one that keeps dying
+    at start (a bad configuration) is retried at most every ``MAX_BACKOFF`` seconds.
+    The job a dead worker held is requeued by the others' recovery sweep.
+    """
+
+    MAX_BACKOFF = 10.0
+
+    def __init__(self, count: int, env: dict[str, str], interval: float = 0.5) -> None:
+        self._env = env
+        self._interval = interval
+        self._processes: list[subprocess.Popen[bytes] | None] = [None] * count
+        self._started_at = [0.0] * count
+        self._failures = [0] * count
+        self._restart_at: list[float | None] = [None] * count
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
+
+    def start(self) -> None:
+        for slot in range(len(self._processes)):
+            self._spawn(slot)
+        self._thread.start()
+
+    def _spawn(self, slot: int) -> None:
+        self._processes[slot] = subprocess.Popen(
+            [sys.executable, "-m", "sightline", "worker"], env=self._env, start_new_session=True
+        )
+        self._started_at[slot] = time.monotonic()
+        self._restart_at[slot] = None
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._interval):
+            now = time.monotonic()
+            for slot, process in enumerate(self._processes):
+                if process is None or process.poll() is None or self._stopping.is_set():
+                    continue
+                if self._restart_at[slot] is None:  # just found dead
+                    quick = now - self._started_at[slot] < 5
+                    self._failures[slot] = self._failures[slot] + 1 if quick else 0
+                    delay = min(self.MAX_BACKOFF, 0.5 * 2 ** self._failures[slot]) if quick else 0
+                    self._restart_at[slot] = now + delay
+                    click.echo(
+                        f"worker {process.pid} exited ({process.returncode}); "
+                        f"starting another in {delay:.1f} s",
+                        err=True,
+                    )
+                if now >= (self._restart_at[slot] or 0):
+                    self._spawn(slot)
+
+    def stop(self) -> None:
+        """SIGTERM is RQ's warm shutdown: the job in hand finishes, the rest stays queued."""
+        self._stopping.set()
+        self._thread.join(5)
+        running = [p for p in self._processes if p is not None and p.poll() is None]
+        for process in running:
+            process.terminate()
+        for process in running:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

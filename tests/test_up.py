@@ -165,3 +165,63 @@ def test_events_queued_while_no_worker_runs_survive_a_restart(tmp_path: Path) ->
         read_until(process, lines, r"Collector on")
         wait_for_names(data_dir, ["one", "two", "three"])
         stop(process, lines)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The ``sightline worker`` processes ``parent`` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if ppid == parent and cmdline[-3:-1] == [b"sightline", b"worker"]:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def live_workers(port: int) -> int:
+    return int(httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["workers"])
+
+
+def wait_until(check: object, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not (callable(check) and check()):
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.1)
+
+
+def test_up_replaces_a_killed_worker(tmp_path: Path) -> None:
+    """Issue 14, finding 2: a SIGKILLed worker used to stay dead until `up` restarted."""
+    data_dir, port = tmp_path / "data", free_port()
+    with sightline(data_dir, "up", "--port", str(port), "--workers", "2") as (process, lines):
+        key = read_until(process, lines, r"write key").split()[-1]
+        read_until(process, lines, r"Collector on")
+        wait_until(lambda: live_workers(port) == 2, "two live workers")
+        killed, survivor = worker_pids(process.pid)
+        os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: len(worker_pids(process.pid)) == 2 and killed not in worker_pids(process.pid),
+            "a new worker",
+            timeout=5,
+        )
+        replaced_after = time.monotonic() - killed_at
+        assert survivor in worker_pids(process.pid)
+        wait_until(lambda: live_workers(port) == 2, "the new worker alive in /health")
+        for name in ("after", "the", "kill"):
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/v1/track",
+                auth=(key, ""),
+                json={"userId": "u", "event": name},
+                timeout=10,
+            )
+            assert response.status_code == 200
+        wait_for_names(data_dir, ["after", "the", "kill"])
+        stop(process, lines)
+    assert replaced_after < 3, replaced_after
+    assert "exited (-9); starting another" in "".join(lines)

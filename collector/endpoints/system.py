@@ -15,7 +15,10 @@ from collector.system import health
 
 class Health(msgspec.Struct, kw_only=True):
     status: str
+    """``ok``; ``degraded``: no live worker (events accepted, not stored yet); ``unavailable``"""
     redis: str
+    workers: int
+    """Live Sightline workers of the queue."""
 
 
 ENDPOINTS = (

@@ -14,6 +14,7 @@ from sightline.envelope import Envelope
 from sightline.errors import QueueUnavailable
 from sightline.queue import make_queue
 from tests.harness import System
+from worker.recovery import Recovery
 
 
 @pytest.fixture
@@ -117,6 +118,15 @@ def test_one_flush_is_one_rq_job_holding_every_envelope(system: System) -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_health(system: System) -> None:
+    """Degraded (still 200: events are accepted) while no worker is alive to store them."""
     response = system.client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "redis": "ok"}
+    assert response.json() == {"status": "degraded", "redis": "ok", "workers": 0}
+    queue = make_queue(system.redis, system.settings.queue_name)
+    recovery = Recovery(system.redis, queue, "worker-1", ttl=5)
+    recovery.start()  # what a worker does when it starts: registers, keeps a liveness key
+    try:
+        assert system.client.get("/health").json() == {"status": "ok", "redis": "ok", "workers": 1}
+    finally:
+        recovery.stop()
+    assert system.client.get("/health").json()["status"] == "degraded"
