@@ -29,10 +29,16 @@ async def accept(
     sent_at: datetime | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    anonymous: bool = False,
 ) -> list[Envelope]:
-    """Enqueue one envelope per payload; returns once Redis acknowledged them."""
+    """Enqueue one envelope per payload; returns once Redis acknowledged them.
+
+    ``anonymous``: the client asked that its address not be kept (Snowplow's
+    ``SP-Anonymous``): the envelopes carry none, so no stage after this one sees it.
+    """
     received_at = datetime.now(UTC)
     client = request.client
+    peer = client.host if client and not anonymous else None
     if user_agent is None:
         user_agent = request.headers.get("user-agent")
     if user_agent is not None:
@@ -45,7 +51,7 @@ async def accept(
             kind=payload.kind,
             product_id=product_id,
             received_at=received_at,
-            ip=ip if ip is not None else (client.host if client else None),
+            ip=ip if ip is not None else peer,
             user_agent=user_agent,
             origin=origin,
             sent_at=sent_at,

@@ -9,7 +9,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 
 from collector.debug import PREFIX
-from collector.endpoints import das, fuzy, gameball, native, pixel, pyze, rudderstack, system
+from collector.endpoints import (
+    das,
+    fuzy,
+    gameball,
+    native,
+    pixel,
+    pyze,
+    rudderstack,
+    snowplow,
+    system,
+)
 from collector.routing import Endpoint
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -21,6 +31,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *pyze.ENDPOINTS,
     *das.ENDPOINTS,
     *gameball.ENDPOINTS,
+    *snowplow.ENDPOINTS,
 )
 
 routes: list[BaseRoute] = [
