@@ -142,6 +142,10 @@ events = sa.Table(
     sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id"),
     sa.Index("ix_events_product_account", "product_id", "account_id"),
     sa.Index("ix_events_product_entity", "product_id", "entity_type", "entity_id"),
+    # The read API (sightline/store/reads.py): newest first, keyset on (timestamp, id).
+    sa.Index("ix_events_timestamp_id", "timestamp", "id"),
+    sa.Index("ix_events_product_type_timestamp", "product_id", "type", "timestamp"),
+    sa.Index("ix_events_product_name_timestamp", "product_id", "name", "timestamp"),
 )
 
 dead_letters = sa.Table(
@@ -154,4 +158,20 @@ dead_letters = sa.Table(
     sa.Column("envelope", JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("replayed_at", Time, nullable=True),
+)
+
+read_tokens = sa.Table(
+    "read_tokens",
+    metadata,
+    # A credential that may read stored data (``sightline tokens``): a product's read key,
+    # or an instance admin token (``product_id`` NULL). Only the SHA-256 of the token is
+    # kept; the token itself is shown once, when it is created.
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "read" or "admin"
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=True, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time, nullable=True),
 )
