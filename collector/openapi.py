@@ -42,6 +42,7 @@ _DESCRIPTIONS = {
     304: "Not modified",
     201: "Created",
     202: "Accepted for processing",
+    204: "Accepted: no content",
     400: "Invalid input: the failing fields and why",
     401: "No key, or an unknown key",
     403: "The key may not do this",
@@ -59,7 +60,7 @@ _KEY_NOTES = {
 
 def _content(endpoint: Endpoint, status: int, schema: dict[str, Any] | None) -> dict[str, Any]:
     """A response's ``content``: JSON where there is a schema, else the endpoint's media."""
-    if status == 304:
+    if status in (204, 304):  # no body
         return {}
     if schema is not None:
         return {"content": {"application/json": {"schema": schema}}}

@@ -12,7 +12,9 @@ from collector.debug import PREFIX
 from collector.endpoints import (
     das,
     fuzy,
+    ga4,
     gameball,
+    matomo,
     native,
     pixel,
     pyze,
@@ -32,6 +34,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *das.ENDPOINTS,
     *gameball.ENDPOINTS,
     *snowplow.ENDPOINTS,
+    *matomo.ENDPOINTS,
+    *ga4.ENDPOINTS,
 )
 
 routes: list[BaseRoute] = [
