@@ -1,7 +1,15 @@
 """Group commit: every envelope accepted while a Redis write is in flight rides the next one.
 
 Requests call :meth:`GroupCommitter.submit` and wait; one flusher task takes
-everything pending and writes it as ONE job, then wakes the waiters. A request
+everything pending and writes it as ONE job, then wakes the waiters.
+
+The linger adapts to load. Idle (the last flush found nobody waiting when it
+finished), a request is flushed at once: a single event is acknowledged without
+waiting. Busy (requests arrived while the last flush was in flight), the flusher
+keeps gathering while they keep arriving: it waits in steps of ``gap`` and stops at
+the first step in which nobody came, at ``linger`` (the most it may wait), or at
+``max_events``. So jobs grow with traffic (RQ costs per job, not per event) and a
+closed-loop client, whose next request cannot come before its answer, is not held. A request
 is answered 2xx only after Redis acknowledged the job that holds its envelopes;
 if Redis fails or does not answer within the timeout, every waiter of that flush
 gets :class:`QueueUnavailable` (503).
@@ -32,12 +40,16 @@ class GroupCommitter:
         write: Writer,
         *,
         linger: float = 0.0,
+        gap: float = 0.0002,
         max_events: int = 2000,
         timeout: float = 1.0,
         on_flush: FlushObserver | None = None,
     ) -> None:
         self._write = write
         self._linger = linger
+        self._gap = gap
+        self._busy = False
+        """Whether requests arrived while the last flush was in flight."""
         self._max_events = max_events
         self._timeout = timeout
         self._on_flush = on_flush
@@ -71,14 +83,29 @@ class GroupCommitter:
     async def _flush_forever(self) -> None:
         while True:
             await self._wakeup.wait()
-            if self._linger and not self._closing and len(self._pending) < self._max_events:
-                await asyncio.sleep(self._linger)
+            if self._busy and self._linger and not self._closing:
+                await self._gather()
             self._wakeup.clear()
             if self._waiters:
                 envelopes, waiters = self._pending, self._waiters
                 self._pending, self._waiters = [], []
                 await self._flush(envelopes, waiters)
+                self._busy = bool(self._waiters)
             if self._closing and not self._waiters:
+                return
+
+    async def _gather(self) -> None:
+        """Wait for more while requests keep arriving: until a quiet ``gap``, ``linger``
+        or ``max_events``, whichever comes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger
+        while len(self._pending) < self._max_events and not self._closing:
+            seen = len(self._pending)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(self._gap, remaining))
+            if len(self._pending) == seen:
                 return
 
     async def _flush(self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]) -> None:

@@ -130,3 +130,66 @@ def test_health(system: System) -> None:
     finally:
         recovery.stop()
     assert system.client.get("/health").json()["status"] == "degraded"
+
+
+@pytest.mark.anyio
+async def test_an_idle_collector_acknowledges_at_once_whatever_the_linger() -> None:
+    written: list[int] = []
+
+    async def write(envelopes: Sequence[Envelope]) -> None:
+        written.append(len(envelopes))
+
+    committer = GroupCommitter(write, linger=30.0)
+    await committer.start()
+    # Idle: no waiting at all (a 30 s linger would make this time out).
+    await asyncio.wait_for(committer.submit([envelope(1)]), timeout=5)
+    await asyncio.wait_for(committer.submit([envelope(2)]), timeout=5)
+    await committer.stop()
+    assert written == [1, 1]
+
+
+@pytest.mark.anyio
+async def test_a_busy_collector_gathers_while_requests_keep_arriving() -> None:
+    written: list[int] = []
+    release = asyncio.Event()
+
+    async def write(envelopes: Sequence[Envelope]) -> None:
+        written.append(len(envelopes))
+        if len(written) == 1:
+            await release.wait()  # the first flush is slow: the next requests queue up
+
+    committer = GroupCommitter(write, linger=30.0, gap=0.05)
+    await committer.start()
+    first = asyncio.create_task(committer.submit([envelope(0)]))
+    await asyncio.sleep(0.01)
+    waiting = [asyncio.create_task(committer.submit([envelope(1)]))]
+    release.set()  # back to back: the flusher now gathers while requests keep coming
+    for i in range(2, 12):
+        await asyncio.sleep(0.005)  # arrivals closer together than the gap
+        waiting.append(asyncio.create_task(committer.submit([envelope(i)])))
+    await asyncio.wait_for(asyncio.gather(first, *waiting), timeout=10)
+    await committer.stop()
+    assert written[0] == 1
+    assert written[1] == 11, written  # one job for every request that kept arriving
+
+
+@pytest.mark.anyio
+async def test_closed_loop_clients_are_not_held_for_the_linger() -> None:
+    """Clients whose next request waits for their answer: a quiet gap ends each wait."""
+    written: list[int] = []
+
+    async def write(envelopes: Sequence[Envelope]) -> None:
+        written.append(len(envelopes))
+        await asyncio.sleep(0.002)
+
+    committer = GroupCommitter(write, linger=2.0, gap=0.01)
+    await committer.start()
+
+    async def client(n: int) -> None:
+        for i in range(10):
+            await committer.submit([envelope(n * 100 + i)])
+
+    # Ten rounds each held for the 2 s linger would take 20 s.
+    await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(4))), timeout=10)
+    await committer.stop()
+    assert sum(written) == 40
