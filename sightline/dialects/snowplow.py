@@ -113,7 +113,8 @@ def _what(parsed: Parsed, f: dict[str, str]) -> tuple[str, EventType, dict[str, 
     kind = f["e"]
     properties: dict[str, Any] = {}
     if kind == "pp":
-        properties = {k: parsed.numbers[k] for k in PING_FIELDS if k in parsed.numbers}
+        # The browser tracker leaves out an offset of 0.
+        properties = {k: parsed.numbers.get(k, 0) for k in PING_FIELDS}
     elif kind == "se":
         properties = {v: f[k] for k, v in STRUCT_FIELDS.items() if f.get(k)}
         if "se_va" in parsed.numbers:
