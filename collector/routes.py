@@ -17,10 +17,12 @@ from collector.endpoints import (
     matomo,
     native,
     pixel,
+    plausible,
     pyze,
     rudderstack,
     snowplow,
     system,
+    umami,
 )
 from collector.routing import Endpoint
 
@@ -34,6 +36,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *das.ENDPOINTS,
     *gameball.ENDPOINTS,
     *snowplow.ENDPOINTS,
+    *plausible.ENDPOINTS,
+    *umami.ENDPOINTS,
     *matomo.ENDPOINTS,
     *ga4.ENDPOINTS,
 )

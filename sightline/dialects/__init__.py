@@ -8,12 +8,36 @@ their dialect module directly.
 
 from __future__ import annotations
 
-from sightline.dialects import das, fuzy, ga4, gameball, matomo, native, pixel, pyze, snowplow
+from sightline.dialects import (
+    das,
+    fuzy,
+    ga4,
+    gameball,
+    matomo,
+    native,
+    pixel,
+    plausible,
+    pyze,
+    snowplow,
+    umami,
+)
 from sightline.dialects.base import Dialect
 
 DIALECTS: dict[str, Dialect] = {
     module.DIALECT.name: module.DIALECT
-    for module in (native, pixel, fuzy, pyze, das, gameball, snowplow, matomo, ga4)
+    for module in (
+        native,
+        pixel,
+        fuzy,
+        pyze,
+        das,
+        gameball,
+        snowplow,
+        plausible,
+        umami,
+        matomo,
+        ga4,
+    )
 }
 
 
