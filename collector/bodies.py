@@ -107,6 +107,14 @@ class _Inflater:
         )
 
 
+def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """``data`` (gzip or deflate) inflated under the same caps as a body :func:`read_body`
+    inflates: for formats that compress inside the body (PostHog's ``compression=gzip-js``)."""
+    inflater = _Inflater(encoding, limit)
+    inflater.feed(data)
+    return inflater.finish()
+
+
 def _encoding(request: Request) -> str:
     header = request.headers.get("content-encoding", "")
     encoding = header.strip().lower()

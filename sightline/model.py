@@ -54,6 +54,8 @@ class AttributeType(str, Enum):
 
 class AttributeOpKind(str, Enum):
     SET = "set"
+    SET_ONCE = "set_once"
+    """Set only while the attribute is absent (PostHog's ``$set_once``)."""
     REMOVE = "remove"
     INCREMENT = "increment"
     ADD_TO_ARRAY = "add"

@@ -55,6 +55,8 @@ def apply_ops(
     for op in ops:
         before = current.get(op.name)
         after = _apply(before, op)
+        if after is before:
+            continue  # nothing changed (a set-once of an attribute that exists)
         if after is None:
             current.pop(op.name, None)
         else:
@@ -67,6 +69,10 @@ def _apply(before: Attribute | None, op: AttributeOp) -> Attribute | None:
     if op.kind is AttributeOpKind.SET:
         if op.value is None:
             return None
+        return Attribute(op.type or infer_type(op.value), _plain(op.value))
+    if op.kind is AttributeOpKind.SET_ONCE:
+        if before is not None or op.value is None:
+            return before  # never overwrites, and a null sets nothing
         return Attribute(op.type or infer_type(op.value), _plain(op.value))
     if op.kind is AttributeOpKind.REMOVE:
         return None
