@@ -11,6 +11,7 @@ is no browser test.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -137,23 +138,23 @@ def test_events_links_downloads_pings_and_users(system: System) -> None:
     assert stored["engagement"].context["page"]["path"] == "/cart"
 
 
-@pytest.mark.parametrize(
-    ("query", "field"),
-    [
-        pytest.param("e_c=Videos", "e_a", id="event-without-action"),
-        pytest.param("e_c=V&e_a=P&e_v=lots", "e_v", id="value-not-a-number"),
-        pytest.param("cdt=yesterday", "cdt", id="cdt-not-a-time"),
-        pytest.param("cdt=1500000000", "cdt", id="cdt-old-without-token"),
-    ],
-)
-def test_invalid_requests_get_matomos_400(system: System, query: str, field: str) -> None:
-    url = f"/matomo.php?idsite={system.write_key}&rec=1&url=http%3A%2F%2Fa.example%2F&{query}"
-    r = system.client.get(url)
-    assert (r.status_code, r.headers["content-type"]) == (400, "image/gif")
-    r = system.client.get(url + "&send_image=0")
-    assert r.status_code == 400 and field in r.text
-    debug = system.client.get("/debug" + url)
-    assert debug.status_code == 400 and field in [e["field"] for e in debug.json()["errors"]]
+INVALID = [
+    ("e_c=Videos", "e_a"),  # an event without an action
+    ("e_c=V&e_a=P&e_v=lots", "e_v"),  # a value that is not a number
+    ("cdt=yesterday", "cdt"),  # not a time
+    ("cdt=1500000000", "cdt"),  # older than 24 hours, without token_auth
+]
+
+
+def test_invalid_requests_get_matomos_400(system: System) -> None:
+    for query, field in INVALID:
+        url = f"/matomo.php?idsite={system.write_key}&rec=1&url=http%3A%2F%2Fa.example%2F&{query}"
+        r = system.client.get(url)
+        assert (r.status_code, r.headers["content-type"]) == (400, "image/gif")
+        r = system.client.get(url + "&send_image=0")
+        assert r.status_code == 400 and field in r.text
+        debug = system.client.get("/debug" + url)
+        assert debug.status_code == 400 and field in [e["field"] for e in debug.json()["errors"]]
     assert system.queued_jobs() == 0
 
 
@@ -257,3 +258,24 @@ def test_matomo_tracker_from_npm(live: LiveCollector) -> None:
     shown = stored["This will be shown in your dashboard"]
     assert shown.properties == {"custom variable name": "custom variable value"}
     assert shown.context["page"]["url"] == "http://example.com/track/this/url"
+
+
+def test_shared_body_rules_and_cors(system: System) -> None:
+    """Compression, size limits and CORS as on every ingest endpoint (collector.bodies, CORS)."""
+    body = json.dumps({"requests": [f"?idsite={system.write_key}&rec=1&url=http://a.example/"]})
+    r = system.client.post(
+        "/matomo.php", content=gzip.compress(body.encode()), headers={"Content-Encoding": "gzip"}
+    )
+    assert r.json() == {"status": "success", "tracked": 1, "invalid": 0}
+    too_big = b'{"requests": ["' + b"x" * (600 * 1024) + b'"]}'
+    assert system.client.post("/matomo.php", content=too_big).status_code == 413
+    shop = system.create_product("shop", origins=("https://shop.example",))
+    form = f"idsite={shop.write_keys[0]}&rec=1&url=https%3A%2F%2Fshop.example%2F&send_image=0"
+    allowed = {"Origin": "https://shop.example"} | FORM
+    r = system.client.post("/matomo.php", content=form, headers=allowed)
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == "https://shop.example"
+    other = {"Origin": "https://evil.example"} | FORM
+    assert system.client.post("/matomo.php", content=form, headers=other).status_code == 403
+    system.work()
+    assert len(system.events(product_id=shop.id)) == 1
