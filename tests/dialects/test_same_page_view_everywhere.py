@@ -65,6 +65,17 @@ def views(system: System) -> dict[str, Event]:
             json={"playerUniqueId": USER, "events": {NAME: {}}},
             headers={"APIKey": system.write_key, "User-Agent": AGENT},
         ),
+        "posthog": system.client.post(
+            "/e/",
+            json={
+                "api_key": system.write_key,
+                "event": NAME,
+                "distinct_id": USER,
+                "timestamp": at,
+                "properties": {"$groups": {"company": ACCOUNT}},
+            },
+            headers={"User-Agent": AGENT},
+        ),
     }
     for dialect, r in sends.items():
         assert r.status_code < 300, (dialect, r.text)
