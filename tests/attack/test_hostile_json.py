@@ -27,6 +27,8 @@ def bodies(value: str) -> list[tuple[str, str]]:
         ("/api/v1/analytics_events", '{"customer_id":"c","user_id":"u","event_type":"view","version_info":{"a":VALUE}}'.replace("VALUE", value)),
         ("/integrations/event", '{"playerUniqueId":"p","events":{"buy":{"a":VALUE}}}'.replace("VALUE", value)),
         ("/integrations/event", '{"playerUniqueId":"p","unknown":VALUE,"events":{"buy":{}}}'.replace("VALUE", value)),
+        ("/e/", '{"api_key":"K","event":"E","distinct_id":"u","properties":{"a":VALUE}}'.replace("VALUE", value)),
+        ("/batch/", '{"api_key":"K","batch":[{"event":"E","distinct_id":"u","properties":{"a":VALUE}}]}'.replace("VALUE", value)),
     ]  # fmt: skip
 
 
