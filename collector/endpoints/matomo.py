@@ -29,7 +29,7 @@ from collector.intake import Payload, accept
 from collector.metrics import Metrics
 from collector.routing import INGEST_ERRORS, Endpoint, ErrorBody
 from sightline.dialects import matomo
-from sightline.errors import ClientError, FieldError, InvalidInput
+from sightline.errors import ClientError, FieldError, InvalidInput, Unauthorized
 from sightline.origins import origin_of
 
 _json = msgspec.json.Encoder()
@@ -67,7 +67,14 @@ async def _prepare(
     if not matomo.is_tracked(params):
         return None
     directory: ProductDirectory = request.state.directory
-    grant = await authorize_site(directory, "matomo", params.get("idsite"), origin=_origin(request))
+    try:
+        grant = await authorize_site(
+            directory, "matomo", params.get("idsite"), origin=_origin(request)
+        )
+    except Unauthorized:  # Matomo's UnexpectedWebsiteFoundException: a 400
+        reason = "neither a write key nor a Matomo site id a product registered"
+        reason = reason if params.get("idsite") else "missing: the site id is required"
+        raise InvalidInput("unknown site", [FieldError("idsite", reason)]) from None
     authenticated = await _authenticated(directory, params.get("token_auth") or token, grant)
     checked = matomo.validate(params, now=datetime.now(UTC), authenticated=authenticated)
     return grant, Payload(matomo.KIND, msgspec.Raw(_json.encode(checked)))
@@ -94,8 +101,7 @@ async def _single(request: Request, params: matomo.Params) -> Response:
             raise
         metrics: Metrics = request.state.metrics
         metrics.count_rejected(matomo.NAME, f"invalid_{exc.status}")
-        # An unknown site is Matomo's 400 (UnexpectedWebsiteFoundException).
-        return _answer(image, 400 if exc.status == 401 else exc.status, _reason(exc))
+        return _answer(image, exc.status, _reason(exc))
     if prepared is not None:
         grant, payload = prepared
         await accept(request, dialect=matomo.NAME, product_id=grant.product.id, payloads=[payload])
