@@ -341,6 +341,12 @@ def test_bad_input(system: System) -> None:
     assert {e["field"] for e in r.json()["errors"]} == {"data[0].ue_px", "data[1].dtm"}
     r = system.client.get("/i", params=page_view(system, e="ue", ue_pr="{}"))
     assert r.status_code == 400 and r.content == GIF
+    r = system.client.get("/i", params=page_view(system, url="https://x.example/" + "a" * 9000))
+    assert r.status_code == 413 and r.content == GIF
+    r = system.client.post(TP2, content=b"{}", headers={"Content-Encoding": "br"})
+    assert r.status_code == 415
+    r = system.client.post(TP2, content=b"x" * 1_000_001)
+    assert r.status_code == 413
     assert stored(system) == {}
 
 
