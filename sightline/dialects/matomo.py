@@ -18,26 +18,23 @@ them to one canonical event:
 Every event gets ``context.page`` from ``url`` / ``urlref`` / ``action_name``, the screen
 from ``res``, ``context.locale`` from ``lang``, the user agent from ``ua`` (else the
 request's), ``_id`` as anonymous id, ``uid`` as user id (with ``_id`` aliased to it),
-``pv_id``, ``dimensionN`` and custom variables (``_cvar``, ``cvar``) as properties.
+``pv_id``, ``gt_ms``, ``dimensionN`` and custom variables (``_cvar``, ``cvar``) as properties.
 
 Decisions where Matomo's page is silent or Matomo itself is lenient:
 
-- ``rec`` other than ``1``: nothing is tracked and the answer is the ordinary one (as
-  Matomo answers requests it excludes); a bulk answer counts it neither tracked nor
-  invalid.
+- ``rec`` other than ``1``: nothing is tracked, the answer is the ordinary one (as for
+  requests Matomo excludes); a bulk answer counts it neither tracked nor invalid.
 - ``token_auth`` authenticates when it is the site's product's **server key**. Like
   Matomo, ``cdt`` older than 24 hours needs it (else 400); a ``cdt`` in the future or
   older than 20 years is ignored (Matomo ignores it too). ``cip`` is used only when
   authenticated and dropped otherwise (Matomo refuses the request; dropping keeps the
   event). ``token_auth`` itself is never stored.
-- ``cdt`` is the event time (unix seconds, or a date-time in UTC). Matomo sends no
-  send time, so there is no clock-skew correction to make.
+- ``cdt`` is the event time (unix seconds or a UTC date-time); no send time, no skew.
 - Matomo has no message id: the idempotency key is derived from the site, visitor, page
   view id, the event's fields and ``rand`` (``sightline.dialects.dedup``), so a retried
   request is stored once; without ``rand`` or ``cdt`` the key holds for a minute.
-- Input Matomo would silently coerce is refused with the field named: an event without
-  category or action, a ``e_v`` / ``cdt`` that is not a number or time, ids over 255
-  characters, values over 16 KB.
+- Input Matomo would coerce is a 400 naming the field: an event without category or
+  action, an ``e_v`` / ``cdt`` that is no number or time, ids over 255, values over 16 KB.
 """
 
 from __future__ import annotations
@@ -197,6 +194,8 @@ def normalise(envelope: Envelope) -> Normalised:
     properties |= _custom_variables(p)
     if p.get("pv_id"):
         properties["pv_id"] = p["pv_id"]
+    if p.get("gt_ms") and _number(p["gt_ms"]) is not None:
+        properties["gt_ms"] = _number(p["gt_ms"])  # the page's generation time
     user_id, anonymous_id = p.get("uid") or None, p.get("_id") or None
     at = parse_time(p["cdt"]) if p.get("cdt") else None
     parts = [p.get(k) for k in ("idsite", "_id", "uid", "pv_id", "url", "action_name")]
@@ -246,7 +245,7 @@ def _action(p: Params) -> tuple[EventType, str, dict[str, Any]]:
 
 
 def _custom_variables(p: Params) -> dict[str, Any]:
-    """``_cvar`` (visit) and ``cvar`` (page): ``{"1": ["name", "value"], ...}``."""
+    """``_cvar`` (visit) and ``cvar`` (page): ``{"1": ["name", "value"], ...}`` (or name: value)."""
     found: dict[str, Any] = {}
     for text in (p.get("_cvar"), p.get("cvar")):
         if not text or depth_error(text.encode()) is not None:
@@ -255,9 +254,11 @@ def _custom_variables(p: Params) -> dict[str, Any]:
             slots = msgspec.json.decode(text)
         except msgspec.DecodeError:
             continue
-        for pair in slots.values() if isinstance(slots, dict) else ():
+        for key, pair in slots.items() if isinstance(slots, dict) else ():
             if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str):
                 found[pair[0]] = pair[1]
+            elif not isinstance(pair, list | dict):  # {"name": value}, as some clients send
+                found[key] = pair
     return found
 
 
