@@ -389,3 +389,24 @@ def test_debug_normalises_without_storing(system: System) -> None:
     r = system.client.get("/debug/i", params=page_view(system, aid="nope"))
     assert r.status_code == 401 and r.json()["message"] == "unknown key"
     assert stored(system) == {}
+
+
+def test_screen_view_and_transactions(system: System) -> None:
+    screen_view = "iglu:com.snowplowanalytics.mobile/screen_view/jsonschema/1-0-0"
+    screen = page_view(
+        system,
+        e="ue",
+        p="mob",
+        ue_pr=json.dumps(
+            {"schema": UNSTRUCT, "data": {"schema": screen_view, "data": {"name": "Home"}}}
+        ),
+    )
+    order = page_view(system, e="tr", tr_id="o-1", tr_tt="42.5", tr_cu="EUR")
+    item = page_view(system, e="ti", ti_id="o-1", ti_sk="sku-9", ti_pr="21.25", ti_qu="2")
+    assert post(system, screen, order, item).status_code == 200
+    events = stored(system)
+    assert (events[screen["eid"]].type, events[screen["eid"]].name) == (EventType.SCREEN, "Home")
+    assert events[order["eid"]].name == "transaction"
+    assert events[order["eid"]].properties == {"id": "o-1", "tt": "42.5", "cu": "EUR"}
+    assert events[item["eid"]].name == "transaction_item"
+    assert events[item["eid"]].properties == {"id": "o-1", "sk": "sku-9", "pr": "21.25", "qu": "2"}
