@@ -58,6 +58,7 @@ from sightline.dialects.snowplow_protocol import (
     validate_payload,
 )
 from sightline.envelope import Envelope
+from sightline.errors import InvalidInput
 from sightline.model import AliasChange, EventType, Normalised
 
 __all__ = [
@@ -80,7 +81,10 @@ def normalise(envelope: Envelope) -> Normalised:
         raise ValueError(_refusal(envelope.body))
     if envelope.kind not in (EVENT, ANONYMOUS_EVENT) or not isinstance(envelope.body, dict):
         raise ValueError(f"a Snowplow envelope holds one event, not {envelope.kind!r}")
-    parsed = parse_event(as_text(envelope.body))
+    try:
+        parsed = parse_event(as_text(envelope.body))
+    except InvalidInput as exc:  # an envelope this collector did not validate (a replay)
+        raise ValueError(_reasons([msgspec.structs.asdict(e) for e in exc.errors])) from None
     f = parsed.fields
     anonymous = envelope.kind == ANONYMOUS_EVENT
     if anonymous:  # SP-Anonymous: no address, no network user id
@@ -203,14 +207,17 @@ def _session_of(contexts: list[SelfDescribing]) -> str | None:
     return value if isinstance(value, str) and len(value) <= MAX_ID else None
 
 
+def _reasons(errors: Any) -> str:
+    return "; ".join(
+        f"{e.get('field')}: {e.get('reason')}" if isinstance(e, dict) else str(e) for e in errors
+    )
+
+
 def _refusal(body: Any) -> str:
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list) or not errors:
         return "a rejected event without its reasons"
-    reasons = "; ".join(
-        f"{e.get('field')}: {e.get('reason')}" if isinstance(e, dict) else str(e) for e in errors
-    )
-    return f"refused by the collector: {reasons}"
+    return f"refused by the collector: {_reasons(errors)}"
 
 
 DIALECT = Dialect(NAME, "Snowplow tracker protocol", normalise)
