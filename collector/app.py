@@ -20,12 +20,14 @@ from collector.cors import ProductCORSMiddleware
 from collector.debug import DebugAnswer, debug_answer
 from collector.directory import KeyTable, ProductDirectory
 from collector.groupcommit import GroupCommitter, write_async
+from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
 from collector.routes import routes
 from collector.snippet import assets_state
 from sightline.envelope import Envelope
 from sightline.errors import ClientError, ErrorStyle, QueueUnavailable
 from sightline.queue import JobBuilder, make_queue
+from sightline.redis_keys import live_stream_key
 from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
 from sightline.store.db import make_engine
@@ -74,8 +76,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             timeout=settings.redis_timeout,
             on_flush=on_flush,
         )
+        # /api/v1/live: one blocking XREAD per process, on a connection of its own.
+        live = LiveHub(
+            lambda: connect_async(settings, timeout=BLOCK_MS / 1000 + settings.redis_timeout),
+            live_stream_key(settings.queue_name),
+        )
         await directory.start()
         await committer.start()
+        live.start()
         try:
             yield {
                 "settings": settings,
@@ -87,8 +95,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # Read APIs (Fuzy /v3/*, Pyze profiles, DAS search) query the store through
                 # it, in a thread; the ingest path never does.
                 "engine": engine,
+                "jobs": builder,  # dead-letter replay enqueues through it (/api/v1)
+                "live": live,
             }
         finally:
+            await live.stop()
             await committer.stop()
             await directory.stop()
             redis.close()

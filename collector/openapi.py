@@ -35,6 +35,13 @@ SECURITY_SCHEMES = {
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
     "writeKeyHeader": {"type": "apiKey", "in": "header", "name": "X-Write-Key"},
     "gameballKey": {"type": "apiKey", "in": "header", "name": "APIKey"},
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "sightline_session",
+        "description": "The dashboard session (GET /ui/login); POST and DELETE also need "
+        "X-Sightline-CSRF",
+    },
 }
 
 _DESCRIPTIONS = {
@@ -43,6 +50,7 @@ _DESCRIPTIONS = {
     201: "Created",
     202: "Accepted for processing",
     204: "Accepted: no content",
+    303: "See other: go to the Location",
     400: "Invalid input: the failing fields and why",
     401: "No key, or an unknown key",
     403: "The key may not do this",
@@ -84,6 +92,11 @@ def _operation(endpoint: Endpoint, method: str, schema_of: dict[Any, Any]) -> di
     notes = [endpoint.description] if endpoint.description else []
     if endpoint.key is not None:
         notes.append(_KEY_NOTES[endpoint.key])
+    if endpoint.reads:
+        notes.append(
+            "Needs a read key of the product or an admin token (Bearer), or the dashboard "
+            "session; never a write key."
+        )
     if notes:
         entry["description"] = " ".join(notes)
     if endpoint.parameters:

@@ -91,6 +91,9 @@ class Endpoint:
     media_by_status: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Statuses answered in other (or several) media than ``media``."""
     description: str = ""
+    reads: bool = False
+    """It returns stored data: a read key of the product, an admin token or the dashboard
+    session (``collector.readauth``), never a write key (tests/api/test_route_table.py)."""
 
     @property
     def dialect(self) -> str:

@@ -395,6 +395,129 @@ def events_list(obj: Context, product_id: str | None, limit: int, as_json: bool)
             )
 
 
+_EXPORT_TIME = click.DateTime(
+    formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"]
+)
+
+
+@events.command("export")
+@click.option("--format", "format", type=click.Choice(["ndjson", "csv"]), default="ndjson")
+@click.option("--product", "product_id", help="Only this product's events.")
+@click.option("--from", "start", type=_EXPORT_TIME, help="At or after this time (UTC if no zone).")
+@click.option("--to", "end", type=_EXPORT_TIME, help="Before this time (UTC if no zone).")
+@click.option("--output", "-o", type=click.File("wb"), default="-", help="File (default stdout).")
+@pass_context
+def events_export(
+    obj: Context,
+    format: str,
+    product_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    output: Any,
+) -> None:
+    """Every stored event, newest first, streamed as NDJSON or CSV (constant memory).
+
+    CSV cells that start with = + - @, a tab or a CR are prefixed with ' so a
+    spreadsheet never runs them.
+    """
+    from sightline.export import chunks
+    from sightline.store.reads import EventQuery, iter_events
+
+    def utc(value: datetime | None) -> datetime | None:
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+    query = EventQuery(product_id=product_id, start=utc(start), end=utc(end))
+    engine = obj.store()
+    try:
+        for chunk in chunks(iter_events(engine, query), format):
+            output.write(chunk)
+        output.flush()
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def tokens() -> None:
+    """Read credentials: per-product read keys and admin tokens (for /api/v1 and /ui)."""
+
+
+@tokens.command("create")
+@click.option("--admin", is_flag=True, help="An admin token: reads every product, replays.")
+@click.option("--product", "product_id", help="A read key of this product.")
+@click.option("--name", default="", help="What it is for (shown by `tokens list`).")
+@pass_context
+def tokens_create(obj: Context, admin: bool, product_id: str | None, name: str) -> None:
+    """Create a token and print it, once: only its SHA-256 is kept."""
+    from sightline.store.tokens import NoSuchProduct, TokenKind, create_token
+
+    if admin == (product_id is not None):
+        raise click.UsageError("give --admin, or --product ID")
+    kind = TokenKind.ADMIN if admin else TokenKind.READ
+    engine = obj.store()
+    try:
+        with engine.begin() as conn:
+            record, token = create_token(conn, kind, product_id=product_id, name=name)
+    except NoSuchProduct as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {record.kind.value} token {record.id} ({printable(record.name)})")
+    click.echo(f"  token (shown once, keep it secret): {token}")
+
+
+@tokens.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked ones.")
+@pass_context
+def tokens_list(obj: Context, include_revoked: bool) -> None:
+    """Tokens by id, prefix and name (never the token itself)."""
+    from sightline.store.tokens import list_tokens
+
+    engine = obj.store()
+    with engine.connect() as conn:
+        found = list_tokens(conn, include_revoked=include_revoked)
+    for record in found:
+        scope = "every product" if record.is_admin else record.product_id
+        revoked = f"  revoked {record.revoked_at.isoformat()}" if record.revoked_at else ""
+        click.echo(
+            f"{record.id}  {record.kind.value:<5}  {record.prefix}...  {scope}  "
+            f"{printable(record.name)}  created {record.created_at.isoformat()}{revoked}"
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@pass_context
+def tokens_revoke(obj: Context, token_id: str) -> None:
+    """Revoke a token at once (its dashboard sessions end too)."""
+    from sightline.store.tokens import revoke_token
+
+    engine = obj.store()
+    with engine.begin() as conn:
+        record = revoke_token(conn, token_id)
+    if record is None:
+        raise click.ClickException(f"no token {token_id!r}")
+    click.echo(f"{record.id} revoked")
+
+
+@tokens.command("link")
+@host_option
+@port_option
+@pass_context
+def tokens_link(obj: Context, host: str | None, port: int | None) -> None:
+    """Print a new one-time dashboard login link (like the one `sightline up` prints)."""
+    from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
+    from sightline.up import prepare_redis
+
+    settings = obj.settings.overridden(host=host, port=port)
+    with ExitStack() as stack:
+        settings = prepare_redis(settings, stack)
+        check_redis(settings)
+        engine = obj.store()
+        try:
+            link = dashboard_link(settings, engine)
+        finally:
+            engine.dispose()
+    click.echo(f"{link}  (logs in once, within {LOGIN_CODE_TTL // 60} minutes)")
+
+
 @main.group()
 def deadletters() -> None:
     """Envelopes the worker could not store, with the reason."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import Enum
 
 PREFIX = "sightline"
@@ -28,3 +29,23 @@ def worker_alive_key(queue_name: str, worker_name: str) -> str:
 def workers_key(queue_name: str) -> str:
     """The set of Sightline workers of a queue."""
     return f"{PREFIX}:{queue_name}:workers"
+
+
+def cookieless_salt_key(day: date) -> str:
+    """The random salt of one UTC day for cookieless visitor ids (``collector.salts``)."""
+    return f"{PREFIX}:cookieless-salt:{day.isoformat()}"
+
+
+def live_stream_key(queue_name: str) -> str:
+    """The capped stream of stored events (``XADD ... MAXLEN ~``) behind ``/api/v1/live``."""
+    return f"{PREFIX}:{queue_name}:live"
+
+
+def login_code_key(code_hash: str) -> str:
+    """A one-time dashboard login code (by its SHA-256), with a short TTL."""
+    return f"{PREFIX}:login:{code_hash}"
+
+
+def session_key(session_hash: str) -> str:
+    """A dashboard session (by the SHA-256 of its cookie), with a TTL."""
+    return f"{PREFIX}:session:{session_hash}"

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from collector.app import create_app
 from collector.server import BoundedHttpToolsProtocol
+from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
 from sightline.embedded import EmbeddedRedis
 from sightline.preflight import check_redis, open_store
 from sightline.redisconn import connect
@@ -101,8 +102,11 @@ def _run_up(settings: Settings) -> None:
         engine = open_store(settings, migrate=True)  # `up` migrates, like `sightline migrate`
         with engine.begin() as conn:
             product, created = ensure_default_product(conn)
+        link = dashboard_link(settings, engine)
         engine.dispose()
         print_welcome(product, created, settings.host, settings.port)
+        minutes = LOGIN_CODE_TTL // 60
+        click.echo(f"  dashboard (the link logs in once, within {minutes} minutes): {link}")
 
         workers = WorkerPool(settings.worker_count, worker_env(settings))
         workers.start()

@@ -53,6 +53,7 @@ def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
     except OUTAGE_ERRORS as exc:
         log.warning("database unreachable, batch of %d to be retried: %s", len(envelopes), exc)
         return outage_retry(rt.settings.outage_retry_hours)
+    rt.publish(result)  # committed: live viewers may see them now (never raises)
     rt.count(result, len(envelopes))
     return {
         "stored": result.stored,

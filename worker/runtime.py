@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from redis import Redis
 
+from sightline.live import publish
 from sightline.redis_keys import Counter, counter_key
 from sightline.redisconn import connect
 from sightline.settings import Settings
@@ -57,6 +58,11 @@ class Runtime:
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
+
+    def publish(self, result: WriteResult) -> None:
+        """The batch's newly stored events to the live stream (after its commit)."""
+        if result.stored_rows:
+            publish(self.redis, self.settings.queue_name, result.stored_rows)
 
     def close(self) -> None:
         self.enricher.close()

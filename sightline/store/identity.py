@@ -61,6 +61,33 @@ def _belongs_to(names: sa.Select[tuple[str]]) -> sa.ColumnElement[bool]:
     )
 
 
+def user_condition(product_id: str, external_user_id: str) -> sa.ColumnElement[bool]:
+    """An event belongs to the person ``external_user_id`` (see the module doc)."""
+    ids = identities(product_id, external_user_id)
+    return _belongs_to(sa.select(ids.c.name))
+
+
+def account_condition(product_id: str, external_account_id: str) -> sa.ColumnElement[bool]:
+    """An event belongs to the account or a sub-account, directly or through its person."""
+    tree = account_tree(product_id, external_account_id)
+    members = (
+        sa.select(users.c.external_id.label("name"))
+        .where(users.c.product_id == product_id, users.c.account_id.in_(sa.select(tree.c.id)))
+        .cte("members", recursive=True)
+    )
+    linked = (
+        sa.select(aliases.c.alias.label("name"))
+        .join(users, users.c.id == aliases.c.user_id)
+        .join(members, users.c.external_id == members.c.name)
+        .where(aliases.c.product_id == product_id, users.c.product_id == product_id)
+    )
+    names = members.union(linked)
+    return sa.or_(
+        events.c.account_id.in_(sa.select(tree.c.external_id)),
+        _belongs_to(sa.select(names.c.name)),
+    )
+
+
 def _events(conn: sa.Connection, product_id: str, where: sa.ColumnElement[bool]) -> list[Event]:
     query = (
         sa.select(events)
@@ -72,8 +99,7 @@ def _events(conn: sa.Connection, product_id: str, where: sa.ColumnElement[bool])
 
 def events_of_user(conn: sa.Connection, product_id: str, external_user_id: str) -> list[Event]:
     """The person's events, oldest first: before and after login, under any alias."""
-    ids = identities(product_id, external_user_id)
-    return _events(conn, product_id, _belongs_to(sa.select(ids.c.name)))
+    return _events(conn, product_id, user_condition(product_id, external_user_id))
 
 
 def account_ids(conn: sa.Connection, product_id: str, external_account_id: str) -> list[str]:
@@ -90,24 +116,4 @@ def events_of_account(
     An event counts when its ``account_id`` is in the tree, or its person (by the
     rules of :func:`events_of_user`) belongs to an account in the tree.
     """
-    tree = account_tree(product_id, external_account_id)
-    members = (
-        sa.select(users.c.external_id.label("name"))
-        .where(users.c.product_id == product_id, users.c.account_id.in_(sa.select(tree.c.id)))
-        .cte("members", recursive=True)
-    )
-    linked = (
-        sa.select(aliases.c.alias.label("name"))
-        .join(users, users.c.id == aliases.c.user_id)
-        .join(members, users.c.external_id == members.c.name)
-        .where(aliases.c.product_id == product_id, users.c.product_id == product_id)
-    )
-    names = members.union(linked)
-    return _events(
-        conn,
-        product_id,
-        sa.or_(
-            events.c.account_id.in_(sa.select(tree.c.external_id)),
-            _belongs_to(sa.select(names.c.name)),
-        ),
-    )
+    return _events(conn, product_id, account_condition(product_id, external_account_id))

@@ -37,8 +37,12 @@ class WriteResult(msgspec.Struct):
     dead_letters: int = 0
     bots_dropped: int = 0
     """Events from bots of products that drop them: counted, neither stored nor dead letters."""
+    stored_rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """The newly stored events as written (canonical records): published to the live
+    stream once the transaction has committed (``sightline.live``)."""
 
     def add(self, other: WriteResult) -> None:
+        self.stored_rows.extend(other.stored_rows)
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
@@ -73,6 +77,7 @@ def write_batch(
         if len(new_keys) == len(rows)
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
+    result.stored_rows = new_rows
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
@@ -188,20 +193,55 @@ def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple
                 row = by_id[event_id]
                 stored.add((row["product_id"], row["message_id"]))
         return stored
-    statement = cached_statement(conn, "insert_events", _insert_events_statement)
-    return {(r.product_id, r.message_id) for r in conn.execute(statement, rows)}
+    return _copy_events(conn, rows)
+
+
+_PG_STAGE = "sightline_events_in"
+_PG_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGE} "
+    "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_PG_MERGE = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {_PG_STAGE} "
+    "ON CONFLICT (product_id, message_id) DO NOTHING RETURNING product_id, message_id"
+)
+
+
+def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """PostgreSQL: ``COPY`` the rows into a session-local stage, then one ``INSERT ...
+    SELECT ... ON CONFLICT DO NOTHING RETURNING``: no statement text per batch size to
+    build and parse (what a multi-row ``INSERT ... VALUES`` costs), one round trip per
+    step. The stage is emptied at commit (``ON COMMIT DELETE ROWS``) and kept for the
+    connection's next batch."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    encode = _json.encode
+    statement = _PG_COPY
+    try:
+        cursor.execute(_PG_CREATE_STAGE)
+        with cursor.copy(_PG_COPY) as copy:
+            for r in rows:
+                copy.write_row(
+                    tuple(
+                        encode(r[c]).decode() if c in _EVENT_JSON else r[c] for c in _EVENT_COLUMNS
+                    )
+                )
+        statement = _PG_MERGE
+        cursor.execute(_PG_MERGE)
+        return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
+        # OperationalError (an outage: retry the batch) ...
+        raise sa.exc.DBAPIError.instance(
+            statement, None, exc, conn.dialect.loaded_dbapi.Error
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def _event_ids_query(_conn: sa.Connection) -> Any:
     return sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
-
-
-def _insert_events_statement(conn: sa.Connection) -> Any:
-    return (
-        dialect_insert(conn, events)
-        .on_conflict_do_nothing(index_elements=["product_id", "message_id"])
-        .returning(events.c.product_id, events.c.message_id)
-    )
 
 
 def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime) -> None:

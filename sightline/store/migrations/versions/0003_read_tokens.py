@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_read_tokens_token_hash")),
     )
     with op.batch_alter_table("read_tokens", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_read_tokens_product_id"), ["product_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_read_tokens_product_id"), ["product_id"], unique=False)
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_timestamp_id", ["timestamp", "id"], unique=False)
         batch_op.create_index(
