@@ -25,8 +25,8 @@ from starlette.requests import Request
 
 from sightline.cookieless import SALT_BYTES
 from sightline.errors import QueueUnavailable
+from sightline.redis_keys import cookieless_salt_key
 
-KEY = "sightline:cookieless-salt:"
 KEEP_SECONDS = 2 * 24 * 3600
 """A salt outlives its day by one more: a visit across midnight is hashed with both."""
 
@@ -51,7 +51,7 @@ class DailySalts:
         return salt
 
     async def _fetch(self, day: date) -> bytes:
-        key = KEY + day.isoformat()
+        key = cookieless_salt_key(day)
         await self.redis.set(key, secrets.token_bytes(SALT_BYTES), nx=True, ex=KEEP_SECONDS)
         salt = await self.redis.get(key)
         if not isinstance(salt, bytes) or len(salt) != SALT_BYTES:

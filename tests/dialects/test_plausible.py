@@ -19,8 +19,9 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 
-from collector.salts import KEEP_SECONDS, KEY, DailySalts
+from collector.salts import KEEP_SECONDS, DailySalts
 from sightline.model import Event, EventType
+from sightline.redis_keys import cookieless_salt_key
 from sightline.store.products import add_identifier
 from tests.harness import System
 
@@ -99,7 +100,7 @@ def test_one_visitor_is_one_anonymous_id_for_the_day(system: System) -> None:
     assert mine[0].context["screen"] == {"width": 1280}
     # Only the day's salt is in Redis, for two days at most: never an address or an agent.
     keys = [k.decode() for k in cast(list[bytes], system.redis.keys("sightline:cookieless-salt:*"))]
-    assert keys == [KEY + datetime.now(UTC).date().isoformat()]
+    assert keys == [cookieless_salt_key(datetime.now(UTC).date())]
     assert 0 < system.redis.ttl(keys[0]) <= KEEP_SECONDS
 
 
