@@ -34,3 +34,18 @@ def workers_key(queue_name: str) -> str:
 def cookieless_salt_key(day: date) -> str:
     """The random salt of one UTC day for cookieless visitor ids (``collector.salts``)."""
     return f"{PREFIX}:cookieless-salt:{day.isoformat()}"
+
+
+def live_stream_key(queue_name: str) -> str:
+    """The capped stream of stored events (``XADD ... MAXLEN ~``) behind ``/api/v1/live``."""
+    return f"{PREFIX}:{queue_name}:live"
+
+
+def login_code_key(code_hash: str) -> str:
+    """A one-time dashboard login code (by its SHA-256), with a short TTL."""
+    return f"{PREFIX}:login:{code_hash}"
+
+
+def session_key(session_hash: str) -> str:
+    """A dashboard session (by the SHA-256 of its cookie), with a TTL."""
+    return f"{PREFIX}:session:{session_hash}"
