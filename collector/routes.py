@@ -10,10 +10,12 @@ from starlette.routing import BaseRoute, Mount
 
 from collector.debug import PREFIX
 from collector.endpoints import (
+    api,
     das,
     fuzy,
     ga4,
     gameball,
+    login,
     matomo,
     native,
     pixel,
@@ -42,6 +44,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *umami.ENDPOINTS,
     *matomo.ENDPOINTS,
     *ga4.ENDPOINTS,
+    *api.ENDPOINTS,
+    *login.ENDPOINTS,
 )
 
 routes: list[BaseRoute] = [
@@ -49,7 +53,11 @@ routes: list[BaseRoute] = [
     # Every ingest route again under /debug: validated and normalised, never stored.
     Mount(
         PREFIX,
-        routes=[e.route() for e in ENDPOINTS if e.dialect not in ("system", "snippet")],
+        routes=[
+            e.route()
+            for e in ENDPOINTS
+            if e.dialect not in ("system", "snippet", "ui") and not e.reads
+        ],
         name="debug",
     ),
 ]
