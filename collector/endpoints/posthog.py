@@ -2,8 +2,12 @@
 
 Capture (``sightline.dialects.posthog``): ``/e``, ``/i/v0/e``, ``/capture``, ``/track``,
 ``/engage``, ``/batch``, each with and without the trailing slash the SDKs add, GET
-and POST. ``200 {"status": 1}`` as PostHog answers, ``204`` for ``?beacon=1``. Errors
-keep PostHog's shape, ``{"type", "code", "detail", "attr"}`` (``attr`` names the field).
+and POST. ``200 {"status": "Ok"}`` as PostHog's capture answers, ``204`` for
+``?beacon=1``. PostHog's capture accepts any well-formed token and drops the events of an
+unknown one later, silently; Sightline refuses them (401), so nothing is stored for a
+project it does not know. Errors are in the JSON shape of PostHog's API,
+``{"type", "code", "detail", "attr"}`` (``attr`` names the field), where PostHog's
+capture answers a line of text: the SDKs read only the status.
 
 ``/flags`` and ``/decide`` (any ``v=``) answer honestly that there is nothing to
 evaluate: no feature flags, no payloads, no session recording, no surveys, no site
@@ -30,8 +34,9 @@ from collector.directory import KeyKind
 from collector.intake import Payload, accept
 from collector.routing import Endpoint, ErrorBody, Schema
 from sightline.dialects import posthog
+from sightline.dialects.decoding import decode
 from sightline.dialects.posthog_wire import MAX_LZ64_BYTES, CaptureBatch, request_payload
-from sightline.errors import ClientError, FieldError, InvalidInput, Unauthorized
+from sightline.errors import ClientError, NotFound, Unauthorized
 
 FORMAT = "posthog"
 MISSING_KEY = "API key not provided. You can find your project API key in PostHog project settings."
@@ -53,7 +58,7 @@ class PostHogError(msgspec.Struct, kw_only=True):
 
 
 class CaptureAnswer(msgspec.Struct):
-    status: int = 1
+    status: str = "Ok"
 
 
 class FlagsAnswer(msgspec.Struct, kw_only=True):
@@ -141,6 +146,7 @@ def remote_config(token: str) -> RemoteConfig:
 _CODES = {
     400: ("validation_error", "invalid_payload"),
     403: ("authentication_error", "forbidden"),
+    404: ("invalid_request", "not_found"),
     413: ("validation_error", "payload_too_large"),
     415: ("validation_error", "unsupported_media_type"),
 }
@@ -178,7 +184,7 @@ async def _payload(request: Request, query: dict[str, str]) -> bytes:
 
 def _sent_at(millis: str | None) -> datetime | None:
     """posthog-js's ``_`` query parameter: its clock when it sent, in ms since the epoch."""
-    if millis is None or not millis.isdigit() or len(millis) > 15:
+    if millis is None or not millis.isdigit() or len(millis) > 13:  # up to year 2286
         return None
     return datetime.fromtimestamp(int(millis) / 1000, UTC)
 
@@ -229,32 +235,35 @@ async def flags(request: Request) -> Response:
         query = dict(request.query_params)
         token = query.get("token") or query.get("api_key")
         if request.method == "POST" or "data" in query:
-            text = await _payload(request, query)
-            try:
-                token = _token_in(msgspec.json.decode(text)) or token
-            except msgspec.DecodeError:
-                raise InvalidInput(
-                    "the flags request is not JSON", [FieldError("data", "not JSON")]
-                ) from None
+            document = decode(await _payload(request, query), Any, what="flags request")
+            token = _token_in(document) or token
         await _authorize_token(request, token)
     except ClientError as exc:
         return error_answer(exc)
     return Response(_json.encode(FLAGS), media_type="application/json")
 
 
-async def config(request: Request) -> Response:
-    token = request.path_params["token"]
+async def _config_token(request: Request) -> str:
+    """The path's token, or 404 as PostHog answers for a project it does not know."""
+    token: str = request.path_params["token"]
     try:
         await _authorize_token(request, token)
+    except Unauthorized:
+        raise NotFound(f"no project with the token {token!r}") from None
+    return token
+
+
+async def config(request: Request) -> Response:
+    try:
+        token = await _config_token(request)
     except ClientError as exc:
         return error_answer(exc)
     return Response(_json.encode(remote_config(token)), media_type="application/json")
 
 
 async def config_js(request: Request) -> Response:
-    token = request.path_params["token"]
     try:
-        await _authorize_token(request, token)
+        token = await _config_token(request)
     except ClientError as exc:
         return error_answer(exc)
     entry = _json.encode({"config": remote_config(token), "siteApps": []}).decode()
@@ -352,7 +361,7 @@ ENDPOINTS = (
         config,
         "posthog.remote_config",
         "PostHog: remote config (nothing enabled)",
-        responses={200: RemoteConfig, **ERRORS},
+        responses={200: RemoteConfig, 404: PostHogError, **ERRORS},
         parameters=TOKEN,
     ),
     Endpoint(
@@ -361,7 +370,7 @@ ENDPOINTS = (
         config_js,
         "posthog.remote_config_js",
         "PostHog: remote config as a script (nothing enabled)",
-        responses={200: None, **ERRORS},
+        responses={200: None, 404: PostHogError, **ERRORS},
         parameters=TOKEN,
         media_by_status={200: ("application/javascript",)},
     ),

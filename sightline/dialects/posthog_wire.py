@@ -28,7 +28,7 @@ import base64
 import binascii
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import lzstring
@@ -167,6 +167,10 @@ def request_payload(
 DistinctId = Id | int
 
 
+Offset = Annotated[int, msgspec.Meta(ge=0, le=366 * 86_400_000)]
+"""Milliseconds before the request that the event happened (a year at most)."""
+
+
 class PostHogEvent(msgspec.Struct, kw_only=True):
     """One captured event."""
 
@@ -175,10 +179,11 @@ class PostHogEvent(msgspec.Struct, kw_only=True):
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
     timestamp: datetime | None = None
     sent_at: datetime | None = None
-    offset: int | None = None
+    offset: Offset | None = None
     uuid: Id | None = None
     token: str | None = None
     api_key: str | None = None
+    dollar_token: str | None = msgspec.field(default=None, name="$token")
     set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
     set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
 
@@ -215,7 +220,7 @@ def text(value: Any) -> str | None:
 
 
 def _event_token(event: PostHogEvent) -> str | None:
-    return event.token or event.api_key or text(event.properties.get("token"))
+    return event.token or event.api_key or event.dollar_token or text(event.properties.get("token"))
 
 
 def validate(raw: bytes) -> Capture:

@@ -94,7 +94,7 @@ def test_posthog_js_gzip_body_without_parameter(system: System) -> None:
         headers={"Content-Type": "text/plain", "Origin": "https://shop.example"},
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": 1}
+    assert r.json() == {"status": "Ok"}
     [event] = _events(system)
     assert (event.type, event.name) == (EventType.PAGE, "page_view")
     assert (event.user_id, event.anonymous_id, event.session_id) == (None, "dev-1", "sess-1")
@@ -309,6 +309,8 @@ def test_refusals_are_posthogs(system: System) -> None:
     assert r.json()["code"] == "invalid_api_key"
     r = system.client.post("/e/", json={"event": "x", "distinct_id": "u"})
     assert (r.status_code, r.json()["code"]) == (401, "missing_api_key")
+    r = system.client.post("/e/", json={"event": "x", "distinct_id": "u", "$token": "phc_no"})
+    assert (r.status_code, r.json()["code"]) == (401, "invalid_api_key")
     r = system.client.post("/e/", json={"event": "x", "api_key": system.write_key})
     assert r.status_code == 400
     assert r.json()["attr"] == "distinct_id"
@@ -331,6 +333,13 @@ def test_refusals_are_posthogs(system: System) -> None:
     ]
     r = system.client.post("/e/", json=mixed)
     assert (r.status_code, r.json()["attr"]) == (400, "api_key")
+    late = {"event": "x", "distinct_id": "u", "api_key": system.write_key, "offset": 10**19}
+    r = system.client.post("/e/", json=late)
+    assert (r.status_code, r.json()["attr"]) == (400, "offset")
+    deep = "[" * 100 + "]" * 100
+    r = system.client.post("/flags/?v=2", content='{"token": ' + deep + "}")
+    assert r.status_code == 400
+    assert "nested deeper" in r.json()["detail"]
     assert _events(system) == []
 
 
@@ -342,6 +351,16 @@ def test_an_origin_the_product_does_not_allow(system: System) -> None:
     r = system.client.post("/e/", json=body, headers={"Origin": "https://shop.example"})
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "https://shop.example"
+    preflight = system.client.options(
+        "/i/v0/e/",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
 
 
 def test_flags_decide_and_remote_config_are_empty(system: System) -> None:
@@ -365,7 +384,8 @@ def test_flags_decide_and_remote_config_are_empty(system: System) -> None:
     script = system.client.get(f"/array/{key}/config.js")
     assert script.headers["content-type"].startswith("application/javascript")
     assert f'_POSTHOG_REMOTE_CONFIG["{key}"]' in script.text
-    assert system.client.get("/array/nope/config").status_code == 401
+    assert system.client.get("/array/nope/config").status_code == 404
+    assert system.client.get("/array/nope/config.js").status_code == 404
 
 
 def test_debug_shows_the_records_without_storing(system: System) -> None:
