@@ -28,7 +28,7 @@ from collector.endpoints.pixel import gif
 from collector.intake import Payload, accept
 from collector.metrics import Metrics
 from collector.routing import INGEST_ERRORS, Endpoint, ErrorBody
-from sightline.dialects import matomo
+from sightline.dialects import matomo, matomo_wire
 from sightline.errors import ClientError, FieldError, InvalidInput, Unauthorized
 from sightline.origins import origin_of
 
@@ -61,10 +61,10 @@ async def _authenticated(directory: ProductDirectory, token: str | None, grant: 
 
 
 async def _prepare(
-    request: Request, params: matomo.Params, token: str | None
+    request: Request, params: matomo_wire.Params, token: str | None
 ) -> tuple[Grant, Payload] | None:
     """The product and payload of one tracking request; ``None``: nothing to track."""
-    if not matomo.is_tracked(params):
+    if not matomo_wire.is_tracked(params):
         return None
     directory: ProductDirectory = request.state.directory
     try:
@@ -76,7 +76,7 @@ async def _prepare(
         reason = reason if params.get("idsite") else "missing: the site id is required"
         raise InvalidInput("unknown site", [FieldError("idsite", reason)]) from None
     authenticated = await _authenticated(directory, params.get("token_auth") or token, grant)
-    checked = matomo.validate(params, now=datetime.now(UTC), authenticated=authenticated)
+    checked = matomo_wire.validate(params, now=datetime.now(UTC), authenticated=authenticated)
     return grant, Payload(matomo.KIND, msgspec.Raw(_json.encode(checked)))
 
 
@@ -92,7 +92,7 @@ def _reason(exc: ClientError) -> str:
     return "; ".join([exc.message, *(f"{e.field}: {e.reason}" for e in exc.errors)])
 
 
-async def _single(request: Request, params: matomo.Params) -> Response:
+async def _single(request: Request, params: matomo_wire.Params) -> Response:
     image = params.get("send_image") != "0"
     try:
         prepared = await _prepare(request, params, None)
@@ -109,12 +109,12 @@ async def _single(request: Request, params: matomo.Params) -> Response:
 
 
 async def _bulk(request: Request, raw: bytes) -> Response:
-    bulk = matomo.decode_bulk(raw)
+    bulk = matomo_wire.decode_bulk(raw)
     groups: dict[str, list[Payload]] = {}
     tracked, invalid, errors = 0, [], []
     for index, item in enumerate(bulk.requests):
         try:
-            prepared = await _prepare(request, matomo.request_params(item), bulk.token_auth)
+            prepared = await _prepare(request, matomo_wire.request_params(item), bulk.token_auth)
         except ClientError as exc:
             invalid.append(index)
             errors += [FieldError(f"requests[{index}].{e.field}", e.reason) for e in exc.errors]
@@ -146,10 +146,10 @@ async def track(request: Request) -> Response:
         return await _single(request, query)
     if request.headers.get("content-length") == "0":
         return await _single(request, query)
-    raw = await read_body(request, matomo.MAX_BODY_BYTES)
-    if matomo.is_bulk(raw, request.headers.get("content-type")):
+    raw = await read_body(request, matomo_wire.MAX_BODY_BYTES)
+    if matomo_wire.is_bulk(raw, request.headers.get("content-type")):
         return await _bulk(request, raw)
-    return await _single(request, matomo.form(raw) | query)  # $_GET + $_POST: GET wins
+    return await _single(request, matomo_wire.form(raw) | query)  # $_GET + $_POST: GET wins
 
 
 _PARAMETERS = (
@@ -220,7 +220,7 @@ ENDPOINTS = tuple(
             description=_DESCRIPTION
             + " A JSON body is a bulk request: each request is tracked or counted invalid, "
             "and the answer counts them. A form-encoded body is one request, answered as a GET.",
-            request=matomo.BulkBody,
+            request=matomo_wire.BulkBody,
             responses={200: BulkAnswer, 204: None, **INGEST_ERRORS},
         ),
     )

@@ -322,3 +322,41 @@ def test_asgi_matomo_from_pypi(live: LiveCollector) -> None:
     # own defect, stored as sent (the parsed agent is still right).
     assert event.context["userAgent"] == f"b'{AGENT}'"
     assert event.context["ua"]["device_family"] == "iPhone"
+
+
+def test_ecommerce_and_content_tracking(system: System) -> None:
+    """The page's ecommerce (``idgoal=0``, ``ec_id``, ``revenue``, ``ec_st/tx/sh/dt``,
+    ``ec_items``) and content tracking (``c_n``, ``c_p``, ``c_t``, ``c_i``) parameters."""
+    base = f"/matomo.php?idsite={system.write_key}&rec=1&url=https%3A%2F%2Fshop.example%2F"
+    items = "%5B%5B%22SKU1%22%2C%22Socks%22%2C%22Clothes%22%2C9.5%2C2%5D%5D"  # [["SKU1",...]]
+    order = "&idgoal=0&ec_id=A100&revenue=24&ec_st=19&ec_tx=3&ec_sh=2&ec_dt=0"
+    calls = [
+        f"{base}{order}&ec_items={items}&rand=1&cid=fedcba9876543210",
+        f"{base}&idgoal=0&revenue=19&ec_items={items}&rand=2",
+        f"{base}&c_n=Banner&c_p=sale.png&c_t=https%3A%2F%2Fshop.example%2Fsale&rand=3",
+        f"{base}&c_n=Banner&c_p=sale.png&c_i=click&rand=4",
+    ]
+    for call in calls:
+        assert system.client.get(call).status_code == 200
+    system.work()
+    stored = {e.name: e for e in system.events()}
+    completed = stored["Order Completed"]
+    assert completed.anonymous_id == "fedcba9876543210"
+    item = {"sku": "SKU1", "name": "Socks", "category": "Clothes", "price": 9.5, "quantity": 2}
+    assert completed.properties == {
+        "order_id": "A100",
+        "revenue": 24.0,
+        "subtotal": 19.0,
+        "tax": 3.0,
+        "shipping": 2.0,
+        "discount": 0.0,
+        "items": [item],
+    }
+    assert stored["Cart Updated"].properties == {"revenue": 19.0, "items": [item]}
+    assert stored["Content Impression"].properties == {
+        "name": "Banner",
+        "piece": "sale.png",
+        "target": "https://shop.example/sale",
+    }
+    interaction = stored["Content Interaction"].properties
+    assert interaction == {"name": "Banner", "piece": "sale.png", "interaction": "click"}
