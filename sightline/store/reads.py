@@ -27,7 +27,7 @@ from sightline.model import Event
 from sightline.store.identity import account_condition, user_condition
 from sightline.store.lookups import AccountRecord, UserRecord, find_user, get_account
 from sightline.store.queries import DeadLetterRecord, as_utc, event_from_row
-from sightline.store.schema import accounts, dead_letters, events, users
+from sightline.store.schema import accounts, aliases, dead_letters, events, users
 
 MAX_PROPERTY_DEPTH = 8
 ENRICHMENT_KEYS = ("clock", "geo", "ip", "ua", "campaign", "session")
@@ -103,6 +103,23 @@ def _property(conn: sa.Connection, path: tuple[str, ...], value: str) -> sa.Colu
     return sa.and_(kind.not_in(("object", "array", "null")), text == value)
 
 
+def _person(conn: sa.Connection, product_id: str, user: str) -> str:
+    """The external id of the user whose id or alias is ``user`` (else ``user`` itself)."""
+    known = conn.execute(
+        sa.select(users.c.external_id).where(
+            users.c.product_id == product_id, users.c.external_id == user
+        )
+    ).first()
+    if known is not None:
+        return user
+    owner = conn.execute(
+        sa.select(users.c.external_id)
+        .join(aliases, aliases.c.user_id == users.c.id)
+        .where(aliases.c.product_id == product_id, aliases.c.alias == user)
+    ).scalar()
+    return owner if owner is not None else user
+
+
 def _where(conn: sa.Connection, query: EventQuery) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     if query.product_id is not None:
@@ -121,7 +138,8 @@ def _where(conn: sa.Connection, query: EventQuery) -> list[sa.ColumnElement[bool
         if query.product_id is None:
             raise ValueError("a user or account filter needs a product")
         if query.user is not None:
-            where.append(user_condition(query.product_id, query.user))
+            person = _person(conn, query.product_id, query.user)
+            where.append(user_condition(query.product_id, person))
         if query.account is not None:
             where.append(account_condition(query.product_id, query.account))
     for path, value in query.properties:
