@@ -4,7 +4,8 @@ Body (developers.google.com/analytics/devguides/collection/protocol/ga4/referenc
 
     {"client_id": "...", "user_id"?, "timestamp_micros"?, "non_personalized_ads"?,
      "user_properties"?: {"name": {"value": ..., "timestamp_micros"?}},
-     "ip_override"?, "device"?: {"language", "screen_resolution", ...},
+     "ip_override"?, "device"?: {"language", "screen_resolution", ...}, "consent"?,
+     "user_location"?,
      "events": [{"name": "...", "params"?: {...}, "timestamp_micros"?}]}
 
 ``measurement_id`` (or ``firebase_app_id``, with ``app_instance_id`` for ``client_id``)
@@ -72,6 +73,8 @@ class Measurement(msgspec.Struct, kw_only=True):
     non_personalized_ads: bool | None = None
     ip_override: str | None = None
     device: dict[str, Any] | None = None
+    consent: dict[str, str] | None = None
+    user_location: dict[str, str] | None = None
     events: list[Ga4Event] | None = None
 
 
@@ -101,6 +104,10 @@ def normalise(envelope: Envelope) -> Normalised:
         context["traits"] = traits
     if m.non_personalized_ads is not None:
         context["nonPersonalizedAds"] = m.non_personalized_ads
+    if m.consent:
+        context["consent"] = dict(m.consent)  # ad_user_data, ad_personalization: GRANTED...
+    if m.user_location:
+        context["location"] = dict(m.user_location)  # city, region_id, country_id...
     events = tuple(
         _event_of(envelope, m, index, event, client_id, context)
         for index, event in enumerate(m.events or [])

@@ -108,6 +108,7 @@ def test_page_view_is_a_page(system: System) -> None:
     body = {
         "client_id": "c1",
         "ip_override": "203.0.113.7",
+        "consent": {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"},
         "device": {"language": "en-GB", "screen_resolution": "1280x2856"},
         "events": [
             {
@@ -134,6 +135,8 @@ def test_page_view_is_a_page(system: System) -> None:
     )
     assert (page["title"], page["referrer"]) == ("Pricing", "https://search.example/")
     assert event.context["locale"] == "en-GB"
+    assert event.context["ip"] in ("203.0.113.7", "203.0.113.0")  # as the product's IP policy
+    assert event.context["consent"] == {"ad_user_data": "GRANTED", "ad_personalization": "DENIED"}
     assert event.context["screen"] == {"width": 1280, "height": 2856}
     assert event.properties == {"engagement_time_msec": 100}
 
@@ -222,10 +225,17 @@ def test_measurement_id_and_api_secret(system: System) -> None:
     assert send(system, body, api_secret="nope").status_code == 401
     other = system.create_product("other")
     assert send(system, body, api_secret=other.server_keys[0]).status_code == 401
+    # an app stream: firebase_app_id and app_instance_id
+    app = {"app_instance_id": "inst-1", "events": [{"name": "app_event"}]}
+    params = {"firebase_app_id": system.write_key, "api_secret": system.server_key}
+    r = system.client.post("/mp/collect", params=params, json=app)
+    assert r.status_code == 204
     # the write key stands for the measurement id on day one
     assert send(system, body, measurement_id=system.write_key).status_code == 204
     system.work()
-    assert [e.name for e in system.events()] == ["a"]
+    stored = {e.name: e for e in system.events()}
+    assert set(stored) == {"a", "app_event"}
+    assert stored["app_event"].anonymous_id == "inst-1"
 
 
 def test_shared_body_rules(system: System) -> None:
