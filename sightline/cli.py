@@ -138,6 +138,13 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
         "SIGHTLINE_WORKERS", "workers", "Worker processes to run and restart (0: one per core)."
     ),
 )
+@click.option(
+    "--collectors",
+    type=click.IntRange(1),
+    help=_from_settings(
+        "SIGHTLINE_COLLECTORS", "collectors", "Collector processes sharing the port."
+    ),
+)
 @pass_context
 def up(
     obj: Context,
@@ -146,6 +153,7 @@ def up(
     fsync: str | None,
     trusted_proxies: str | None,
     workers: int | None,
+    collectors: int | None,
 ) -> None:
     """Run everything: Redis (embedded unless REDIS_URL), store, workers and collector.
 
@@ -155,7 +163,12 @@ def up(
 
     run_up(
         obj.settings.overridden(
-            host=host, port=port, fsync=fsync, trusted_proxies=trusted_proxies, workers=workers
+            host=host,
+            port=port,
+            fsync=fsync,
+            trusted_proxies=trusted_proxies,
+            workers=workers,
+            collectors=collectors,
         )
     )
 

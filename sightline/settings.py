@@ -211,6 +211,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIGHTLINE_FSYNC", "fsync", _fsync),
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
     Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
+    Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -256,6 +257,8 @@ class Settings:
     comma-separated addresses or networks, ``*`` for any)."""
     workers: int = 0
     """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
+    collectors: int = 1
+    """Collector processes ``sightline up`` runs on one listening socket."""
 
     @property
     def worker_count(self) -> int:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 import click
 import uvicorn
 from redis.exceptions import RedisError
+from uvicorn.supervisors import Multiprocess
 
 from collector.app import create_app
 from collector.server import BoundedHttpToolsProtocol
@@ -60,16 +64,25 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def listening(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def status_loop(
-    settings: Settings, server: uvicorn.Server, stop: threading.Event, interval: float = 1.0
+    settings: Settings,
+    started: Callable[[], bool],
+    stop: threading.Event,
+    interval: float = 1.0,
 ) -> None:
     """Say when the collector listens, then print the status when it changes."""
-    while not server.started:
+    while not started():
         if stop.wait(0.05):
             return
-    click.echo(
-        f"Collector on http://{server.config.host}:{server.config.port}  (Ctrl-C stops everything)"
-    )
+    click.echo(f"Collector on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
     redis = connect(settings, timeout=1.0)
     tty = sys.stdout.isatty()
     last = ""
@@ -111,23 +124,44 @@ def _run_up(settings: Settings) -> None:
         workers = WorkerPool(settings.worker_count, worker_env(settings))
         workers.start()
         stack.callback(workers.stop)
-        config = uvicorn.Config(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            proxy_headers=True,
-            forwarded_allow_ips=settings.trusted_proxies,
-            log_level="warning",
-            access_log=False,
-            http=BoundedHttpToolsProtocol,  # head size and read-time limits
-        )
-        server = uvicorn.Server(config)
         stop = threading.Event()
-        status = threading.Thread(target=status_loop, args=(settings, server, stop), daemon=True)
+        if settings.collectors > 1:
+            serve, started = _collector_processes(settings)
+        else:
+            server = uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn(settings)))
+            serve, started = server.run, lambda: server.started
+        status = threading.Thread(target=status_loop, args=(settings, started, stop), daemon=True)
         status.start()
         stack.callback(status.join, 3)
         stack.callback(stop.set)
-        server.run()
+        serve()
+
+
+def _uvicorn(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.trusted_proxies,
+        "log_level": "warning",
+        "access_log": False,
+        "http": BoundedHttpToolsProtocol,  # head size and read-time limits
+    }
+
+
+def _collector_processes(settings: Settings) -> tuple[Callable[[], None], Callable[[], bool]]:
+    """``settings.collectors`` processes sharing one listening socket (uvicorn's supervisor:
+    a collector that dies is replaced). Each builds its app from the environment, which
+    is made to say what ``up`` resolved (the embedded Redis, the store)."""
+    os.environ.update(worker_env(settings))
+    config = uvicorn.Config(
+        "collector.app:create_app",
+        factory=True,
+        workers=settings.collectors,
+        **_uvicorn(settings),
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    return supervisor.run, lambda: listening(settings.host, settings.port)
 
 
 class WorkerPool:

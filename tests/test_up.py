@@ -77,7 +77,8 @@ def cli(data_dir: Path, *args: str) -> str:
 
 def stored_names(data_dir: Path) -> list[str]:
     return [
-        json.loads(line)["name"] for line in cli(data_dir, "events", "list", "--json").splitlines()
+        json.loads(line)["name"]
+        for line in cli(data_dir, "events", "list", "--json", "--limit", "10000").splitlines()
     ]
 
 
@@ -116,7 +117,9 @@ def test_up_from_nothing_to_a_stored_event_and_a_clean_stop(tmp_path: Path) -> N
         )
         assert response.status_code == 200
         wait_for_names(data_dir, ["Hello"])
-        [stored] = map(json.loads, cli(data_dir, "events", "list", "--json").splitlines())
+        [stored] = map(
+            json.loads, cli(data_dir, "events", "list", "--json", "--limit", "10000").splitlines()
+        )
         assert stored["context"]["ip"] == "127.0.0.1", "up honours TRUSTED_PROXIES"
         read_until(process, lines, r"accepted 1\s+stored 1")
         stop(process, lines)
@@ -225,3 +228,40 @@ def test_up_replaces_a_killed_worker(tmp_path: Path) -> None:
         stop(process, lines)
     assert replaced_after < 3, replaced_after
     assert "exited (-9); starting another" in "".join(lines)
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except OSError:
+                continue
+            if ppid == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def test_up_with_two_collectors_and_two_workers(tmp_path: Path) -> None:
+    """Issue 12, item 4: one command uses the machine; SIGTERM stops all, nothing is lost."""
+    data_dir, port = tmp_path / "data", free_port()
+    args = ("up", "--port", str(port), "--collectors", "2", "--workers", "2")
+    with sightline(data_dir, *args) as (process, lines):
+        key = read_until(process, lines, r"write key").split()[-1]
+        read_until(process, lines, r"Collector on")
+        wait_until(lambda: len(children(process.pid)) >= 4, "2 collectors and 2 workers")
+        names = [f"e{i}" for i in range(60)]
+        with httpx.Client(timeout=10) as client:  # new connections: both collectors serve
+            for name in names:
+                response = client.post(
+                    f"http://127.0.0.1:{port}/v1/track",
+                    auth=(key, ""),
+                    json={"userId": "u", "event": name},
+                    headers={"Connection": "close"},
+                )
+                assert response.status_code == 200
+        wait_for_names(data_dir, names, timeout=30)
+        spawned = children(process.pid)
+        stop(process, lines)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in spawned), "every child stopped"
