@@ -195,6 +195,8 @@ def test_an_unknown_site_is_dropped_as_plausible_drops_it(system: System) -> Non
     assert debug.status_code == 401
 
 
+# Refused at the edge, before any storage: one database is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("body", "field"),
     [

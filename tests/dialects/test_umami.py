@@ -201,6 +201,8 @@ def test_an_origin_the_product_does_not_allow_is_umamis_403(system: System) -> N
     assert len(stored(system)) == 1
 
 
+# Refused at the edge, before any storage: one database is enough.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("body", "field"),
     [
