@@ -23,7 +23,6 @@ from typing import Any
 import click
 import msgspec
 import sqlalchemy as sa
-import uvicorn
 
 from sightline.embedded import EmbeddedRedisError
 from sightline.preflight import check_redis, open_store
@@ -181,25 +180,19 @@ def up(
 def collector(
     obj: Context, host: str | None, port: int | None, trusted_proxies: str | None
 ) -> None:
-    """Run the HTTP collector alone (the schema must be current)."""
-    from collector.app import create_app
-    from collector.server import BoundedHttpToolsProtocol
-    from sightline.up import prepare_redis
+    """Run the HTTP collector alone (the schema must be current).
+
+    SIGHTLINE_COLLECTORS=N runs N processes on the one port.
+    """
+    from sightline.up import collector_server, prepare_redis
 
     settings = obj.settings.overridden(host=host, port=port, trusted_proxies=trusted_proxies)
     with stop_on_sigterm(), ExitStack() as stack:
         settings = prepare_redis(settings, stack)
         check_redis(settings)
         open_store(settings).dispose()
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            proxy_headers=True,
-            forwarded_allow_ips=settings.trusted_proxies,
-            access_log=False,
-            http=BoundedHttpToolsProtocol,  # head size and read-time limits
-        )
+        serve, _ = collector_server(settings)
+        serve()
 
 
 @main.command()

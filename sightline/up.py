@@ -125,11 +125,7 @@ def _run_up(settings: Settings) -> None:
         workers.start()
         stack.callback(workers.stop)
         stop = threading.Event()
-        if settings.collectors > 1:
-            serve, started = _collector_processes(settings)
-        else:
-            server = uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn(settings)))
-            serve, started = server.run, lambda: server.started
+        serve, started = collector_server(settings)
         status = threading.Thread(target=status_loop, args=(settings, started, stop), daemon=True)
         status.start()
         stack.callback(status.join, 3)
@@ -147,6 +143,15 @@ def _uvicorn(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "http": BoundedHttpToolsProtocol,  # head size and read-time limits
     }
+
+
+def collector_server(settings: Settings) -> tuple[Callable[[], None], Callable[[], bool]]:
+    """How to serve the collector (``sightline up`` and ``sightline collector``): a function
+    that serves until stopped, and one that says whether it listens yet."""
+    if settings.collectors > 1:
+        return _collector_processes(settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **_uvicorn(settings)))
+    return server.run, lambda: server.started
 
 
 def _collector_processes(settings: Settings) -> tuple[Callable[[], None], Callable[[], bool]]:
