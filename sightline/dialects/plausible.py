@@ -99,7 +99,10 @@ class PlausibleEvent(msgspec.Struct, kw_only=True):
         """The sites the event counts for, as Plausible writes them (no ``www.``)."""
         raw = self.d if self.d is not None else self.domain
         if raw is None:
-            host = urlsplit(self.page_url()).hostname
+            try:
+                host = urlsplit(self.page_url()).hostname
+            except ValueError:  # "http://[..." : no host to take
+                return []
             return [_site(host)] if host else []
         return [_site(part) for part in raw.strip().split(",") if _site(part)]
 

@@ -207,6 +207,7 @@ def test_an_unknown_site_is_dropped_as_plausible_drops_it(system: System) -> Non
         pytest.param({"n": "pageview", "u": "data:text/html,hi", "d": "a"}, "u", id="data-url"),
         pytest.param({"n": "pageview", "u": "https://a/" + "x" * 2000}, "u", id="long-url"),
         pytest.param({"n": "pageview", "u": "/relative"}, "d", id="no-site"),
+        pytest.param({"n": "pageview", "u": "http://[::1"}, "d", id="bad-host"),
         pytest.param({"n": "pageview", "u": "https://a/", "d": " "}, "d", id="blank-site"),
         pytest.param({"n": "engagement", "u": "https://a/", "sd": "x"}, "n", id="engagement"),
         pytest.param({"n": "e", "u": "https://a/", "p": {"k": "v" * 2001}}, "p", id="prop-value"),
