@@ -66,6 +66,9 @@ async def _prepare(
     """The product and payload of one tracking request; ``None``: nothing to track."""
     if not matomo_wire.is_tracked(params):
         return None
+    referer = request.headers.get("referer")
+    if referer and not params.get("url") and not params.get("urlref"):
+        params = params | {"url": referer}  # Matomo's image tracker: the page is the Referer
     directory: ProductDirectory = request.state.directory
     try:
         grant = await authorize_site(

@@ -169,6 +169,11 @@ def test_unknown_sites_and_requests_without_rec_store_nothing(system: System) ->
     assert (r.status_code, r.headers["content-type"]) == (400, "image/gif")
     r = system.client.get(f"/matomo.php?idsite={system.write_key}&url=http%3A%2F%2Fa.example%2F")
     assert r.status_code == 200  # rec missing: answered, not tracked
+    # The image tracker (<img src=".../matomo.php?idsite=..&rec=1">): the page is its Referer.
+    image = f"/matomo.php?idsite={system.write_key}&rec=1&action_name=Home"
+    assert (
+        system.client.get(image, headers={"Referer": "https://a.example/home"}).status_code == 200
+    )
     assert system.client.get("/matomo.php").status_code == 200  # Matomo's own page
     body: dict[str, Any] = {
         "requests": ["?idsite=999&rec=1", f"?idsite={system.write_key}&rec=1&url=x"]
@@ -179,8 +184,10 @@ def test_unknown_sites_and_requests_without_rec_store_nothing(system: System) ->
     assert system.client.post("/matomo.php", json=body).json()["invalid_indices"] == [0]
     system.work()
     # The valid request of each bulk is the same content without rand, within the minute:
-    # one event (the second bulk reads as a retry of the first).
-    assert len(system.events()) == 1
+    # one event (the second bulk reads as a retry of the first); and the image's page view.
+    stored = {e.name: e for e in system.events()}
+    assert set(stored) == {"page_view", "Home"}
+    assert stored["Home"].context["page"]["url"] == "https://a.example/home"
     assert system.dead_letters() == []
 
 
