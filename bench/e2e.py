@@ -1,0 +1,303 @@
+"""The whole system under an open-loop load: the highest rate it sustains.
+
+    python bench/e2e.py [--database-url URL] [--workers N] [--seconds 30] [--steps 5]
+
+1. The collector alone (``sightline collector``, no worker) under wrk (closed loop,
+   64 connections, 10 s): its rate R, the ceiling of what can be acknowledged.
+2. ``sightline up`` (one collector, N workers, Redis, the store) under autocannon
+   (npm, a devDependency) at a constant rate, for each of ``--steps`` rates from
+   30 % to 100 % of R, ``--seconds`` each. Alongside, a probe sends 20 events a
+   second with unique message ids and polls the store for them: its p99 is
+   "accepted -> stored". The backlog (envelopes accepted minus processed, from
+   Sightline's Redis counters) is sampled every second.
+3. A rate is sustained when every request got a 2xx, the backlog at the end is no
+   larger than after the first 5 s (plus one second of arrivals, for noise), and
+   the probe's p99 is under 1 s. Prints one JSON line: each step, the highest
+   sustained rate, and that rate divided by R (goal: >= 0.8).
+
+Loopback only, bounded in time (about ``steps x seconds`` plus set-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import sqlalchemy as sa
+from redis import Redis
+
+from bench.collector import LUA, free_port, wrk
+from sightline.redis_keys import Counter, counter_key
+from sightline.store.db import make_engine
+from sightline.store.schema import events
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = '{"userId":"user-1","event":"Bench Event","properties":{"plan":"pro","seats":3}}'
+PROBE_RATE = 20
+
+
+def start(
+    data_dir: Path, args: list[str], env: dict[str, str], port: int
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sightline", *args, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"sightline {' '.join(args)} did not start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def backlog(redis: Redis, queue: str) -> int:
+    accepted, processed = redis.mget(
+        [counter_key(queue, Counter.ACCEPTED), counter_key(queue, Counter.PROCESSED)]
+    )
+    return int(accepted or 0) - int(processed or 0)
+
+
+class Probe(threading.Thread):
+    """``PROBE_RATE`` events a second with unique message ids; when each is stored."""
+
+    def __init__(self, url: str, key: str, database_url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key = url, key
+        self.engine = make_engine(database_url)
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        poller = threading.Thread(target=self._poll, daemon=True)
+        poller.start()
+        with httpx.Client(timeout=10) as client:
+            while not self.stopping.wait(1 / PROBE_RATE):
+                message_id = f"probe-{uuid.uuid4()}"
+                body = {"userId": "probe", "event": "Probe", "messageId": message_id}
+                sent = time.monotonic()
+                try:
+                    response = client.post(self.url, json=body, auth=(self.key, ""))
+                except httpx.TransportError:
+                    continue
+                if response.status_code == 200:
+                    self.sent[message_id] = sent
+        poller.join(30)
+
+    def _poll(self) -> None:
+        deadline = None
+        while True:
+            pending = list(self.sent)[:500]
+            if pending:
+                with self.engine.connect() as conn:
+                    found = conn.execute(
+                        sa.select(events.c.message_id).where(events.c.message_id.in_(pending))
+                    ).scalars()
+                    now = time.monotonic()
+                    for message_id in found:
+                        self.latencies.append(now - self.sent.pop(message_id))
+            if self.stopping.is_set():
+                deadline = deadline or time.monotonic() + 20
+                if not self.sent or time.monotonic() > deadline:
+                    return
+            time.sleep(0.05)
+
+    def p99(self) -> float | None:
+        if self.sent:  # never stored within the wait
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[int(0.99 * (len(ordered) - 1))] if ordered else None
+
+
+def autocannon(url: str, key: str, rate: int, seconds: int) -> dict[str, Any]:
+    auth = base64.b64encode(f"{key}:".encode()).decode()
+    result = subprocess.run(
+        [
+            "npx",
+            "autocannon",
+            "--json",
+            "-R",
+            str(rate),
+            "-c",
+            "64",
+            "-d",
+            str(seconds),
+            "-m",
+            "POST",
+            "-H",
+            "Content-Type=application/json",
+            "-H",
+            f"Authorization=Basic {auth}",
+            "-b",
+            BODY,
+            url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def step(
+    base: str, key: str, rate: int, seconds: int, redis: Redis, queue: str, database_url: str
+) -> dict[str, Any]:
+    samples: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(1):
+            samples.append(backlog(redis, queue))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    probe = Probe(base + "/v1/track", key, database_url)
+    sampler.start()
+    probe.start()
+    load = autocannon(base + "/v1/track", key, rate, seconds)
+    sampling.set()
+    probe.stopping.set()
+    probe.join(60)
+    sampler.join(5)
+    achieved = load["requests"]["average"]
+    early = samples[min(4, len(samples) - 1)] if samples else 0
+    end = samples[-1] if samples else 0
+    p99 = probe.p99()
+    ok = load["non2xx"] == 0 and load["errors"] == 0 and load["timeouts"] == 0
+    return {
+        "target_rps": rate,
+        "achieved_rps": round(achieved),
+        "non_2xx": load["non2xx"],
+        "errors": load["errors"] + load["timeouts"],
+        "backlog_after_5s": early,
+        "backlog_at_end": end,
+        "probe_p99_s": None if p99 is None else round(p99, 3),
+        "sustained": ok and end <= early + rate and p99 is not None and p99 < 1.0,
+    }
+
+
+def drain(redis: Redis, queue: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while backlog(redis, queue) > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
+    parser.add_argument("--workers", type=int, default=0, help="0: one per core")
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    for tool in ("wrk", "npx"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found (apt-get install wrk; npm ci)")
+
+    with tempfile.TemporaryDirectory(prefix="sightline-e2e-") as tmp:
+        data_dir = Path(tmp) / "data"
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+        env["SIGHTLINE_DATA_DIR"] = str(data_dir)
+        if args.database_url:
+            env["DATABASE_URL"] = args.database_url  # an empty database: it is migrated here
+        subprocess.run(
+            [sys.executable, "-m", "sightline", "migrate"], env=env, check=True, capture_output=True
+        )
+        created = subprocess.run(
+            [sys.executable, "-m", "sightline", "products", "create", "bench", "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        key = json.loads(created.stdout)["write_keys"][0]
+        database_url = args.database_url or f"sqlite:///{data_dir / 'sightline.db'}"
+
+        # 1. The collector alone: what can be acknowledged at most.
+        port = free_port()
+        alone = start(data_dir, ["collector"], env, port)
+        script = Path(tmp) / "post.lua"
+        script.write_text(LUA % base64.b64encode(f"{key}:".encode()).decode())
+        try:
+            wrk(port, script, 2, 64)
+            collector_alone = wrk(port, script, 10, 64)["rps"]
+        finally:
+            stop(alone)
+
+        # 2. The system, at increasing constant rates.
+        up = start(data_dir, ["up", "--workers", str(args.workers)], env, port)
+        redis = Redis(unix_socket_path=str(data_dir / "redis.sock"))
+        queue = "sightline"
+        steps = []
+        try:
+            drain(redis, queue)  # what the collector alone accepted
+            for i in range(args.steps):
+                fraction = 0.3 + 0.7 * i / max(1, args.steps - 1)
+                rate = max(100, int(collector_alone * fraction))
+                steps.append(
+                    step(
+                        f"http://127.0.0.1:{port}",
+                        key,
+                        rate,
+                        args.seconds,
+                        redis,
+                        queue,
+                        database_url,
+                    )
+                )
+                drain(redis, queue)
+        finally:
+            redis.close()
+            stop(up)
+        sustained = [s["achieved_rps"] for s in steps if s["sustained"]]
+        best = max(sustained, default=0)
+        print(
+            json.dumps(
+                {
+                    "bench": "e2e",
+                    "database": "postgresql" if args.database_url else "sqlite",
+                    "workers": args.workers or os.cpu_count(),
+                    "seconds_per_step": args.seconds,
+                    "collector_alone_rps": round(collector_alone),
+                    "steps": steps,
+                    "highest_sustained_rps": best,
+                    "ratio_to_collector_alone": round(best / collector_alone, 3),
+                    "goal": {"ratio_to_collector_alone": 0.8},
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
