@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sightline.dialects.base import Dialect, client_context, new_event, trait_ops
-from sightline.dialects.fields import is_ip_address
+from sightline.dialects.fields import MAX_ID, is_ip_address
 from sightline.dialects.posthog_wire import (
     KIND,
     MAX_BODY_BYTES,
@@ -89,6 +89,16 @@ def _is_anonymous(props: dict[str, Any], distinct_id: str) -> bool:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _id(value: Any) -> str | None:
+    """An id as text, when it fits the store's id columns (else it is left out)."""
+    found = text(value)
+    return found if found is not None and len(found) <= MAX_ID else None
+
+
+def _email(value: Any) -> str | None:
+    return value if isinstance(value, str) and "@" in value and len(value) <= 320 else None
 
 
 def _context(props: dict[str, Any], envelope: Envelope) -> dict[str, Any]:
@@ -140,7 +150,7 @@ def _type_and_name(event: PostHogEvent) -> tuple[EventType, str]:
     if event.event == "$autocapture" and props.get("$event_type") == "click":
         return EventType.CLICK, "click"
     if event.event == "$screen":
-        return EventType.SCREEN, _str(props.get("$screen_name")) or "screen_view"
+        return EventType.SCREEN, _id(props.get("$screen_name")) or "screen_view"
     return _RENAMED.get(event.event, (EventType.TRACK, event.event))
 
 
@@ -149,10 +159,12 @@ def _profile_ops(event: PostHogEvent) -> tuple[AttributeOp, ...]:
     to_set = {**(_dict(props.get("$set"))), **(event.set or {})}
     once = {**(_dict(props.get("$set_once"))), **(event.set_once or {})}
     unset = props.get("$unset")
-    ops = trait_ops(to_set)
-    ops += tuple(AttributeOp(k, AttributeOpKind.SET_ONCE, v) for k, v in once.items())
+    ops = trait_ops({k: v for k, v in to_set.items() if len(k) <= MAX_ID})
+    ops += tuple(
+        AttributeOp(k, AttributeOpKind.SET_ONCE, v) for k, v in once.items() if len(k) <= MAX_ID
+    )
     if isinstance(unset, list):
-        ops += tuple(AttributeOp(n, AttributeOpKind.REMOVE) for n in unset if _str(n))
+        ops += tuple(AttributeOp(n, AttributeOpKind.REMOVE) for n in unset if _id(n) == n)
     return ops
 
 
@@ -162,7 +174,7 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _account(props: dict[str, Any]) -> str | None:
     groups = _dict(props.get("$groups"))
-    return next((key for key in map(text, groups.values()) if key), None)
+    return next((key for key in map(_id, groups.values()) if key), None)
 
 
 def normalise(envelope: Envelope) -> Normalised:
@@ -173,9 +185,9 @@ def normalise(envelope: Envelope) -> Normalised:
         raise ValueError("a PostHog event without distinct_id")
     anonymous = _is_anonymous(props, distinct_id) and event.event != "$identify"
     user_id = None if anonymous else distinct_id
-    anonymous_id = distinct_id if anonymous else _str(props.get("$device_id"))
+    anonymous_id = distinct_id if anonymous else _id(props.get("$device_id"))
     if event.event == "$identify":
-        anonymous_id = _str(props.get("$anon_distinct_id")) or anonymous_id
+        anonymous_id = _id(props.get("$anon_distinct_id")) or anonymous_id
     if anonymous_id == user_id:
         anonymous_id = None
     kind, name = _type_and_name(event)
@@ -183,20 +195,21 @@ def normalise(envelope: Envelope) -> Normalised:
     accounts: tuple[AccountChange, ...] = ()
     aliases: list[AliasChange] = []
     account_id = _account(props)
-    if event.event == "$create_alias" and _str(props.get("alias")):
-        alias = props["alias"]
+    if event.event == "$create_alias" and _id(props.get("alias")):
+        alias = str(_id(props["alias"]))
         if props.get("$is_identified") is not True:
             user_id, alias, anonymous_id = alias, distinct_id, None
         if user_id is not None and alias != user_id:
             aliases.append(AliasChange(alias=alias, user_external_id=user_id))
-    elif event.event == "$groupidentify" and text(props.get("$group_key")):
-        key = str(text(props.get("$group_key")))
+    elif event.event == "$groupidentify" and _id(props.get("$group_key")):
+        key = str(_id(props.get("$group_key")))
         traits = {**_dict(props.get("$group_set"))}
         if _str(props.get("$group_type")):
             traits.setdefault("group_type", props["$group_type"])
-        accounts = (AccountChange(external_id=key, name=_str(traits.get("name")), traits=traits),)
+        title = _id(traits.get("name")) if isinstance(traits.get("name"), str) else None
+        accounts = (AccountChange(external_id=key, name=title, traits=traits),)
         account_id = key
-        if user_id is not None and key in map(text, _dict(props.get("$groups")).values()):
+        if user_id is not None and key in map(_id, _dict(props.get("$groups")).values()):
             users.append(UserChange(external_id=user_id, account_external_id=key))
     ops = _profile_ops(event) if user_id is not None else ()
     if user_id is not None and (ops or event.event == "$identify"):
@@ -204,7 +217,7 @@ def normalise(envelope: Envelope) -> Normalised:
         users.append(
             UserChange(
                 external_id=user_id,
-                email=_str(traits.get("email")),
+                email=_email(traits.get("email")),
                 ops=ops,
                 anonymous_id=anonymous_id,
             )
@@ -234,7 +247,7 @@ def _event(
         # PostHog's rule for offset: now - offset; nothing left for the worker to correct.
         sent_at = envelope.received_at
         timestamp = sent_at - timedelta(milliseconds=event.offset)
-    session = text(props.get("$session_id"))
+    session = _id(props.get("$session_id"))
     return new_event(
         envelope,
         message_id=event.uuid,

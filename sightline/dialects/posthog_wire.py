@@ -35,7 +35,7 @@ import lzstring
 import msgspec
 
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import Id, Name
+from sightline.dialects.fields import MAX_ID, Id, Name
 from sightline.errors import FieldError, InvalidInput, PayloadTooLarge
 
 NAME = "posthog"
@@ -249,8 +249,10 @@ def validate(raw: bytes) -> Capture:
         except InvalidInput as exc:
             errors.extend(exc.errors)
             continue
-        if distinct_id_of(event) is None:
-            errors.append(FieldError(f"{where}.distinct_id".lstrip("."), "is required"))
+        distinct_id = distinct_id_of(event)
+        if distinct_id is None or len(distinct_id) > MAX_ID:
+            reason = "is required" if distinct_id is None else f"longer than {MAX_ID} characters"
+            errors.append(FieldError(f"{where}.distinct_id".lstrip("."), reason))
         event_token = _event_token(event)
         if event_token is not None:
             tokens.add(event_token)

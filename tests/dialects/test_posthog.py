@@ -333,6 +333,9 @@ def test_refusals_are_posthogs(system: System) -> None:
     ]
     r = system.client.post("/e/", json=mixed)
     assert (r.status_code, r.json()["attr"]) == (400, "api_key")
+    long_id = {"event": "x", "properties": {"distinct_id": "u" * 256}, "api_key": system.write_key}
+    r = system.client.post("/e/", json=long_id)
+    assert (r.status_code, r.json()["attr"]) == (400, "distinct_id")
     late = {"event": "x", "distinct_id": "u", "api_key": system.write_key, "offset": 10**19}
     r = system.client.post("/e/", json=late)
     assert (r.status_code, r.json()["attr"]) == (400, "offset")
@@ -461,4 +464,26 @@ def test_posthog_python(live: LiveCollector, compress: bool) -> None:
     assert account(live.engine, live.product.id, "acme-py") == {
         "name": "Acme Py",
         "traits": {"name": "Acme Py", "employees": 11, "group_type": "company"},
+    }
+
+
+def test_ids_too_long_for_the_store_are_left_out(system: System) -> None:
+    """PostHog takes ids of any length; Sightline's columns hold 255 characters."""
+    long = "x" * 300
+    body = {
+        "api_key": system.write_key,
+        "event": "Long",
+        "distinct_id": "u8",
+        "$set": {long: 1, "email": "not an address", "ok": True},
+        "properties": {"$device_id": long, "$session_id": long, "$groups": {"company": long}},
+    }
+    assert system.client.post("/e/", json=body).status_code == 200
+    [event] = _events(system)
+    assert (event.user_id, event.anonymous_id, event.account_id) == ("u8", None, None)
+    assert event.session_id != long  # the worker's own session, as for an event without one
+    user = profile(system.engine, system.product.id, "u8")
+    assert user == {
+        "email": None,
+        "account": None,
+        "attributes": {"email": "not an address", "ok": True},
     }
