@@ -39,6 +39,10 @@ async def accept(
     received_at = datetime.now(UTC)
     client = request.client
     peer = client.host if client and not anonymous else None
+    # The enabled flag is decided here, as the key table knows it (reloaded by the call that
+    # switched it), not by the worker's cache later: see ``Envelope.product_enabled``.
+    product = request.state.directory.product(product_id)
+    enabled = product.is_enabled if product is not None else None
     if user_agent is None:
         user_agent = request.headers.get("user-agent")
     if user_agent is not None:
@@ -55,6 +59,7 @@ async def accept(
             user_agent=user_agent,
             origin=origin,
             sent_at=sent_at,
+            product_enabled=enabled,
             body=payload.body,
         )
         for payload in payloads

@@ -31,6 +31,11 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     origin: str | None = None
     sent_at: datetime | None = None
     """The client's send time for the whole request, when it gave one (clock-skew correction)."""
+    product_enabled: bool | None = None
+    """The product's enabled flag when the collector accepted the payload: the worker marks
+    events unused by it, so an event follows the switch that preceded it, however stale
+    the worker's product cache. ``None`` (envelopes from before this field): the worker
+    reads the product's current flag."""
     body: Any = None
     """The validated payload: ``msgspec.Raw`` in the collector, decoded JSON in the worker."""
 

@@ -154,6 +154,10 @@ class BatchProcessor:
         product = self.products.get(envelope.product_id)
         if product is None:
             raise Rejected(Reason.UNKNOWN_PRODUCT, f"no product {envelope.product_id!r}")
+        enabled = envelope.product_enabled
+        if enabled is not None and enabled is not product.is_enabled:
+            # The switch as it was when the event was accepted, not as this cache has it.
+            product = msgspec.structs.replace(product, is_enabled=enabled)
         try:
             return self._enrich(normalised, product, envelope), product
         except Rejected:

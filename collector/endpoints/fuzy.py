@@ -2,8 +2,11 @@
 
 The wire schema and mapping are ``sightline.dialects.fuzy``.
 
-Auth is a server key, as ``Authorization: Bearer <key>`` or ``X-API-Key``: no or an
-unknown key is 401, a write key or another product's resources 403.
+A key travels as ``x-api-key`` (fuzy-js's header) or ``Authorization: Bearer <key>``:
+no or an unknown key is 401. ``/v3/event`` takes a write key, since fuzy-js runs in
+the browser with its token in the page (the product's allowed origins apply), or a
+server key; ``/v3/product``, ``/v3/account`` and ``/v3/user`` need a server key (a
+write key is 403), and another product's resources are 403.
 
 Events, accounts and users go through the queue as envelopes (202); ``GET`` reads
 back what the worker stored. Products are different: ``POST /v3/product`` must
@@ -35,6 +38,7 @@ from collector.routing import (
 )
 from sightline.dialects import fuzy
 from sightline.dialects.decoding import decode
+from sightline.dialects.fuzy_accounts import ACCOUNT_KIND, USER_KIND
 from sightline.errors import FieldError, Forbidden, InvalidInput, NotFound
 from sightline.model import BotHandling, IpHandling
 from sightline.origins import parse_origin
@@ -81,26 +85,30 @@ class FuzyAccepted(msgspec.Struct, kw_only=True):
     accepted: int
 
 
-async def _grant(request: Request) -> Grant:
-    key = bearer_token(request) or request.headers.get("x-api-key")
-    return await authorize(request.state.directory, key, require=KeyKind.SERVER)
+async def _grant(request: Request, require: KeyKind = KeyKind.SERVER) -> Grant:
+    key = request.headers.get("x-api-key") or bearer_token(request)
+    origin = request.headers.get("origin")
+    return await authorize(request.state.directory, key, origin=origin, require=require)
 
 
 def _json(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
 
-def _ingest(schema: type[Any], kind: str) -> Handler:
+def _ingest(kind: str, require: KeyKind) -> Handler:
     async def ingest(request: Request) -> Response:
         raw = await read_body(request, fuzy.MAX_BODY_BYTES)
-        items = fuzy.validate_items(raw, schema, kind)
-        grant = await _grant(request)
+        items = fuzy.validate_items(raw, kind)
+        grant = await _grant(request, require)
         for index, (item, _) in enumerate(items):
-            if isinstance(item, fuzy.FuzyEvent) and item.product not in (None, grant.product.id):
+            if isinstance(item, fuzy.FuzyEvent) and fuzy.text(item.product) not in (
+                None,
+                grant.product.id,
+            ):
                 at = "product" if len(items) == 1 else f"[{index}].product"
                 raise Forbidden(
                     "this key is not for that product",
-                    [FieldError(at, "send events for a product with that product's key")],
+                    [FieldError(at, "send \"\" (the key's product) or the key's product id")],
                 )
         await accept(
             request,
@@ -255,13 +263,18 @@ def _server(
     )  # fmt: skip
 
 
-def _ingest_endpoint(path: str, schema: type[Any], kind: str, name: str, summary: str) -> Endpoint:
-    return _server(
+def _ingest_endpoint(
+    path: str, kind: str, name: str, summary: str, key: KeyKind = KeyKind.SERVER
+) -> Endpoint:
+    schema = fuzy.SCHEMAS[kind]
+    return Endpoint(
         path,
         ("PUT", "POST"),
-        _ingest(schema, kind),
-        name,
+        _ingest(kind, key),
+        f"fuzy.{name}",
         summary,
+        key=key,
+        schemes=SERVER_KEY_SCHEMES,
         request=schema | list[schema],  # type: ignore[valid-type]
         responses={202: FuzyAccepted, **INGEST_ERRORS},
     )
@@ -301,14 +314,14 @@ ENDPOINTS = (
         parameters=path_id("product id"),
     ),
     _ingest_endpoint(
-        "/v3/event", fuzy.FuzyEvent, "event", "track_event", "Fuzy: one event or a list"
+        "/v3/event",
+        fuzy.EVENT_KIND,
+        "track_event",
+        "Fuzy: one event (fuzy-js's body) or a list",
+        key=KeyKind.WRITE,
     ),
     _ingest_endpoint(
-        "/v3/account",
-        fuzy.FuzyAccount,
-        "account",
-        "put_accounts",
-        "Fuzy: create or update accounts",
+        "/v3/account", ACCOUNT_KIND, "put_accounts", "Fuzy: create or update accounts"
     ),
     _server(
         "/v3/account",
@@ -328,9 +341,7 @@ ENDPOINTS = (
         responses={200: AccountRecord, **READ_ERRORS},
         parameters=path_id("account id"),
     ),
-    _ingest_endpoint(
-        "/v3/user", fuzy.FuzyUser, "user", "put_users", "Fuzy: create or update users"
-    ),
+    _ingest_endpoint("/v3/user", USER_KIND, "put_users", "Fuzy: create or update users"),
     _server(
         "/v3/user",
         ("GET",),

@@ -1,28 +1,50 @@
-"""The Fuzy dialect: products, accounts, users and events (seeds/000_750887f3fe2e5c85.txt).
+"""The Fuzy dialect: events as the fuzy-js SDK sends them (seeds/000_750887f3fe2e5c85.txt).
 
-The page names the concepts and endpoints but no field names, so the wire
-schema below is ours, kept to the page's words: an event has a ``description``
-(its name), a ``timestamp``, a ``user`` and/or ``account``, and a ``product``
-(the key's product when left out). A user object may say which account it
-belongs to and give its payment-processor ids; an account may name its parent
-(``parent_id``, or a nested ``parent`` object, to any depth). Sending those in
-events is enough; ``/v3/account`` and ``/v3/user`` are for the rest.
+The page links its JS SDK, fuzy-ai/fuzy-js; that SDK (and Fuzy's sample React app)
+is what existing Fuzy users send, so its request is the wire format served here::
 
-Invalid input is 400 naming every failing field. Accounts and users (from events
-or their own endpoints) travel as envelopes like events: ordered with the events
-that mention them, idempotent, never lost. Endpoints: ``collector.endpoints.fuzy``.
+    PUT /v3/event   x-api-key: <token>   Content-Type: application/json
+    {"eventType": "page_view", "timestamp": "2024-03-01T12:00:00.000Z",
+     "user": {"userId": "u1", "accountId": "acme", "billingAccountId": "...",
+              "paymentProcessorCustomerId": "...", "paymentProcessorSubscriptionId": "..."},
+     "product": "", "metadata": {...}, "sessionId": "", "tags": [...],
+     "eventId": "<uuid v4>"}
+
+The sample app sends only ``eventType``, ``timestamp``, ``eventId`` and
+``user.userId``. The SDK sends ``""`` for what it was not given (``product``,
+``sessionId``) and leaves out undefined user fields: an empty string is absent.
+
+Mapping: ``eventType`` is the event name, and its type: ``page_view`` (also
+``page_view/<name>``, ``pageview``, ``page``) and a path (``/home``: the sample
+app names each route's view by its path, which becomes ``context.page.path``) are
+page views, ``screen_view`` a screen, ``click`` / ``button_click`` a click, the
+rest track events. ``eventId`` is the message id (a retry stores nothing twice),
+``user.userId`` the user, ``user.accountId`` the user's account (the page: a fully
+populated user object makes ``/v3/account`` and ``/v3/user`` optional), the three
+billing / payment-processor ids the user's payment ids (the page: "the identifiers
+needed to link that user to the payment processor"; an event with an account and
+no user gives them to the account), ``product: ""`` the key's product,
+``metadata`` the properties, ``tags`` the property ``tags``, ``sessionId`` the
+session. An event needs ``user.userId`` or ``user.accountId`` (the page: "a
+user/account"). Unknown fields are ignored: the SDK may grow.
+
+A body may also be a list of such events (up to :data:`MAX_ITEMS`); invalid input
+is a 400 naming every failing field of every item (``[2].user.userId``).
+Accounts and users (``/v3/account``, ``/v3/user``) are ``sightline.dialects.fuzy_accounts``.
+Endpoints: ``collector.endpoints.fuzy``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
-from sightline.dialects.base import Dialect, client_context, new_event, trait_ops
+from sightline.dialects import fuzy_accounts as accounts
+from sightline.dialects.base import Dialect, client_context, new_event
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import Email, Id, Mobile, Name, PaymentIds, Properties, Text
+from sightline.dialects.fields import MAX_ID, Name, Properties
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput
 from sightline.model import AccountChange, EventType, Normalised, UserChange
@@ -30,263 +52,164 @@ from sightline.model import AccountChange, EventType, Normalised, UserChange
 NAME = "fuzy"
 MAX_BODY_BYTES = 512 * 1024
 MAX_ITEMS = 500
-MAX_ACCOUNT_DEPTH = 32
+EVENT_KIND = "event"
+
+OptionalId = Annotated[str, msgspec.Meta(max_length=MAX_ID)] | int | None
+"""An id the SDK may send empty (``""``: absent) or, from ``getUser()``, as a number."""
+Tag = Annotated[str, msgspec.Meta(max_length=MAX_ID)] | int | float | bool
 
 
-# -- wire schema -----------------------------------------------------------------------
+# -- wire schema (fuzy-js) -------------------------------------------------------------
 
 
-class FuzyAccount(msgspec.Struct, kw_only=True):
-    """A corporate customer; ``parent`` / ``parent_id`` place it under another one."""
+class FuzySdkUser(msgspec.Struct, kw_only=True):
+    """The SDK's ``user`` object: who did it, their account and billing ids."""
 
-    id: Id
-    name: Name | None = None
-    parent_id: Id | None = None
-    parent: FuzyAccount | None = None
-    payment_ids: PaymentIds | None = None
-    traits: Properties | None = None
-
-
-class FuzyUser(msgspec.Struct, kw_only=True):
-    """A person; ``account`` / ``account_id`` say which account they belong to."""
-
-    id: Id
-    name: Name | None = None
-    email: Email | None = None
-    mobile: Mobile | None = None
-    account_id: Id | None = None
-    account: FuzyAccount | None = None
-    payment_ids: PaymentIds | None = None
-    traits: Properties | None = None
+    userId: OptionalId = None
+    accountId: OptionalId = None
+    billingAccountId: OptionalId = None
+    paymentProcessorCustomerId: OptionalId = None
+    paymentProcessorSubscriptionId: OptionalId = None
 
 
-class FuzyContext(msgspec.Struct, kw_only=True):
-    """Where the event happened; ``ip`` / ``userAgent`` default to the HTTP peer's."""
-
-    ip: Text | None = None
-    userAgent: Text | None = None
-    url: Text | None = None
-    path: Text | None = None
-    title: Text | None = None
-    referrer: Text | None = None
-
-
-FuzyEventType = Literal["page_view", "click", "notification", "screen_view", "custom"]
-_EVENT_TYPES = {
-    "page_view": EventType.PAGE,
-    "click": EventType.CLICK,
-    "screen_view": EventType.SCREEN,
-    "notification": EventType.TRACK,
-    "custom": EventType.TRACK,
-}
+PAYMENT_FIELDS = (
+    "billingAccountId",
+    "paymentProcessorCustomerId",
+    "paymentProcessorSubscriptionId",
+)
+"""Kept under these names in the user's (or account's) ``payment_ids``."""
 
 
 class FuzyEvent(msgspec.Struct, kw_only=True):
-    """One event: a description, a timestamp, a user and/or account, a product."""
+    """``PUT /v3/event``: one event as fuzy-js sends it."""
 
-    description: Name
+    eventType: Name
     timestamp: datetime
-    id: Id | None = None
-    """The client's idempotency key; a retry with the same id stores nothing twice."""
-    product: Id | None = None
-    type: FuzyEventType = "custom"
-    user: FuzyUser | None = None
-    user_id: Id | None = None
-    account: FuzyAccount | None = None
-    account_id: Id | None = None
-    properties: Properties | None = None
-    context: FuzyContext | None = None
+    user: FuzySdkUser
+    eventId: OptionalId = None
+    """The client's idempotency key (fuzy-js: a UUID v4 unless given one)."""
+    product: OptionalId = None
+    """A product id; ``""`` (the SDK's default) is the key's product."""
+    metadata: Properties | None = None
+    sessionId: OptionalId = None
+    tags: list[Tag] | None = None
+
+
+def text(value: str | int | None) -> str | None:
+    """An SDK id as text; ``""`` and ``null`` are absent."""
+    return None if value is None or value == "" else str(value)
 
 
 # -- validation ------------------------------------------------------------------------
 
+SCHEMAS: dict[str, type[Any]] = {
+    EVENT_KIND: FuzyEvent,
+    accounts.ACCOUNT_KIND: accounts.FuzyAccount,
+    accounts.USER_KIND: accounts.FuzyUser,
+}
+"""The body of each envelope kind (and endpoint)."""
 
-def validate_items(raw: bytes, schema: type[Any], what: str) -> list[tuple[Any, msgspec.Raw]]:
-    """A body holding one object or a list of them, each decoded and checked.
+
+def validate_items(raw: bytes, kind: str) -> list[tuple[Any, msgspec.Raw]]:
+    """A body holding one ``kind`` object or a list of them, each decoded and checked.
 
     Every failing field of every item is reported at once, named ``[i].field`` in a list.
     """
+    schema = SCHEMAS[kind]
     if raw.lstrip()[:1] != b"[":
-        single = decode(raw, schema, what=what)
+        single = decode(raw, schema, what=kind, every_field=True)
         errors: list[FieldError] = []
         _check(single, "", errors)
         if errors:
-            raise InvalidInput(f"invalid {what}", errors)
+            raise InvalidInput(f"invalid {kind}", errors)
         return [(single, msgspec.Raw(raw))]
-    items = decode(raw, list[msgspec.Raw], what=what)
+    items = decode(raw, list[msgspec.Raw], what=kind)
     if not 1 <= len(items) <= MAX_ITEMS:
-        raise InvalidInput(f"invalid {what}", [FieldError("$", f"send 1 to {MAX_ITEMS} items")])
+        raise InvalidInput(f"invalid {kind}", [FieldError("$", f"send 1 to {MAX_ITEMS} items")])
     decoded: list[tuple[Any, msgspec.Raw]] = []
     errors = []
     for index, item in enumerate(items):
         at = f"[{index}]."
         try:
-            value = decode(bytes(item), schema, what=what, prefix=at)
+            value = decode(bytes(item), schema, what=kind, prefix=at, every_field=True)
         except InvalidInput as exc:
             errors.extend(exc.errors)
             continue
         _check(value, at, errors)
         decoded.append((value, item))
     if errors:
-        raise InvalidInput(f"invalid {what}", errors)
+        raise InvalidInput(f"invalid {kind}", errors)
     return decoded
 
 
 def _check(item: Any, at: str, errors: list[FieldError]) -> None:
-    """What the schema cannot say: consistent ids, no cycles, who an event is about."""
+    """What the schema cannot say: who an event is about, consistent account trees."""
     if isinstance(item, FuzyEvent):
-        _check_event(item, at, errors)
-    elif isinstance(item, FuzyUser):
-        _check_user(item, at, errors)
-    elif isinstance(item, FuzyAccount):
-        _check_account(item, at, errors)
-
-
-def _check_account(account: FuzyAccount, at: str, errors: list[FieldError]) -> None:
-    depth, current, seen = 0, account, {account.id}
-    while current.parent is not None:
-        depth += 1
-        if current.parent_id is not None and current.parent_id != current.parent.id:
-            errors.append(FieldError(at + "parent_id", "differs from parent.id"))
-        current = current.parent
-        at += "parent."
-        if current.id in seen:
-            errors.append(FieldError(at + "id", "an account cannot be its own ancestor"))
-            return
-        seen.add(current.id)
-        if depth > MAX_ACCOUNT_DEPTH:
-            errors.append(FieldError(at.rstrip("."), f"more than {MAX_ACCOUNT_DEPTH} levels"))
-            return
-    if current.parent_id is not None and current.parent_id in seen:
-        errors.append(FieldError(at + "parent_id", "an account cannot be its own ancestor"))
-
-
-def _check_user(user: FuzyUser, at: str, errors: list[FieldError]) -> None:
-    if user.account is not None:
-        if user.account_id is not None and user.account_id != user.account.id:
-            errors.append(FieldError(at + "account_id", "differs from account.id"))
-        _check_account(user.account, at + "account.", errors)
-
-
-def _check_event(event: FuzyEvent, at: str, errors: list[FieldError]) -> None:
-    named = (event.user, event.user_id, event.account, event.account_id)
-    if all(v is None for v in named):
-        errors.append(FieldError(at + "user", "an event needs a user or an account"))
-    if event.user is not None:
-        if event.user_id is not None and event.user_id != event.user.id:
-            errors.append(FieldError(at + "user_id", "differs from user.id"))
-        _check_user(event.user, at + "user.", errors)
-    if event.account is not None:
-        if event.account_id is not None and event.account_id != event.account.id:
-            errors.append(FieldError(at + "account_id", "differs from account.id"))
-        _check_account(event.account, at + "account.", errors)
+        if text(item.user.userId) is None and text(item.user.accountId) is None:
+            errors.append(FieldError(at + "user.userId", "required (or user.accountId)"))
+    elif isinstance(item, accounts.FuzyUser):
+        accounts.check_user(item, at, errors)
+    elif isinstance(item, accounts.FuzyAccount):
+        accounts.check_account(item, at, errors)
 
 
 # -- mapping to the canonical model (worker side, pure) --------------------------------
 
-
-def _account_chain(account: FuzyAccount | None) -> list[AccountChange]:
-    """``account`` and its nested parents as changes, the root first."""
-    chain: list[AccountChange] = []
-    current = account
-    while current is not None:
-        parent = current.parent.id if current.parent is not None else current.parent_id
-        chain.append(
-            AccountChange(
-                external_id=current.id,
-                name=current.name,
-                parent_external_id=parent,
-                traits=dict(current.traits) if current.traits else None,
-                payment_ids=dict(current.payment_ids) if current.payment_ids else None,
-            )
-        )
-        current = current.parent
-    return chain[::-1]
+_TYPES = {
+    "page_view": EventType.PAGE,
+    "pageview": EventType.PAGE,
+    "page": EventType.PAGE,
+    "screen_view": EventType.SCREEN,
+    "click": EventType.CLICK,
+    "button_click": EventType.CLICK,
+}
 
 
-def _user_change(user: FuzyUser) -> UserChange:
-    traits = dict(user.traits or {})
-    if user.name is not None:
-        traits["name"] = user.name
-    return UserChange(
-        external_id=user.id,
-        account_external_id=user.account.id if user.account is not None else user.account_id,
-        email=user.email,
-        mobile=user.mobile,
-        payment_ids=dict(user.payment_ids) if user.payment_ids else None,
-        ops=trait_ops(traits),
-    )
-
-
-def _context(given: FuzyContext | None, envelope: Envelope) -> dict[str, Any]:
-    given = given or FuzyContext()
-    context = client_context(given.ip, given.userAgent, envelope.ip, envelope.user_agent)
-    page = {
-        k: v
-        for k, v in (
-            ("url", given.url),
-            ("path", given.path),
-            ("title", given.title),
-            ("referrer", given.referrer),
-        )
-        if v is not None
-    }
-    if page:
-        context["page"] = page
-    return context
+def event_type(event_name: str) -> EventType:
+    """``page_view``, ``page_view/pricing`` and ``/home`` are page views; see the module doc."""
+    if event_name.startswith("/"):
+        return EventType.PAGE
+    return _TYPES.get(event_name.partition("/")[0].lower(), EventType.TRACK)
 
 
 def normalise(envelope: Envelope) -> Normalised:
-    if envelope.kind == "account":
-        account = msgspec.convert(envelope.body, FuzyAccount)
-        event = new_event(
-            envelope,
-            name="group",
-            type=EventType.GROUP,
-            account_id=account.id,
-            properties=dict(account.traits or {}),
-        )
-        return Normalised(events=(event,), accounts=tuple(_account_chain(account)))
-    if envelope.kind == "user":
-        user = msgspec.convert(envelope.body, FuzyUser)
-        change = _user_change(user)
-        event = new_event(
-            envelope,
-            name="identify",
-            type=EventType.IDENTIFY,
-            user_id=user.id,
-            account_id=change.account_external_id,
-            properties=dict(user.traits or {}),
-        )
-        return Normalised(
-            events=(event,), users=(change,), accounts=tuple(_account_chain(user.account))
-        )
+    if envelope.kind == accounts.ACCOUNT_KIND:
+        return accounts.normalise_account(envelope)
+    if envelope.kind == accounts.USER_KIND:
+        return accounts.normalise_user(envelope)
     return _normalise_event(envelope)
 
 
 def _normalise_event(envelope: Envelope) -> Normalised:
     body = msgspec.convert(envelope.body, FuzyEvent)
     user = body.user
-    users = (_user_change(user),) if user is not None else ()
-    accounts = _account_chain(user.account if user is not None else None)
-    accounts += _account_chain(body.account)
-    account_id = (
-        body.account.id
-        if body.account is not None
-        else body.account_id or (users[0].account_external_id if users else None)
-    )
+    user_id, account_id = text(user.userId), text(user.accountId)
+    payment_ids = {n: v for n in PAYMENT_FIELDS if (v := text(getattr(user, n))) is not None}
+    users: tuple[UserChange, ...] = ()
+    changed_accounts: tuple[AccountChange, ...] = ()
+    if user_id is not None:
+        users = (UserChange(user_id, account_id, payment_ids=payment_ids or None),)
+    elif account_id is not None:
+        changed_accounts = (AccountChange(account_id, payment_ids=payment_ids or None),)
+    properties = dict(body.metadata or {})
+    if body.tags:
+        properties["tags"] = list(body.tags)
+    context = client_context(None, None, envelope.ip, envelope.user_agent)
+    if body.eventType.startswith("/"):
+        context["page"] = {"path": body.eventType}
     event = new_event(
         envelope,
-        message_id=body.id,
-        name=body.description,
-        type=_EVENT_TYPES[body.type],
+        message_id=text(body.eventId),
+        name=body.eventType,
+        type=event_type(body.eventType),
         timestamp=body.timestamp,
-        user_id=user.id if user is not None else body.user_id,
+        user_id=user_id,
         account_id=account_id,
-        properties=dict(body.properties or {}),
-        context=_context(body.context, envelope),
+        session_id=text(body.sessionId),
+        properties=properties,
+        context=context,
     )
-    return Normalised(events=(event,), users=users, accounts=tuple(accounts))
+    return Normalised(events=(event,), users=users, accounts=changed_accounts)
 
 
 DIALECT = Dialect(NAME, "Fuzy", normalise)

@@ -21,7 +21,7 @@ def bodies(value: str) -> list[tuple[str, str]]:
     return [
         ("/v1/track", '{"userId":"u","event":"E","properties":{"a":VALUE}}'.replace("VALUE", value)),
         ("/v1/batch", '{"batch":[{"type":"track","userId":"u","event":"E","properties":{"a":VALUE}}]}'.replace("VALUE", value)),
-        ("/v3/event", '{"description":"E","timestamp":"2026-01-01T00:00:00Z","user_id":"u","properties":{"a":VALUE}}'.replace("VALUE", value)),
+        ("/v3/event", '{"eventType":"E","timestamp":"2026-01-01T00:00:00Z","user":{"userId":"u"},"metadata":{"a":VALUE}}'.replace("VALUE", value)),
         ("/v1/events", '{"type":"event","event":"E","userId":"u","eventTime":"2026-01-01T00:00:00Z","appKey":"K","attributes":{"a":VALUE}}'.replace("VALUE", value)),
         ("/users/profile", '{"user_profiles":[{"userId":"u","a":VALUE}]}'.replace("VALUE", value)),
         ("/api/v1/analytics_events", '{"customer_id":"c","user_id":"u","event_type":"view","version_info":{"a":VALUE}}'.replace("VALUE", value)),

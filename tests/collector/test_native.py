@@ -197,10 +197,13 @@ def test_message_ids_are_generated_when_absent_and_differ(system: System) -> Non
 
 
 def test_events_of_a_disabled_product_are_stored_unused(system: System) -> None:
-    from sightline.store.products import ProductSettings, update_product
-
-    with system.engine.begin() as conn:
-        update_product(conn, system.product.id, ProductSettings(is_enabled=False))
+    # Switched through the API: the collector decides the flag when it accepts an event.
+    disabled = system.client.put(
+        f"/v3/product/{system.product.id}",
+        json={"is_enabled": False},
+        headers={"X-API-Key": system.server_key},
+    )
+    assert disabled.status_code == 200
     system.send("/v1/track", {"userId": "u", "event": "E"})
     system.work()
     [event] = system.events()

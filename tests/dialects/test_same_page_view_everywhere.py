@@ -38,7 +38,11 @@ def views(system: System) -> dict[str, Event]:
         ),
         "fuzy": system.client.put(
             "/v3/event",
-            json={"description": NAME, "timestamp": at, "user_id": USER, "account_id": ACCOUNT},
+            json={
+                "eventType": NAME,
+                "timestamp": at,
+                "user": {"userId": USER, "accountId": ACCOUNT},
+            },
             headers=server,
         ),
         "pyze": system.client.post(
