@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from sightline.live import FIELD_EVENT, FIELD_PRODUCT, FIELD_TYPE
 
@@ -166,14 +169,9 @@ class LiveHub:
     # -- one client's stream -----------------------------------------------------------
 
     async def stream(
-        self,
-        redis: AsyncRedis,
-        product_id: str | None,
-        types: frozenset[str],
-        last_event_id: str | None,
+        self, redis: AsyncRedis, subscriber: Subscriber, last_event_id: str | None
     ) -> AsyncIterator[bytes]:
         """The SSE body: the missed entries after ``last_event_id``, then live ones."""
-        subscriber = await self.subscribe(product_id, types)
         try:
             yield b"retry: 2000\n\n"
             sent = stream_id(last_event_id) if last_event_id else None
@@ -247,6 +245,43 @@ class LiveHub:
                         yield _message(entry), number
         except RedisError as exc:
             log.warning("live stream: cannot resume from %s: %s", after, exc)
+
+
+class LiveResponse(StreamingResponse):
+    """An SSE response cut off the moment its subscriber is dropped or the server stops,
+    even while it waits on a client that does not read (the send is cancelled and the
+    server closes the connection)."""
+
+    def __init__(self, hub: LiveHub, subscriber: Subscriber, body: AsyncIterator[bytes]) -> None:
+        super().__init__(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._hub = hub
+        self._subscriber = subscriber
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def cut_off() -> None:
+                waiters = [
+                    asyncio.ensure_future(self._subscriber.wake.wait()),
+                    asyncio.ensure_future(self._hub.closing.wait()),
+                ]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                group.cancel_scope.cancel()
+
+            group.start_soon(cut_off)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self._hub.unsubscribe(self._subscriber)
+                group.cancel_scope.cancel()
 
 
 def _message(entry: Entry) -> bytes:

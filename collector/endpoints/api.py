@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from collector.groupcommit import write_async
+from collector.live import LiveHub, LiveResponse
 from collector.readauth import Reader, require_reader
 from collector.routing import READ_ERRORS, Endpoint, ErrorBody, Schema
 from sightline.errors import FieldError, InvalidInput, NotFound
@@ -344,12 +345,9 @@ async def live(request: Request) -> Response:
     product = reader.product(request.query_params.get("product") or None)
     types = frozenset(_many(request, "type"))
     last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    hub = request.state.live
-    return StreamingResponse(
-        hub.stream(request.state.redis, product, types, last),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    hub: LiveHub = request.state.live
+    subscriber = await hub.subscribe(product, types)
+    return LiveResponse(hub, subscriber, hub.stream(request.state.redis, subscriber, last))
 
 
 # -- declarations ----------------------------------------------------------------------
