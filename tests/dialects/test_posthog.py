@@ -429,22 +429,22 @@ def test_posthog_python(live: LiveCollector, compress: bool) -> None:
     client.set_once(distinct_id="py-1", properties={"first_seen_plan": "pro"})
     client.set_once(distinct_id="py-1", properties={"first_seen_plan": "free"})
     client.alias(previous_id="anon-py", distinct_id="py-1")
+    # posthog-python has no identify(): PostHog's docs capture $identify
+    client.capture(
+        "$identify",
+        distinct_id="py-1",
+        properties={"$anon_distinct_id": "anon-py-2", "$set": {"role": "admin"}},
+    )
     client.group_identify("company", "acme-py", {"name": "Acme Py", "employees": 11})
     client.capture(
         "$pageview", distinct_id="py-1", properties={"$current_url": "https://app.example/home?x=1"}
     )
     client.shutdown()
     stored = live.events()
-    assert [e.name for e in stored] == [
-        "Signed Up",
-        "identify",
-        "identify",
-        "identify",
-        "alias",
-        "group",
-        "page_view",
-    ]
-    signed_up = stored[0]
+    assert sorted(e.name for e in stored) == sorted(
+        ["Signed Up", "identify", "identify", "identify", "alias", "identify", "group", "page_view"]
+    )
+    signed_up = next(e for e in stored if e.name == "Signed Up")
     assert signed_up.message_id == "0190f0c5-0100-7000-8000-000000000001"
     assert (signed_up.user_id, signed_up.account_id) == ("py-1", "acme-py")
     assert signed_up.properties["plan"] == "pro"
@@ -454,13 +454,19 @@ def test_posthog_python(live: LiveCollector, compress: bool) -> None:
     assert abs(signed_up.timestamp - datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) < timedelta(
         seconds=5
     )
-    assert stored[-1].context["page"]["search"] == "?x=1"
+    view = next(e for e in stored if e.name == "page_view")
+    assert (view.type, view.context["page"]["search"]) == (EventType.PAGE, "?x=1")
     assert profile(live.engine, live.product.id, "py-1") == {
         "email": "ann@py.example",
         "account": None,
-        "attributes": {"name": "Ann", "email": "ann@py.example", "first_seen_plan": "pro"},
+        "attributes": {
+            "name": "Ann",
+            "email": "ann@py.example",
+            "first_seen_plan": "pro",
+            "role": "admin",
+        },
     }
-    assert alias_owners(live.engine, live.product.id) == {"anon-py": "py-1"}
+    assert alias_owners(live.engine, live.product.id) == {"anon-py": "py-1", "anon-py-2": "py-1"}
     assert account(live.engine, live.product.id, "acme-py") == {
         "name": "Acme Py",
         "traits": {"name": "Acme Py", "employees": 11, "group_type": "company"},
