@@ -4,11 +4,18 @@ The create endpoints answer 201 with the page's response body, built from the
 validated body and the envelope (no database); every client error of this
 dialect is a ``{"detail": [{"loc", "msg", "type"}]}`` body, invalid input a 422.
 ``GET .../search`` reads the store through ``search_entity_events``.
+
+The key travels in a header (``Authorization: Bearer``, ``X-API-Key`` or Basic) or,
+since the page's requests carry none, as a path prefix: every route is served
+again under ``/k/<key>`` (``/k/<key>/api/v1/lead_analytics``), so an integration
+changes only its base URL. A key in a URL lands in proxies' access logs: prefer a
+write key there, which may only send; searching needs the server key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,8 +196,19 @@ def recording(event: Event) -> Recording:
 # -- endpoints -------------------------------------------------------------------------
 
 
-def _header_key(request: Request) -> str | None:
-    return bearer_token(request) or request.headers.get("x-api-key") or basic_auth_user(request)
+KEY_PREFIX = "/k/{key}"
+"""Every route again under ``/k/<key>``: the page's requests carry only ``Content-Type`` and
+``Accept``, so an integration that can change only its base URL puts the key there."""
+
+
+def _key(request: Request) -> str | None:
+    """The key in the path (``/k/<key>/api/v1/...``), else in a header."""
+    return (
+        request.path_params.get("key")
+        or bearer_token(request)
+        or request.headers.get("x-api-key")
+        or basic_auth_user(request)
+    )
 
 
 def _das_style(exc: ClientError) -> ClientError:
@@ -203,7 +221,7 @@ def _das_style(exc: ClientError) -> ClientError:
 async def _grant(request: Request, require: KeyKind = KeyKind.WRITE) -> Grant:
     return await authorize(
         request.state.directory,
-        _header_key(request),
+        _key(request),
         origin=request.headers.get("origin"),
         require=require,
         style=STYLE,
@@ -361,7 +379,7 @@ def _search_endpoint(entity: str) -> Endpoint:
     )
 
 
-ENDPOINTS = (
+_BY_HEADER = (
     _create_endpoint(
         "/api/v1/analytics_events",
         "analytics_event",
@@ -383,3 +401,26 @@ ENDPOINTS = (
     ),
     _search_endpoint("contact"),
 )
+
+_KEY_PARAMETER = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+    "description": "A Sightline key (a write key, or a server key to search), in place of a header",
+}
+
+
+def _keyed(endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` under ``/k/{key}``: the same handler, the key taken from the path."""
+    return dataclasses.replace(
+        endpoint,
+        path=KEY_PREFIX + endpoint.path,
+        name=f"{endpoint.name}.path_key",
+        summary=f"{endpoint.summary} (key in the path)",
+        schemes=(),
+        parameters=(_KEY_PARAMETER, *endpoint.parameters),
+    )
+
+
+ENDPOINTS = (*_BY_HEADER, *(_keyed(endpoint) for endpoint in _BY_HEADER))

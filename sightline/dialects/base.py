@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sightline.dialects.fields import MAX_ID
 from sightline.envelope import Envelope
 from sightline.ids import derived_id, uuid7
 from sightline.model import AttributeOp, AttributeOpKind, Event, EventType, Normalised
@@ -67,8 +68,14 @@ def new_event(
       clock-skew correction), else the receive time;
     - ``sent_at``: the message's own, else the request's;
     - ``context``: ``ip`` / ``userAgent`` of the HTTP peer unless the dialect gives one;
-    - ``product_id``, ``received_at`` and ``dialect`` from the envelope.
+    - ``product_id``, ``received_at`` and ``dialect`` from the envelope;
+    - ``entity_type`` / ``entity_id`` and ``recording_id`` from the properties
+      ``lead_id`` / ``contact_id`` and ``recording_id`` when the dialect set none
+      (:func:`entity_from_properties`).
     """
+    properties = fields.get("properties")
+    if properties:
+        entity_from_properties(properties, fields)
     received = envelope.received_at
     return Event(
         id=uuid7(int(received.timestamp() * 1000)),
@@ -86,6 +93,38 @@ def new_event(
         dialect=envelope.dialect,
         **fields,
     )
+
+
+ENTITY_PROPERTIES = (("lead_id", "lead"), ("contact_id", "contact"))
+"""Properties that say which Data Analytics Service entity an event of any dialect is about."""
+
+
+def _entity_id(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_ID else None
+
+
+def entity_from_properties(properties: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Fill ``fields``' entity and recording from ``properties``, where the dialect set none.
+
+    An event sent through ``/v1/track``, Fuzy, Pyze or Gameball with the property
+    ``lead_id`` (or ``contact_id``) is about that lead (contact), and ``recording_id``
+    is its recording: the Data Analytics Service's search finds it with the events
+    its own endpoints wrote. Values that are not ids (objects, text too long for an
+    id) stay properties only.
+    """
+    if fields.get("entity_id") is None:
+        for name, kind in ENTITY_PROPERTIES:
+            entity = _entity_id(properties.get(name))
+            if entity is not None:
+                fields["entity_type"], fields["entity_id"] = kind, entity
+                break
+    if fields.get("recording_id") is None:
+        recording = _entity_id(properties.get("recording_id"))
+        if recording is not None:
+            fields["recording_id"] = recording
 
 
 def trait_ops(traits: dict[str, Any]) -> tuple[AttributeOp, ...]:

@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from sightline.dialects.base import Dialect, new_event
-from sightline.dialects.decoding import decode
+from sightline.dialects.decoding import decode, depth_error
 from sightline.dialects.fields import EntityType, Id, Name, Text, parse_iso8601
 from sightline.envelope import Envelope
 from sightline.errors import ErrorStyle, FieldError, InvalidInput
@@ -101,19 +101,36 @@ SCHEMAS: dict[str, type[DasEvent]] = {
 
 
 def validate(raw: bytes, kind: str) -> DasEvent:
-    """One event body of ``kind`` (``analytics_event``, ``lead``, ``contact``), or 422."""
-    body = decode(raw, SCHEMAS[kind], what=f"{kind} event", status=422, style=STYLE)
-    if isinstance(body, DasLeadEvent | DasContactEvent):
-        own = body.lead_id if isinstance(body, DasLeadEvent) else body.contact_id
-        if own is None and body.entity_id is None:
-            name = "lead_id" if isinstance(body, DasLeadEvent) else "contact_id"
-            raise InvalidInput(
-                f"invalid {kind} event",
-                [FieldError(name, f"field required ({name} or entity_id)")],
-                status=422,
-                style=STYLE,
-            )
+    """One event body of ``kind`` (``analytics_event``, ``lead``, ``contact``), or 422.
+
+    The 422 lists every failing field, the lead's or contact's id included.
+    """
+    errors: list[FieldError] = []
+    try:
+        body: DasEvent | None = decode(
+            raw, SCHEMAS[kind], what=f"{kind} event", every_field=True, status=422, style=STYLE
+        )
+        fields: Any = msgspec.structs.asdict(body) if body is not None else {}
+    except InvalidInput as exc:
+        body, errors = None, list(exc.errors)
+        fields = _loose(raw)
+    if kind in ("lead", "contact") and isinstance(fields, dict):
+        name = f"{kind}_id"
+        if fields.get(name) is None and fields.get("entity_id") is None:
+            errors.append(FieldError(name, f"field required ({name} or entity_id)"))
+    if errors or body is None:
+        raise InvalidInput(f"invalid {kind} event", errors, status=422, style=STYLE)
     return body
+
+
+def _loose(raw: bytes) -> Any:
+    """The body as plain JSON values, if it is JSON at all (after a failed decode)."""
+    if depth_error(raw) is not None:
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 # -- mapping to the canonical model (worker side, pure) --------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -62,6 +62,25 @@ def parse_iso8601(text: str) -> date | datetime | None:
     except ValueError:
         return None
     return None
+
+
+IsoTime = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+"""A time a wire format promises as "ISO-8601": checked with :func:`parse_instant`."""
+
+
+def parse_instant(text: str) -> datetime | None:
+    """An ISO-8601 date or date-time as an aware ``datetime``, else ``None``.
+
+    Every form ISO-8601 allows for a point in time: extended (``2020-06-03T17:03:48Z``)
+    or basic format (``20200603T170348Z``), reduced precision (``2020-06-03T17:03Z``,
+    minutes without seconds), fractions, an offset or none (UTC), and a date alone
+    (``2020-06-03``: midnight UTC). Python's ``datetime.fromisoformat`` reads them all.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def is_ip_address(text: str) -> bool:

@@ -1,10 +1,14 @@
 """The Gameball dialect: ``POST /integrations/event`` (seeds/003_f9c4d5b8b0e2ef64.txt).
 
-One call carries one player and any number of events::
+One call carries one player and any number of events (none too: ``"events": {}``
+creates or updates the player, its ``mobile`` / ``email`` and channel merging,
+recorded as one ``identify`` event)::
 
     {"playerUniqueId": "player123", "mobile"?: "+20...", "email"?: "...",
      "events": {"place_order": {"total_amount": 100, "category": ["electronics"]},
-                "review": {}}}
+                "reserve": {"rooms": [1, 2], "gift": true}, "review": {}}}
+
+Metadata values are numbers, strings, booleans or arrays of those.
 
 The page's remarks are rules, not advice: an event name may appear once, and a
 metadata key once per event. JSON objects with repeated keys are legal text that
@@ -39,8 +43,10 @@ MAX_BODY_BYTES = 64 * 1024
 KIND = "event"
 KIND_MERGING = "event+merge"
 
-MetadataValue = int | float | Name | list[Name]
-"""The page: "Every Metadata can be a number, a string or an array of values"."""
+Scalar = int | float | bool | Name
+MetadataValue = Scalar | list[Scalar]
+"""The page: "Every Metadata can be a number, a string or an array of values"; booleans
+are values too (``{"gift": true}``), arrays hold any of these (``{"rooms": [1, 2]}``)."""
 
 
 class GameballEventCall(msgspec.Struct, kw_only=True):
@@ -133,8 +139,6 @@ def validate(raw: bytes) -> GameballEventCall:
     except InvalidInput as exc:
         raise _named(raw, exc) from None
     errors = repeated_names(raw)
-    if not call.events:
-        errors.append(FieldError("events", "must hold at least one event"))
     if errors:
         raise InvalidInput("invalid event call", errors)
     return call
@@ -159,6 +163,16 @@ def normalise(envelope: Envelope) -> Normalised:
             context=dict(context),
         )
         for index, (name, metadata) in enumerate(call.events.items())
+    ) or (
+        # No events: the call still creates the player and applies its channels (the page:
+        # "the customer will be created automatically"), recorded as an identify event.
+        new_event(
+            envelope,
+            name="identify",
+            type=EventType.IDENTIFY,
+            user_id=call.playerUniqueId,
+            context=dict(context),
+        ),
     )
     player = UserChange(
         external_id=call.playerUniqueId,

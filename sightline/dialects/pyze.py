@@ -5,10 +5,14 @@ codes: 202 accepted; 400 naming the missing or invalid field (``"userId" is not
 provided``); 401 for an unknown ``appKey``; 403 when the request also carries a
 key (``Authorization`` / ``X-API-Key``) for another app than ``appKey``. Unknown
 fields are a 400 too: "exactly the page's fields", and a typo'd ``eventtime``
-silently dropped would store the event at the wrong time.
+silently dropped would store the event at the wrong time. The table has no 413
+nor 415: a body over the size limit (32 KB an event) or in an unknown
+``Content-Encoding`` is a 400 in the same shape, saying so.
 
 For events sent from a server the device's ``context.userAgent`` and
-``context.ip`` are recorded, not the server's; ``sentAt`` travels as the event's
+``context.ip`` are recorded, not the server's; ``eventTime`` and ``sentAt`` take
+every ISO-8601 form (``2020-06-03``: midnight UTC; basic ``20200603T170348Z``;
+``2020-06-03T17:03Z`` without seconds; no offset: UTC); ``sentAt`` travels as the event's
 ``sent_at`` so the worker's clock-skew rule corrects ``eventTime``; ``messageId``
 is the idempotency key.
 
@@ -26,7 +30,15 @@ import msgspec
 from sightline.dialects import pyze_profiles as profiles
 from sightline.dialects.base import Dialect, client_context, new_event
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import Id, Name, Properties, Text, is_ip_address
+from sightline.dialects.fields import (
+    Id,
+    IsoTime,
+    Name,
+    Properties,
+    Text,
+    is_ip_address,
+    parse_instant,
+)
 from sightline.dialects.pyze_profiles import pyze_errors
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput
@@ -51,11 +63,11 @@ class PyzeEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     type: Literal["event"]
     event: Name
     userId: Id
-    eventTime: datetime
+    eventTime: IsoTime
     appKey: Id
     context: PyzeContext | None = None
     messageId: Id | None = None
-    sentAt: datetime | None = None
+    sentAt: IsoTime | None = None
     attributes: Properties | None = None
 
 
@@ -67,13 +79,25 @@ def validate_event(raw: bytes) -> PyzeEvent:
         event = decode(raw, PyzeEvent, what="event")
     except InvalidInput as exc:
         raise pyze_errors(exc) from None
+    errors: list[FieldError] = []
+    for name, value in (("eventTime", event.eventTime), ("sentAt", event.sentAt)):
+        if value is not None and parse_instant(value) is None:
+            errors.append(FieldError(name, "is not an ISO-8601 date-time"))
     ip = event.context.ip if event.context is not None else None
     if ip is not None and not is_ip_address(ip):
-        raise InvalidInput(
-            'Not a valid input: "context.ip" is not an IP address',
-            [FieldError("context.ip", "is not an IP address")],
-        )
+        errors.append(FieldError("context.ip", "is not an IP address"))
+    if errors:
+        first = errors[0]
+        raise InvalidInput(f'Not a valid input: "{first.field}" {first.reason}', errors)
     return event
+
+
+def instant(text: str) -> datetime:
+    """A validated ``eventTime`` / ``sentAt`` as a datetime (UTC when it has no offset)."""
+    moment = parse_instant(text)
+    if moment is None:  # validated when accepted: only a changed rule can get here
+        raise ValueError(f"{text!r} is not an ISO-8601 date-time")
+    return moment
 
 
 # -- mapping to the canonical model (worker side, pure) --------------------------------
@@ -89,8 +113,8 @@ def normalise(envelope: Envelope) -> Normalised:
         message_id=event_body.messageId,
         name=event_body.event,
         type=EventType.TRACK,
-        timestamp=event_body.eventTime,
-        sent_at=event_body.sentAt,
+        timestamp=instant(event_body.eventTime),
+        sent_at=instant(event_body.sentAt) if event_body.sentAt is not None else None,
         user_id=event_body.userId,
         properties=dict(event_body.attributes or {}),
         context=client_context(ctx.ip, ctx.userAgent, envelope.ip, envelope.user_agent),

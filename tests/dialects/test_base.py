@@ -72,3 +72,23 @@ def test_events_are_immutable() -> None:
     with pytest.raises(AttributeError):
         event.name = "y"  # type: ignore[misc]
     assert msgspec.structs.replace(event, name="y").name == "y"
+
+
+def test_lead_contact_and_recording_properties_set_the_entity() -> None:
+    """Any dialect's ``lead_id`` / ``contact_id`` / ``recording_id`` properties (DAS search)."""
+
+    def about(properties: dict[str, object], **fields: object) -> tuple[object, ...]:
+        event = new_event(
+            envelope(), name="e", type=EventType.TRACK, properties=properties, **fields
+        )
+        return event.entity_type, event.entity_id, event.recording_id
+
+    assert about({"lead_id": "L1", "recording_id": "R1"}) == ("lead", "L1", "R1")
+    assert about({"contact_id": 42}) == ("contact", "42", None)
+    assert about({"lead_id": "L1", "contact_id": "C1"}) == ("lead", "L1", None)
+    # not ids: objects, booleans, empty or too long text stay properties only
+    assert about({"lead_id": {"x": 1}, "contact_id": True}) == (None, None, None)
+    assert about({"lead_id": "", "recording_id": "r" * 256}) == (None, None, None)
+    # what the dialect set itself wins
+    own = about({"lead_id": "L1", "recording_id": "R1"}, entity_type="contact", entity_id="C9")
+    assert own == ("contact", "C9", "R1")

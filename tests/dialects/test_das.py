@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -223,3 +224,126 @@ def test_search_without_a_required_parameter_is_422(system: System, missing: str
     r = search(system, "lead", **params)
     assert r.status_code == 422
     assert [missing] in [d["loc"] for d in r.json()["detail"]]
+
+
+# -- the key as a path prefix: an integration changes only its base URL ----------------
+
+PAGE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+"""The only headers the page's requests carry."""
+
+
+def test_the_key_may_be_a_path_prefix_on_every_route(system: System) -> None:
+    base = f"/k/{system.write_key}"
+    for path, body in (
+        ("/api/v1/analytics_events", ANALYTICS_EVENT),
+        ("/api/v1/lead_analytics", LEAD_EVENT | {"recording_id": "rec-k"}),
+        ("/api/v1/contact_analytics", CONTACT_EVENT),
+        ("/api/v1/lead_analytics", EXTENSION_EVENT),
+    ):
+        r = system.client.post(base + path, content=json.dumps(body), headers=PAGE_HEADERS)
+        assert r.status_code == 201, (path, r.text)
+    system.work()
+    assert len(system.events()) == 4
+    query: dict[str, Any] = {
+        "recording_id": "rec-k", "customer_id": "customer_id", "user_id": "current user ID",
+    }  # fmt: skip
+    server = f"/k/{system.server_key}"
+    found = system.client.get(
+        f"{server}/api/v1/lead_analytics/search", params=query | {"lead_id": "ID"}
+    )
+    assert found.status_code == 200, found.text
+    assert found.json()["meta"]["rowCount"] == 1
+    contact = system.client.get(
+        f"{server}/api/v1/contact_analytics/search",
+        params=query | {"contact_id": "ID", "recording_id": "gpdb recording ID"},
+    )
+    assert contact.json()["meta"]["rowCount"] == 1
+    # searching needs the server key, in the path as in a header; the DAS error shape
+    refused = system.client.get(f"{base}/api/v1/lead_analytics/search", params=query)
+    assert refused.status_code == 403 and "detail" in refused.json()
+    unknown = system.client.post("/k/nope/api/v1/lead_analytics", json=LEAD_EVENT)
+    assert unknown.status_code == 401 and "detail" in unknown.json()
+    # without any key, as the page sends it, still 401: keys stay mandatory
+    bare = system.client.post("/api/v1/lead_analytics", json=LEAD_EVENT, headers=PAGE_HEADERS)
+    assert bare.status_code == 401
+
+
+def test_the_prefixed_routes_are_in_the_openapi_document(system: System) -> None:
+    paths = system.client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/v1/analytics_events",
+        "/api/v1/lead_analytics",
+        "/api/v1/lead_analytics/search",
+        "/api/v1/contact_analytics",
+        "/api/v1/contact_analytics/search",
+    ):
+        assert path in paths and "/k/{key}" + path in paths
+
+
+# -- every failing field ---------------------------------------------------------------
+
+
+def test_every_failing_field_of_the_body_is_listed(system: System) -> None:
+    bad = LEAD_EVENT | {"customer_id": 7, "user_id": "", "version_info": "v2"}
+    del bad["lead_id"]
+    r = system.client.post("/api/v1/lead_analytics", json=bad, headers=key(system))
+    assert r.status_code == 422
+    assert [d["loc"] for d in r.json()["detail"]] == [
+        ["customer_id"],
+        ["user_id"],
+        ["version_info"],
+        ["lead_id"],
+    ]
+    missing = {"event_type": ["view"]}
+    r = system.client.post("/api/v1/analytics_events", json=missing, headers=key(system))
+    assert [d["loc"] for d in r.json()["detail"]] == [
+        ["customer_id"],
+        ["user_id"],
+        ["event_type"],
+    ]
+
+
+# -- search across dialects -----------------------------------------------------------
+
+
+def test_search_finds_what_other_dialects_wrote_about_the_lead(system: System) -> None:
+    """``lead_id`` / ``contact_id`` / ``recording_id`` properties set the entity and recording."""
+    system.client.post("/api/v1/lead_analytics", json=LEAD_EVENT, headers=key(system))
+    native = {
+        "userId": "current user ID",
+        "event": "Lead opened",
+        "properties": {"lead_id": "ID", "recording_id": "gpdb recording ID"},
+        "context": {"groupId": "customer_id"},
+    }
+    assert system.send("/v1/track", native).status_code == 200
+    fuzy = {
+        "eventType": "Lead called",
+        "timestamp": "2024-05-01T10:00:00.000Z",
+        "user": {"userId": "current user ID", "accountId": "customer_id"},
+        "metadata": {"lead_id": "ID", "recording_id": "gpdb recording ID"},
+    }
+    assert (
+        system.client.put(
+            "/v3/event", json=fuzy, headers={"x-api-key": system.write_key}
+        ).status_code
+        == 202
+    )
+    contact = native | {"event": "Contact opened", "properties": {"contact_id": "ID"}}
+    assert system.send("/v1/track", contact).status_code == 200
+    system.work()
+    r = search(
+        system,
+        "lead",
+        recording_id="gpdb recording ID",
+        customer_id="customer_id",
+        user_id="current user ID",
+        lead_id="ID",
+    )
+    names = {rec["event_type"] for rec in r.json()["recordings"]}
+    assert names == {"view", "Lead opened", "Lead called"}
+    stored = {e.name: e for e in system.events()}
+    assert (stored["Contact opened"].entity_type, stored["Contact opened"].entity_id) == (
+        "contact",
+        "ID",
+    )
+    assert stored["Contact opened"].recording_id is None

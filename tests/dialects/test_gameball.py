@@ -22,7 +22,7 @@ EXAMPLE_ONE: dict[str, Any] = {
 # Example two: reserve two rooms, one standard (1) and one deluxe (2).
 EXAMPLE_TWO: dict[str, Any] = {
     "playerUniqueId": "player456",
-    "events": {"reserve": {"rooms": ["1", "2"]}},
+    "events": {"reserve": {"rooms": [1, 2]}},
 }
 # Example three: the same with channel merging (mobile / email sent along).
 EXAMPLE_THREE: dict[str, Any] = EXAMPLE_TWO | {
@@ -97,12 +97,14 @@ def test_a_repeated_name_is_a_400_naming_it(system: System, text: bytes, field: 
     [
         pytest.param({"events": {"buy": {}}}, "playerUniqueId", id="no-player"),
         pytest.param({"playerUniqueId": "p"}, "events", id="no-events"),
-        pytest.param({"playerUniqueId": "p", "events": {}}, "events", id="empty-events"),
         pytest.param(
-            {"playerUniqueId": "p", "events": {"b": {"k": True}}}, "events.b.k", id="bool"
+            {"playerUniqueId": "p", "events": {"b": {"k": None}}}, "events.b.k", id="null"
         ),
         pytest.param(
-            {"playerUniqueId": "p", "events": {"b": {"k": [1]}}}, "events.b.k[0]", id="array"
+            {"playerUniqueId": "p", "events": {"b": {"k": {"x": 1}}}}, "events.b.k", id="object"
+        ),
+        pytest.param(
+            {"playerUniqueId": "p", "events": {"b": {"k": [[1]]}}}, "events.b.k[0]", id="nested"
         ),
         pytest.param(
             {"playerUniqueId": "p", "events": {"b": {}}, "email": "x"}, "email", id="email"
@@ -113,6 +115,31 @@ def test_invalid_bodies_are_400(system: System, body: dict[str, Any], field: str
     r = send(system, body)
     assert r.status_code == 400
     assert field in [e["field"] for e in r.json()["errors"]]
+
+
+def test_metadata_values_are_numbers_strings_booleans_and_arrays_of_them(system: System) -> None:
+    metadata = {
+        "rooms": [1, 2],
+        "price": 30.5,
+        "gift": True,
+        "product_tags": "men & new_collection",
+        "mixed": ["a", 1, 2.5, False],
+    }
+    r = send(system, {"playerUniqueId": "p1", "events": {"reserve": metadata}})
+    assert r.status_code == 200, r.text
+    system.work()
+    (stored,) = system.events()
+    assert stored.properties == metadata
+
+
+def test_a_call_with_no_events_creates_the_player(system: System) -> None:
+    call = {"playerUniqueId": "p-new", "email": "new@example.com", "events": {}}
+    assert send(system, call).status_code == 200
+    system.work()
+    (stored,) = system.events()
+    assert (stored.name, stored.type.value, stored.user_id) == ("identify", "identify", "p-new")
+    (player,) = system.sql(sa.select(users.c.external_id, users.c.email))
+    assert tuple(player) == ("p-new", "new@example.com")
 
 
 def test_unknown_key_is_401(system: System) -> None:

@@ -232,3 +232,44 @@ def test_profile_events_are_identify_events(system: System) -> None:
         ("identify", "ca1ab028-185d-4833-a3af-5b5d46b62771"),
         ("identify", "user123"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        pytest.param("2020-06-03", "2020-06-03T00:00:00+00:00", id="date-only"),
+        pytest.param("20200603T170348Z", "2020-06-03T17:03:48+00:00", id="basic"),
+        pytest.param("2020-06-03T17:03Z", "2020-06-03T17:03:00+00:00", id="no-seconds"),
+        pytest.param("2020-06-03T17:03:48.250-07:00", "2020-06-04T00:03:48.250000+00:00", id="ms"),
+    ],
+)
+def test_event_time_takes_every_iso_8601_form(system: System, sent: str, stored: str) -> None:
+    body = event(system, eventTime=sent, sentAt=sent)
+    r = system.client.post("/v1/events", json=body)
+    assert r.status_code == 202, r.text
+    system.work()
+    (found,) = system.events()
+    assert found.original_timestamp is not None
+    assert found.original_timestamp.isoformat() == stored
+    assert found.sent_at is not None and found.sent_at.isoformat() == stored
+
+
+def test_not_iso_8601_is_a_400_naming_each_field(system: System) -> None:
+    body = event(system, eventTime="03/06/2020", sentAt="2020")
+    r = system.client.post("/v1/events", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"] == 'Not a valid input: "eventTime" is not an ISO-8601 date-time'
+    assert [e["field"] for e in r.json()["errors"]] == ["eventTime", "sentAt"]
+
+
+def test_a_body_over_the_limit_is_pyzes_400(system: System) -> None:
+    body = event(system, attributes={"padding": "x" * 40_000})
+    r = system.client.post("/v1/events", json=body)
+    assert r.status_code == 400, r.text
+    answer = r.json()
+    assert answer["error"].startswith("Not a valid input: body")
+    assert "32768 bytes" in answer["error"]
+    profiles = {"user_profiles": [{"userId": "u", "bio": "x" * 2_000_000}]}
+    r = system.client.post("/users/profile", json=profiles, headers=bearer(system.server_key))
+    assert r.status_code == 400 and "exceeds the limit" in r.json()["error"]
+    assert system.queued_jobs() == 0
