@@ -129,8 +129,8 @@ async def _bulk(request: Request, raw: bytes) -> Response:
             tracked += 1
     if errors and is_debug(request):
         raise InvalidInput("invalid bulk tracking request", errors)
-    if invalid:
-        metrics: Metrics = request.state.metrics
+    metrics: Metrics = request.state.metrics
+    for _ in invalid:
         metrics.count_rejected(matomo.NAME, "invalid_request")
     for product_id, payloads in groups.items():
         await accept(request, dialect=matomo.NAME, product_id=product_id, payloads=payloads)
