@@ -115,7 +115,8 @@ def normalise(envelope: Envelope) -> Normalised:
     users: tuple[UserChange, ...] = ()
     aliases: tuple[AliasChange, ...] = ()
     if m.user_id:
-        users = (UserChange(external_id=m.user_id, ops=trait_ops(traits), anonymous_id=client_id),)
+        if traits:
+            users = (UserChange(external_id=m.user_id, ops=trait_ops(traits)),)
         if client_id:
             aliases = (AliasChange(alias=client_id, user_external_id=m.user_id, kind="anonymous"),)
     return Normalised(events=events, users=users, aliases=aliases)

@@ -3,8 +3,9 @@
 Compared field by field: name, time, user, account, product and context. Two
 wire formats cannot say everything: Gameball carries no event time (the receive
 time is used, so it is compared to the others within the test's duration) and
-neither Pyze nor Gameball carries an account (the event inherits the account
-of its user, which a Fuzy user call set first).
+Pyze, Gameball, Matomo and GA4 carry no account (the event inherits the account
+of its user, which a Fuzy user call set first). Matomo's view is an event named by
+its action (``e_a``), GA4's an event named ``view``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,29 @@ def views(system: System) -> dict[str, Event]:
                 "distinct_id": USER,
                 "timestamp": at,
                 "properties": {"$groups": {"company": ACCOUNT}},
+            },
+            headers={"User-Agent": AGENT},
+        ),
+        "matomo": system.client.get(
+            "/matomo.php",
+            params={
+                "idsite": system.write_key,
+                "rec": "1",
+                "e_c": "page",
+                "e_a": NAME,
+                "uid": USER,
+                "cdt": str(int(started.timestamp())),
+                "ua": AGENT,
+            },
+        ),
+        "ga4": system.client.post(
+            "/mp/collect",
+            params={"measurement_id": system.write_key, "api_secret": system.server_key},
+            json={
+                "client_id": "c-1",
+                "user_id": USER,
+                "timestamp_micros": int(started.timestamp()) * 1_000_000,
+                "events": [{"name": NAME}],
             },
             headers={"User-Agent": AGENT},
         ),
