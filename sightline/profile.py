@@ -55,7 +55,7 @@ def apply_ops(
     for op in ops:
         before = current.get(op.name)
         after = _apply(before, op)
-        if after is before:
+        if after is not None and after is before:
             continue  # nothing changed (a set-once of an attribute that exists)
         if after is None:
             current.pop(op.name, None)

@@ -105,6 +105,15 @@ def test_remove_by_op_and_by_setting_null(store: Store) -> None:
     assert store.attributes() == {"c": ("bool", True)}
 
 
+def test_set_once_never_overwrites(store: Store) -> None:
+    once = AttributeOpKind.SET_ONCE
+    store.change(op("first", once, "a"), op("first", once, "b"), op("none", once, None))
+    store.change(op("first", once, "c"), op("later", once, 1))
+    store.change(op("first", REMOVE))
+    store.change(op("first", once, "d"))  # absent again: set
+    assert store.attributes() == {"first": ("string", "d"), "later": ("integer", 1)}
+
+
 def test_increment(store: Store) -> None:
     store.change(op("logins", INC, 1))  # from nothing
     store.change(op("logins", INC, 2))
