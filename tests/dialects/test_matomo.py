@@ -201,9 +201,14 @@ def test_token_auth_unlocks_cip_and_old_cdt(system: System) -> None:
     [event] = system.events()
     assert event.context["ip"] in ("203.0.113.9", "203.0.113.0")  # as the product's IP policy
     assert event.timestamp == datetime.fromtimestamp(old, UTC)
-    assert system.server_key not in json.dumps(
-        [e.envelope for e in system.dead_letters()], default=str
-    )
+    # token_auth is never enqueued: the envelope holds the request without it
+    debug = system.client.get(f"/debug{url}&token_auth={system.server_key}").json()
+    assert "cdt" in debug["envelopes"][0]["body"]
+    assert system.server_key not in json.dumps(debug["envelopes"])
+    # without token_auth, cip is dropped (the request is kept, with the peer's address)
+    recent = url.replace(f"cdt={old}", "rand=9")
+    kept = system.client.get(f"/debug{recent}&cip=203.0.113.9").json()
+    assert "cip" not in kept["envelopes"][0]["body"]
 
 
 # -- the official Node.js client -------------------------------------------------------
