@@ -176,7 +176,7 @@ async def _payload(request: Request, query: dict[str, str]) -> bytes:
     raw = None if request.method == "GET" else await read_body(request, posthog.MAX_BODY_BYTES)
     content_type = request.headers.get("content-type", "")
     args = (raw, query, content_type, _inflate, posthog.MAX_BODY_BYTES)
-    lz64 = "lz64" in request.url.query or (raw is not None and b"lz64" in raw[:64])
+    lz64 = "lz64" in request.url.query or (raw is not None and b"compression=lz64" in raw)
     if lz64 and (raw is None or len(raw) <= 2 * MAX_LZ64_BYTES):
         return await run_in_threadpool(request_payload, *args)  # pure-Python lz-string
     return request_payload(*args)

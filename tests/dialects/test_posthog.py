@@ -271,7 +271,12 @@ def test_lz64_from_lz_string(system: System) -> None:
     own = lzstring.LZString().compressToBase64(
         LZ64_TEXT.replace("u-lz", "u-lz2").replace('lz64"', 'lz65"')
     )
-    r = system.client.post("/e/?compression=lz64", content=own)
+    # the form's own compression field, no query parameter, as old posthog-js's beacon sent
+    r = system.client.post(
+        "/e/",
+        content=f"data={quote(own)}&compression=lz64",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200, r.text
     first, second = _events(system)
     assert (first.name, first.user_id, first.properties) == (
