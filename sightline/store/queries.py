@@ -29,8 +29,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
+_EVENT_FIELDS = frozenset(Event.__struct_fields__)
+
+
 def event_from_row(row: sa.Row[Any]) -> Event:
-    data = dict(row._mapping)
+    # The row's other columns (the stats' dimension columns) are derived from its context.
+    data = {k: v for k, v in row._mapping.items() if k in _EVENT_FIELDS}
     for name in ("timestamp", "received_at", "sent_at", "original_timestamp"):
         data[name] = as_utc(data[name])
     data["type"] = EventType(data["type"])

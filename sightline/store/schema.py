@@ -111,6 +111,20 @@ aliases = sa.Table(
     sa.Column("created_at", Time, nullable=False),
 )
 
+DIMENSION_COLUMNS = (
+    "page_path",
+    "referrer_host",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+    "browser",
+    "os",
+    "device_type",
+)
+"""Columns of ``events`` the writer fills from the enriched context for the stats."""
+
 events = sa.Table(
     "events",
     metadata,
@@ -135,6 +149,11 @@ events = sa.Table(
     sa.Column("dialect", sa.String(32), nullable=False),
     sa.Column("is_bot", sa.Boolean, nullable=False),
     sa.Column("is_unused", sa.Boolean, nullable=False),
+    # What the stats group by, copied out of the enriched context by the writer
+    # (sightline/store/dimensions.py): real columns, indexed, read alike on SQLite and
+    # PostgreSQL. Text truncated by the writer (so the worker's size checks, which
+    # read the String lengths, leave them alone).
+    *(sa.Column(name, sa.Text, nullable=True) for name in DIMENSION_COLUMNS),
     # The idempotency key: a job run twice, or a client retry, stores nothing twice.
     sa.UniqueConstraint("product_id", "message_id", name="uq_events_product_message"),
     sa.Index("ix_events_product_timestamp", "product_id", "timestamp"),
@@ -146,6 +165,8 @@ events = sa.Table(
     sa.Index("ix_events_timestamp_id", "timestamp", "id"),
     sa.Index("ix_events_product_type_timestamp", "product_id", "type", "timestamp"),
     sa.Index("ix_events_product_name_timestamp", "product_id", "name", "timestamp"),
+    # The stats (sightline/store/stats.py): a range of a product's events, bots apart.
+    sa.Index("ix_events_stats", "product_id", "is_bot", "timestamp"),
 )
 
 dead_letters = sa.Table(
@@ -174,4 +195,39 @@ read_tokens = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time, nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    # A visit: a visitor's events with less than 30 minutes between them (the worker's
+    # rule, sightline/store/sessions.py), or one session id the client sent. Updated in
+    # the transaction that stores its events, by the newly stored events only.
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    # the user id, else the anonymous id, of the session's events
+    sa.Column("visitor", sa.String(255), primary_key=True),
+    sa.Column("session_id", sa.String(255), primary_key=True),
+    # true: Sightline made it (30 minutes of inactivity); false: the client's session id
+    sa.Column("assigned", sa.Boolean, nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("ended_at", Time, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False),
+    # page and screen views
+    sa.Column("page_count", sa.Integer, nullable=False),
+    # track and click events: what makes a one-page session not a bounce
+    sa.Column("interaction_count", sa.Integer, nullable=False),
+    sa.Column("is_bot", sa.Boolean, nullable=False),
+    # Of its first event:
+    sa.Column("entry_page", sa.Text, nullable=True),
+    sa.Column("referrer_host", sa.Text, nullable=True),
+    sa.Column("channel", sa.Text, nullable=True),
+    sa.Column("utm_source", sa.Text, nullable=True),
+    sa.Column("utm_medium", sa.Text, nullable=True),
+    sa.Column("utm_campaign", sa.Text, nullable=True),
+    sa.Column("country", sa.Text, nullable=True),
+    sa.Column("browser", sa.Text, nullable=True),
+    sa.Column("os", sa.Text, nullable=True),
+    sa.Column("device_type", sa.Text, nullable=True),
+    sa.Index("ix_sessions_product_started", "product_id", "started_at"),
+    sa.Index("ix_sessions_visitor_ended", "product_id", "visitor", "ended_at"),
 )

@@ -18,9 +18,11 @@ from sightline.model import (
     AliasChange,
     Normalised,
 )
+from sightline.store.dimensions import add_dimensions
 from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
-from sightline.store.schema import dead_letters, events, users
+from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
+from sightline.store.sessions import assign_sessions, record_sessions
 from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, greatest, least
 
 
@@ -59,6 +61,7 @@ def write_batch(
     items = resolve_identities(conn, items)
     rows, owners = _event_rows(items)
     inherit_accounts(conn, rows)
+    assigned = _prepare_stats(conn, rows)
     new_keys = _insert_events(conn, rows)
     result.stored = len(new_keys)
     result.duplicates = sum(len(n.events) for n in items) - result.stored
@@ -78,11 +81,21 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
+    record_sessions(conn, new_rows, assigned)
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
     link_aliases(conn, effects.links + links, now)
     return result
+
+
+def _prepare_stats(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """What the stats read, on the rows before they are inserted: the dimension columns
+    (``sightline.store.dimensions``) and a session id for events that came without one
+    (``sightline.store.sessions``; the sessions table is updated by the new rows after
+    the insert). The ids of the events given a Sightline session."""
+    add_dimensions(rows)
+    return assign_sessions(conn, rows)
 
 
 def write_dead_letters(conn: sa.Connection, dead: Sequence[DeadLetter], now: datetime) -> None:
@@ -169,6 +182,7 @@ def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             r["dialect"],
             r["is_bot"],
             r["is_unused"],
+            *[r[c] for c in DIMENSION_COLUMNS],
         )
         for r in rows
     ]

@@ -1,0 +1,68 @@
+"""What the stats group by, copied out of an event's enriched context into its own columns.
+
+The worker's enrichment (``worker/enricher.py``) leaves the page in ``context.page``,
+the referrer's host, channel and UTM values in ``context.campaign``, the country in
+``context.geo`` and the browser, OS and device type in ``context.ua``. Reading those
+through JSON paths at query time differs between SQLite and PostgreSQL and cannot use
+an index; the writer copies them into plain columns of ``events`` instead
+(``sightline.store.schema.DIMENSION_COLUMNS``), once, when the event is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+MAX_DIMENSION = 255
+"""Longest value kept in a dimension column (the context keeps the whole value)."""
+
+# column -> (context key, key inside it)
+_PATHS: dict[str, tuple[str, str]] = {
+    "referrer_host": ("campaign", "referrer_host"),
+    "channel": ("campaign", "channel"),
+    "utm_source": ("campaign", "source"),
+    "utm_medium": ("campaign", "medium"),
+    "utm_campaign": ("campaign", "name"),
+    "country": ("geo", "country_code"),
+    "browser": ("ua", "browser_family"),
+    "os": ("ua", "os_family"),
+    "device_type": ("ua", "device_type"),
+}
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:MAX_DIMENSION].replace("\x00", "\ufffd")
+
+
+def page_path(context: dict[str, Any]) -> str | None:
+    """``context.page.path``, else the path of ``context.page.url`` (no query, no fragment)."""
+    page = context.get("page")
+    if not isinstance(page, dict):
+        return None
+    path = page.get("path")
+    if isinstance(path, str) and path:
+        return _text(path.split("?", 1)[0].split("#", 1)[0] or "/")
+    url = page.get("url")
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        return _text(urlsplit(url).path or "/")
+    except ValueError:
+        return None
+
+
+def dimensions(context: dict[str, Any]) -> dict[str, str | None]:
+    """The dimension columns of an event with this (enriched) context."""
+    found: dict[str, str | None] = {"page_path": page_path(context)}
+    for column, (outer, inner) in _PATHS.items():
+        part = context.get(outer)
+        found[column] = _text(part.get(inner)) if isinstance(part, dict) else None
+    return found
+
+
+def add_dimensions(rows: list[dict[str, Any]]) -> None:
+    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them)."""
+    for row in rows:
+        row.update(dimensions(row["context"]))
