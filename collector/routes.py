@@ -24,6 +24,7 @@ from collector.endpoints import (
     pyze,
     rudderstack,
     snowplow,
+    stats,
     system,
     umami,
 )
@@ -45,6 +46,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *matomo.ENDPOINTS,
     *ga4.ENDPOINTS,
     *api.ENDPOINTS,
+    *stats.ENDPOINTS,
     *login.ENDPOINTS,
 )
 
