@@ -89,4 +89,5 @@ def chunks(events: Iterable[Event], format: str, *, per_chunk: int = 500) -> Ite
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
-    yield buffer.getvalue().encode()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
