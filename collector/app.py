@@ -20,9 +20,10 @@ from collector.cors import ProductCORSMiddleware
 from collector.debug import DebugAnswer, debug_answer
 from collector.directory import KeyTable, ProductDirectory
 from collector.groupcommit import GroupCommitter, write_async
+from collector.hotpath import ErrorHandler, HotPaths
 from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
-from collector.routes import routes
+from collector.routes import ENDPOINTS, routes
 from collector.snippet import assets_state
 from sightline.envelope import Envelope
 from sightline.errors import ClientError, ErrorStyle, QueueUnavailable
@@ -106,19 +107,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await async_redis.aclose()
             engine.dispose()
 
+    handlers: dict[type[Exception], ErrorHandler] = {
+        ClientError: client_error,
+        DebugAnswer: debug_answer,
+        QueueUnavailable: queue_unavailable,
+        HTTPException: http_error,
+    }
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(HotPaths, endpoints=ENDPOINTS, handlers=handlers, metrics=metrics),
             Middleware(RequestMetricsMiddleware, metrics=metrics),
             Middleware(ProductCORSMiddleware),
         ],
-        exception_handlers={
-            ClientError: client_error,
-            DebugAnswer: debug_answer,
-            QueueUnavailable: queue_unavailable,
-            HTTPException: http_error,
-        },
+        exception_handlers=handlers,
     )
 
 

@@ -25,6 +25,27 @@ ALLOW_METHODS = "GET, POST, PUT, OPTIONS"
 DEFAULT_ALLOW_HEADERS = "Authorization, Content-Type, X-Write-Key, APIKey, X-API-Key"
 
 
+def is_granted(directory: ProductDirectory, origin: str) -> bool:
+    """Whether a browser at ``origin`` gets a grant: some product allows it.
+
+    ``null`` is every sandboxed frame, data: and file: page at once: it names no site to
+    grant, so it never gets a grant, least of all one with credentials.
+    """
+    return origin != "null" and directory.any_allows_origin(origin)
+
+
+def grant_headers(allowed: bool, origin: str) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer (not a preflight) to a request from ``origin``."""
+    vary = (b"vary", b"Origin")  # granted or not depends on Origin
+    if not allowed:
+        return [vary]
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"),
+        vary,
+    ]
+
+
 class ProductCORSMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,9 +60,7 @@ class ProductCORSMiddleware:
             await self.app(scope, receive, send)
             return
         directory: ProductDirectory = scope["state"]["directory"]
-        # "null" is every sandboxed frame, data: and file: page at once: it names no site
-        # to grant, so it never gets a grant, least of all one with credentials.
-        allowed = origin != "null" and directory.any_allows_origin(origin)
+        allowed = is_granted(directory, origin)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(allowed, origin, headers, scope, receive, send)
             return
@@ -53,10 +72,7 @@ class ProductCORSMiddleware:
                 # value is a CORS failure, which would block <script crossorigin> (SRI).
                 granted = any(name.lower() == b"access-control-allow-origin" for name, _ in raw)
                 if not granted:
-                    if allowed:
-                        raw.append((b"access-control-allow-origin", origin.encode("latin-1")))
-                        raw.append((b"access-control-allow-credentials", b"true"))
-                    raw.append((b"vary", b"Origin"))  # granted or not depends on Origin
+                    raw.extend(grant_headers(allowed, origin))
                     message = {**message, "headers": raw}
             await send(message)
 

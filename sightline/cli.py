@@ -184,7 +184,8 @@ def collector(
 
     SIGHTLINE_COLLECTORS=N runs N processes on the one port.
     """
-    from sightline.up import collector_server, prepare_redis
+    from sightline.embedded import prepare_redis
+    from sightline.up import collector_server
 
     settings = obj.settings.overridden(host=host, port=port, trusted_proxies=trusted_proxies)
     with stop_on_sigterm(), ExitStack() as stack:
@@ -200,7 +201,7 @@ def collector(
 @pass_context
 def worker(obj: Context, burst: bool) -> None:
     """Run one RQ worker process on Sightline's queue (the schema must be current)."""
-    from sightline.up import prepare_redis
+    from sightline.embedded import prepare_redis
     from worker.main import run_worker
 
     with ExitStack() as stack:
@@ -510,7 +511,7 @@ def tokens_revoke(obj: Context, token_id: str) -> None:
 def tokens_link(obj: Context, host: str | None, port: int | None) -> None:
     """Print a new one-time dashboard login link (like the one `sightline up` prints)."""
     from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
-    from sightline.up import prepare_redis
+    from sightline.embedded import prepare_redis
 
     settings = obj.settings.overridden(host=host, port=port)
     with ExitStack() as stack:

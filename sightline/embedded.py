@@ -11,10 +11,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
+
+from sightline.settings import Settings
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 
@@ -123,3 +126,12 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def prepare_redis(settings: Settings, stack: ExitStack) -> Settings:
+    """With no REDIS_URL, the embedded server of the data dir (started unless running,
+    with ``settings.fsync``)."""
+    if settings.redis_url:
+        return settings
+    embedded = stack.enter_context(EmbeddedRedis(settings.data_dir, fsync=settings.fsync))
+    return settings.with_changes(redis_url=embedded.url)

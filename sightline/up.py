@@ -20,22 +20,13 @@ from uvicorn.supervisors import Multiprocess
 from collector.app import create_app
 from collector.server import BoundedHttpToolsProtocol
 from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
-from sightline.embedded import EmbeddedRedis
+from sightline.embedded import prepare_redis
 from sightline.preflight import check_redis, open_store
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.signals import stop_on_sigterm
 from sightline.status import read_status
 from sightline.store.products import Product, ensure_default_product
-
-
-def prepare_redis(settings: Settings, stack: ExitStack) -> Settings:
-    """With no REDIS_URL, the embedded server of the data dir (started unless running,
-    with ``settings.fsync``)."""
-    if settings.redis_url:
-        return settings
-    embedded = stack.enter_context(EmbeddedRedis(settings.data_dir, fsync=settings.fsync))
-    return settings.with_changes(redis_url=embedded.url)
 
 
 def print_welcome(product: Product, created: bool, host: str, port: int) -> None:
