@@ -12,8 +12,8 @@ from redis import Redis
 from starlette.testclient import TestClient
 
 from collector.app import create_app
-from collector.queue import make_queue
 from sightline.model import Event
+from sightline.queue import make_queue
 from sightline.settings import Settings
 from sightline.status import Status, read_status
 from sightline.store.db import make_engine

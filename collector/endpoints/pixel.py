@@ -22,6 +22,7 @@ from collector.intake import Payload, accept
 from collector.metrics import Metrics
 from collector.routing import Endpoint
 from sightline.dialects import native_batch, pixel
+from sightline.dialects.decoding import depth_error
 from sightline.errors import ClientError, QueueUnavailable
 from sightline.origins import origin_of
 
@@ -48,7 +49,7 @@ def _queue_unavailable(with_data: bool) -> Response:
 
 def _loads(text: str | None) -> Any:
     """``d`` as JSON, or ``None`` when it is absent or not JSON (the worker says why)."""
-    if text is None:
+    if text is None or depth_error(text.encode()) is not None:
         return None
     try:
         return msgspec.json.decode(text)

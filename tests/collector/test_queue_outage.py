@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from redis import Redis
 
-from collector.dialects.pixel import GIF
+from collector.endpoints.pixel import GIF
 from sightline.settings import Settings
 from tests.harness import System, running_system
 from tests.servers import RedisServer
