@@ -23,7 +23,7 @@ from collector.metrics import Metrics
 from collector.routing import Endpoint
 from sightline.dialects import native_batch, pixel
 from sightline.dialects.decoding import depth_error
-from sightline.errors import ClientError, QueueUnavailable
+from sightline.errors import ClientError, Forbidden, QueueUnavailable
 from sightline.origins import origin_of
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -79,6 +79,8 @@ def _payloads(
 
 
 async def track_pixel(request: Request) -> Response:
+    if request.method == "HEAD":  # a link checker or a proxy probing the image: not a view
+        return gif()
     metrics: Metrics = request.state.metrics
     if len(request.url.query) > pixel.MAX_QUERY:
         metrics.count_rejected(pixel.NAME, "too_large")
@@ -92,6 +94,9 @@ async def track_pixel(request: Request) -> Response:
             key or _write_key_of(data),
             origin=origin_of(request.headers.get("referer")),
         )
+        if grant.kind is KeyKind.SERVER:
+            # A URL ends up in access logs, proxies and browser history: no secret in it.
+            raise Forbidden("a pixel takes the public write key, never a server key")
     except ClientError as exc:
         if is_debug(request):
             raise  # a debug request shows why, where an image tag gets its image
