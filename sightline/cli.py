@@ -291,6 +291,43 @@ def products_origins(
     click.echo(f"{product.id} origins: {', '.join(product.allowed_origins) or 'any origin'}")
 
 
+@products.command("keys")
+@click.argument("product_id")
+@click.argument("action", type=click.Choice(["add", "revoke"]))
+@click.argument("value")
+@pass_context
+def products_keys(obj: Context, product_id: str, action: str, value: str) -> None:
+    """Rotate a product's keys: ``add write|server`` prints a new key; ``revoke KEY``.
+
+    \b
+    sightline products keys ID add write      (then deploy the new key everywhere)
+    sightline products keys ID revoke wk_...  (then the old one stops working)
+
+    Collectors stop accepting a revoked key within SIGHTLINE_KEY_REFRESH_SECONDS.
+    """
+    from sightline.store.products import KEY_PREFIXES, add_key, get_product, revoke_key
+
+    engine = obj.store()
+    with engine.begin() as conn:
+        product = get_product(conn, product_id)
+        if product is None:
+            raise click.ClickException(f"no product {product_id!r}")
+        if action == "add":
+            if value not in KEY_PREFIXES:
+                raise click.BadParameter("write or server", param_hint="VALUE")
+            click.echo(add_key(conn, product_id, value))
+            return
+        kind = "write" if value in product.write_keys else "server"
+        remaining = product.write_keys if kind == "write" else product.server_keys
+        if value in remaining and len(remaining) == 1:
+            raise click.ClickException(f"that is the product's last {kind} key: add another first")
+        if not revoke_key(conn, product_id, value):
+            raise click.ClickException(f"{product_id} has no such live key")
+    click.echo(
+        f"revoked; collectors stop accepting it within {obj.settings.key_refresh_seconds:g} s"
+    )
+
+
 @products.command("ids")
 @click.argument("product_id")
 @click.argument("action", type=click.Choice(["list", "add", "remove"]))

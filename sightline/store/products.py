@@ -154,6 +154,37 @@ def ensure_default_product(conn: sa.Connection) -> tuple[Product, bool]:
     return create_product(conn, DEFAULT_PRODUCT_NAME), True
 
 
+# -- keys ----------------------------------------------------------------------------------
+
+KEY_PREFIXES = {"write": "wk", "server": "sk"}
+
+
+def add_key(conn: sa.Connection, product_id: str, kind: str) -> str:
+    """A new ``write`` or ``server`` key for the product (the old ones keep working until
+    revoked: rotate by adding, deploying the new one, then revoking the old)."""
+    key = new_key(KEY_PREFIXES[kind])
+    conn.execute(
+        sa.insert(product_keys).values(
+            key=key, product_id=product_id, kind=kind, created_at=datetime.now(UTC)
+        )
+    )
+    return key
+
+
+def revoke_key(conn: sa.Connection, product_id: str, key: str) -> bool:
+    """Revoke one of the product's keys; ``False`` when it has no such live key."""
+    revoked = conn.execute(
+        sa.update(product_keys)
+        .where(
+            product_keys.c.key == key,
+            product_keys.c.product_id == product_id,
+            product_keys.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return bool(revoked.rowcount)
+
+
 # -- other trackers' identifiers -----------------------------------------------------------
 
 
@@ -177,6 +208,7 @@ IDENTIFIER_FORMATS: dict[str, Callable[[str], str]] = {
     "umami": _uuid,  # a website id
     "matomo": _digits,  # a site id (idsite)
     "ga4": lambda value: value.strip().upper(),  # a measurement id, G-XXXXXXX
+    "fuzy": str.strip,  # a Fuzy product id (fuzy-js's productId, an event's product)
 }
 """Each format whose requests name their product, and that name's canonical form."""
 
