@@ -29,13 +29,16 @@ from sightline.store.lookups import read, write
 from sightline.store.products import list_products
 from sightline.store.queries import DeadLetterRecord, mark_replayed
 from sightline.store.reads import (
+    AccountPage,
     AccountProfile,
     BadCursor,
     DeadLetterPage,
     EventDetail,
     EventPage,
     EventQuery,
+    UserPage,
     UserProfile,
+    account_page,
     account_profile,
     dead_letter_page,
     dead_letters_to_replay,
@@ -43,6 +46,7 @@ from sightline.store.reads import (
     get_event,
     iter_events,
     list_events,
+    user_page,
     user_profile,
 )
 
@@ -275,6 +279,61 @@ async def account(request: Request) -> Response:
     return _ok(found)
 
 
+async def users_list(request: Request) -> Response:
+    reader = await require_reader(request)
+    product = _one_product(request, reader)
+    search = _text(request.query_params.get("q", ""), "q") or None
+    limit, cursor = _limit(request), request.query_params.get("cursor") or None
+    try:
+        page = await asyncio.to_thread(
+            read,
+            request.state.engine,
+            lambda conn: user_page(conn, product, search=search, limit=limit, cursor=cursor),
+        )
+    except BadCursor as exc:
+        raise _bad("cursor", str(exc)) from None
+    return _ok(page)
+
+
+async def accounts_list(request: Request) -> Response:
+    reader = await require_reader(request)
+    product = _one_product(request, reader)
+    search = _text(request.query_params.get("q", ""), "q") or None
+    limit, cursor = _limit(request), request.query_params.get("cursor") or None
+    try:
+        page = await asyncio.to_thread(
+            read,
+            request.state.engine,
+            lambda conn: account_page(conn, product, search=search, limit=limit, cursor=cursor),
+        )
+    except BadCursor as exc:
+        raise _bad("cursor", str(exc)) from None
+    return _ok(page)
+
+
+class ProductKeys(msgspec.Struct, kw_only=True):
+    id: str
+    write_keys: list[str]
+    server_keys: list[str]
+    """Secret: shown to an admin on demand, never in lists."""
+
+
+async def product_keys(request: Request) -> Response:
+    await require_reader(request, admin=True)
+    wanted = _text(request.path_params["id"], "id")
+    found = await asyncio.to_thread(read, request.state.engine, list_products)
+    product = next((p for p in found if p.id == wanted), None)
+    if product is None:
+        raise NotFound("no such product")
+    return _ok(
+        ProductKeys(
+            id=product.id,
+            write_keys=list(product.write_keys),
+            server_keys=list(product.server_keys),
+        )
+    )
+
+
 # -- dead letters ----------------------------------------------------------------------
 
 
@@ -366,6 +425,7 @@ def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
 PRODUCT = _query("product", "A product id (a read key reads its own product by default)")
 LIMIT = _query("limit", f"Page size, 1 to {MAX_LIMIT} (default 50)", pattern="^[0-9]{1,3}$")
 CURSOR = _query("cursor", "The next_cursor of the previous page")
+SEARCH = _query("q", "A prefix to search for")
 EVENT_FILTERS = (
     PRODUCT,
     _query("type", "Event types, comma-separated or repeated (track, page, identify ...)"),
@@ -431,6 +491,15 @@ ENDPOINTS = (
         {200: list[ProductSummary]},
     ),
     _endpoint(
+        "/products/{id}/keys",
+        ("GET",),
+        product_keys,
+        "product_keys",
+        "A product's keys, the secret server key included (admin)",
+        {200: ProductKeys},
+        parameters=ID,
+    ),
+    _endpoint(
         "/events/export",
         ("GET",),
         export,
@@ -460,6 +529,24 @@ ENDPOINTS = (
         "One stored event with its enrichment",
         {200: EventDetail},
         parameters=ID,
+    ),
+    _endpoint(
+        "/users",
+        ("GET",),
+        users_list,
+        "users",
+        "A product's users, newest first (q: a prefix of the id or email)",
+        {200: UserPage},
+        parameters=(PRODUCT, SEARCH, LIMIT, CURSOR),
+    ),
+    _endpoint(
+        "/accounts",
+        ("GET",),
+        accounts_list,
+        "accounts",
+        "A product's accounts, newest first (q: a prefix of the id or name)",
+        {200: AccountPage},
+        parameters=(PRODUCT, SEARCH, LIMIT, CURSOR),
     ),
     _endpoint(
         "/users/{id}",

@@ -25,7 +25,16 @@ import sqlalchemy as sa
 
 from sightline.model import Event
 from sightline.store.identity import account_condition, user_condition
-from sightline.store.lookups import AccountRecord, UserRecord, find_user, get_account
+from sightline.store.lookups import (
+    AccountRecord,
+    UserRecord,
+    _account,
+    _account_query,
+    _user_query,
+    _users,
+    find_user,
+    get_account,
+)
 from sightline.store.queries import DeadLetterRecord, as_utc, event_from_row
 from sightline.store.schema import accounts, aliases, dead_letters, events, users
 
@@ -392,3 +401,81 @@ def dead_letters_to_replay(
 def get_dead_letter(conn: sa.Connection, letter_id: int) -> DeadLetterRecord | None:
     row = conn.execute(sa.select(dead_letters).where(dead_letters.c.id == letter_id)).first()
     return None if row is None else _dead_letter(row)
+
+
+# -- lists of users and accounts -------------------------------------------------------
+
+
+class UserPage(msgspec.Struct, kw_only=True):
+    users: list[UserRecord]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page (older users)."""
+
+
+class AccountPage(msgspec.Struct, kw_only=True):
+    accounts: list[AccountRecord]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page (older accounts)."""
+
+
+def _prefix(column: sa.ColumnElement[Any], text: str) -> sa.ColumnElement[bool]:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped + "%", escape="\\")
+
+
+def _row_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
+        raise BadCursor("not a cursor this API gave")
+    return int(cursor)
+
+
+def user_page(
+    conn: sa.Connection,
+    product_id: str,
+    *,
+    search: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> UserPage:
+    """A product's users, newest first; ``search`` is a prefix of the id or the email."""
+    query = _user_query().where(users.c.product_id == product_id)
+    if search:
+        query = query.where(
+            sa.or_(_prefix(users.c.external_id, search), _prefix(users.c.email, search))
+        )
+    before = _row_cursor(cursor)
+    if before is not None:
+        query = query.where(users.c.id < before)
+    rows = list(conn.execute(query.order_by(users.c.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return UserPage(
+        users=_users(conn, page),
+        next_cursor=str(page[-1].id) if len(rows) > limit else None,
+    )
+
+
+def account_page(
+    conn: sa.Connection,
+    product_id: str,
+    *,
+    search: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> AccountPage:
+    """A product's accounts, newest first; ``search`` is a prefix of the id or the name."""
+    query = _account_query().where(accounts.c.product_id == product_id)
+    if search:
+        query = query.where(
+            sa.or_(_prefix(accounts.c.external_id, search), _prefix(accounts.c.name, search))
+        )
+    before = _row_cursor(cursor)
+    if before is not None:
+        query = query.where(accounts.c.id < before)
+    rows = list(conn.execute(query.order_by(accounts.c.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return AccountPage(
+        accounts=[_account(row) for row in page],
+        next_cursor=str(page[-1].id) if len(rows) > limit else None,
+    )

@@ -213,3 +213,32 @@ def test_dead_letters_listed_and_replayed(system: System) -> None:
         system.client.post("/api/v1/deadletters/999/replay", headers=bearer(admin)).status_code
         == 404
     )
+
+
+def test_lists_of_users_and_accounts(data: System) -> None:
+    key = token(data, data.product.id)
+    r = get(data, "/api/v1/users", key, limit=2)
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert [u["id"] for u in first["users"]] == ["u3", "u2"]
+    rest = get(data, "/api/v1/users", key, cursor=first["next_cursor"]).json()
+    assert [u["id"] for u in rest["users"]] == ["u1"] and rest["next_cursor"] is None
+    assert rest["users"][0]["attributes"] == {"plan": "pro"}
+    assert [u["id"] for u in get(data, "/api/v1/users", key, q="u1").json()["users"]] == ["u1"]
+    assert get(data, "/api/v1/users", key, q="%").json()["users"] == []  # no wildcards
+    accounts = get(data, "/api/v1/accounts", key).json()["accounts"]
+    assert {a["id"]: a["parent_id"] for a in accounts} == {"child": "acme", "acme": None}
+    assert [a["id"] for a in get(data, "/api/v1/accounts", key, q="Ac").json()["accounts"]] == [
+        "acme"
+    ]
+    assert get(data, "/api/v1/users", key, cursor="x").status_code == 400
+
+
+def test_server_keys_only_for_an_admin(system: System) -> None:
+    path = f"/api/v1/products/{system.product.id}/keys"
+    assert get(system, path, token(system, system.product.id)).status_code == 403
+    r = get(system, path, token(system))
+    assert r.status_code == 200
+    assert r.json()["server_keys"] == [system.server_key]
+    assert system.server_key not in get(system, "/api/v1/products", token(system)).text
+    assert get(system, "/api/v1/products/nope/keys", token(system)).status_code == 404
