@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -11,8 +12,14 @@ from starlette.requests import Request
 from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
+from sightline.dialects.fields import is_ip_address
 from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.ids import uuid7
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(text: str) -> bool:
+    return is_ip_address(text)
 
 
 class Payload(msgspec.Struct, frozen=True):
@@ -38,7 +45,8 @@ async def accept(
     """
     received_at = datetime.now(UTC)
     client = request.client
-    peer = client.host if client and not anonymous else None
+    # uvicorn takes a trusted proxy's X-Forwarded-For as it comes: keep only an address.
+    peer = client.host if client and not anonymous and _is_address(client.host) else None
     # The enabled flag is decided here, as the key table knows it (reloaded by the call that
     # switched it), not by the worker's cache later: see ``Envelope.product_enabled``.
     product = request.state.directory.product(product_id)

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from sightline.errors import FieldError
+
 MAX_ID = 255
 MAX_NAME = 255
 
@@ -89,3 +91,22 @@ def is_ip_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def edge_errors(
+    prefix: str, context: dict[str, Any] | None = None, **times: datetime | None
+) -> list[FieldError]:
+    """What every dialect refuses at the edge, beyond its schema: a time that leaves
+    datetime's range once in UTC (``9999-12-31T23:59:59-14:00``), and a ``context.ip``
+    that is not an IP address (it is stored, and shown by every reader)."""
+    errors = []
+    for name, moment in times.items():
+        if moment is not None and moment.tzinfo is not None:
+            try:
+                moment.astimezone(UTC)
+            except OverflowError:
+                errors.append(FieldError(prefix + name, "out of range once in UTC"))
+    ip = (context or {}).get("ip")
+    if ip is not None and not (isinstance(ip, str) and is_ip_address(ip)):
+        errors.append(FieldError(prefix + "context.ip", "is not an IP address"))
+    return errors

@@ -32,7 +32,7 @@ import msgspec
 
 from sightline.dialects.base import Dialect, new_event
 from sightline.dialects.decoding import decode
-from sightline.dialects.fields import MAX_ID, Id, LooseId, Name, Properties, text_id
+from sightline.dialects.fields import MAX_ID, Id, LooseId, Name, Properties, edge_errors, text_id
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput, PayloadTooLarge
 from sightline.model import (
@@ -142,11 +142,12 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
             [FieldError(prefix.rstrip(".") or "$", "message larger than 32 KB")],
         )
     message = decode(raw, MESSAGE_TYPES[kind], what=f"{kind} message", prefix=prefix)
+    times = {"timestamp": message.timestamp, "originalTimestamp": message.originalTimestamp}
+    errors = edge_errors(prefix, message.context, sentAt=message.sentAt, **times)
     if _id_of(message.userId) is None and _id_of(message.anonymousId) is None:
-        raise InvalidInput(
-            f"invalid {kind} message",
-            [FieldError(prefix + "userId", "either userId or anonymousId is required")],
-        )
+        errors.append(FieldError(prefix + "userId", "either userId or anonymousId is required"))
+    if errors:
+        raise InvalidInput(f"invalid {kind} message", errors)
     return message
 
 

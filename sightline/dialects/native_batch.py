@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from sightline.dialects.decoding import decode
+from sightline.dialects.fields import edge_errors
 from sightline.dialects.native import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
@@ -58,6 +59,8 @@ def decode_batch(raw: bytes) -> Batch:
     wire = decode(raw, BatchWire, what="batch")
     if not wire.batch:
         raise InvalidInput("invalid batch", [FieldError("batch", "must hold at least one message")])
+    if errors := edge_errors("", sentAt=wire.sentAt):
+        raise InvalidInput("invalid batch", errors)
     items: list[tuple[str, msgspec.Raw]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(wire.batch):
