@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from urllib.parse import parse_qs
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from collector.bodies import read_body
 from collector.routing import Endpoint, ErrorBody
 from sightline.dashboard import COOKIE, SESSION_TTL, Session, digest
-from sightline.errors import Unauthorized
+from sightline.errors import Forbidden, Unauthorized
 from sightline.redis_keys import login_code_key, session_key
 from sightline.store.lookups import read
-from sightline.store.tokens import get_token
+from sightline.store.tokens import find_token, get_token
 
 DASHBOARD_PATH = "/ui"
+FORM_LIMIT = 4096
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
@@ -41,8 +44,34 @@ async def login(request: Request) -> Response:
     )
     if token is None or token.revoked_at is not None:
         raise Unauthorized("the token of this login link was revoked")
+    return await _open_session(request, token.id)
+
+
+async def login_with_token(request: Request) -> Response:
+    """A login form's POST (``token=`` a read key or an admin token): a session for it.
+
+    Only from this origin: a page of another site cannot log a browser in as someone else.
+    """
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    if origin is not None and origin != own:
+        raise Forbidden("log in from this site's own page")
+    body = await read_body(request, FORM_LIMIT)
+    values = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+    value = (values.get("token") or [""])[0]
+    if not value or len(value) > 200:
+        raise Unauthorized("send the token as the form field token")
+    state = request.state
+    token = await asyncio.to_thread(read, state.engine, lambda conn: find_token(conn, value))
+    if token is None:
+        raise Unauthorized("unknown or revoked token")
+    return await _open_session(request, token.id)
+
+
+async def _open_session(request: Request, token_id: str) -> Response:
+    state = request.state
     session_id = secrets.token_urlsafe(32)
-    session = Session(token_id=token.id, csrf=secrets.token_urlsafe(24))
+    session = Session(token_id=token_id, csrf=secrets.token_urlsafe(24))
     await state.redis.set(
         session_key(digest(session_id)), msgspec.json.encode(session), ex=SESSION_TTL
     )
@@ -85,6 +114,22 @@ ENDPOINTS = (
                 "description": "The one-time login code of the link `sightline up` printed",
             },
         ),
+        media="text/plain",
+    ),
+    Endpoint(
+        "/ui/login",
+        ("POST",),
+        login_with_token,
+        "ui.login_with_token",
+        "Log in with a read key or an admin token (form field token), then go to /ui",
+        responses={
+            303: None,
+            400: ErrorBody,
+            401: ErrorBody,
+            403: ErrorBody,
+            413: ErrorBody,
+            415: ErrorBody,
+        },
         media="text/plain",
     ),
     Endpoint(

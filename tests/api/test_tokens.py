@@ -113,3 +113,36 @@ def test_bearer_tokens_and_their_scope(system: System) -> None:
     assert {p["id"] for p in r.json()} == {system.product.id, other.id}
     # A read key cannot replay: admin only.
     assert system.client.post("/api/v1/deadletters/replay", headers=bearer(mine)).status_code == 403
+
+
+def test_tokens_link_prints_a_working_one_time_link(system: System) -> None:
+    out = run(system, "tokens", "link", "--port", "8123")
+    link = out.split()[0]
+    assert link.startswith("http://127.0.0.1:8123/ui/login?token=")
+    r = system.client.get("/ui/login", params={"token": _login_code(link)}, follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_log_in_with_a_read_key_from_the_login_form(system: System) -> None:
+    mine = token(system, system.product.id)
+    client = system.client
+    foreign = client.post(
+        "/ui/login",
+        data={"token": mine},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert foreign.status_code == 403 and COOKIE not in foreign.headers.get("set-cookie", "")
+    assert client.post("/ui/login", data={"token": "nope"}).status_code == 401
+    r = client.post(
+        "/ui/login",
+        data={"token": mine},
+        headers={"Origin": "http://testserver"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/ui"
+    session = client.get("/api/v1/session").json()
+    assert session["admin"] is False and session["product_id"] == system.product.id
+    # The session reads what the key reads, and no more.
+    other = system.create_product("Other")
+    assert client.get("/api/v1/events", params={"product": other.id}).status_code == 403
