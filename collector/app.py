@@ -23,10 +23,11 @@ from collector.groupcommit import GroupCommitter, write_async
 from collector.hotpath import ErrorHandler, HotPaths
 from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
+from collector.ratelimit import TokenBuckets
 from collector.routes import ENDPOINTS, routes
 from collector.snippet import assets_state
 from sightline.envelope import Envelope
-from sightline.errors import ClientError, ErrorStyle, QueueUnavailable
+from sightline.errors import ClientError, ErrorStyle, QueueUnavailable, TooManyRequests
 from sightline.queue import JobBuilder, make_queue
 from sightline.redis_keys import live_stream_key
 from sightline.redisconn import connect, connect_async
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "directory": directory,
                 "committer": committer,
                 "metrics": metrics,
+                "rate_limits": TokenBuckets(),
                 "redis": async_redis,
                 **assets_state(),
                 # Read APIs (Fuzy /v3/*, Pyze profiles, DAS search) query the store through
@@ -156,6 +158,7 @@ ERROR_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     503: "queue_unavailable",
 }
 
@@ -173,7 +176,10 @@ def _plain_error(status: int, message: str) -> bytes:
 
 async def client_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
-    return Response(error_body(exc), status_code=exc.status, media_type="application/json")
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return Response(
+        error_body(exc), status_code=exc.status, headers=headers, media_type="application/json"
+    )
 
 
 async def queue_unavailable(request: Request, exc: Exception) -> Response:

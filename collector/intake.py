@@ -12,9 +12,27 @@ from starlette.requests import Request
 from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
+from collector.ratelimit import TokenBuckets
 from sightline.dialects.fields import is_ip_address
 from sightline.envelope import MAX_USER_AGENT, Envelope
+from sightline.errors import TooManyRequests
 from sightline.ids import uuid7
+from sightline.store.products import Product
+
+
+def _check_rate(request: Request, product: Product, dialect: str, peer: str, cost: int) -> None:
+    """429 when the product's limits (events per second) would be exceeded."""
+    buckets: TokenBuckets = request.state.rate_limits
+    for scope, key, rate in (
+        ("key", "", product.rate_per_key),
+        ("ip", peer, product.rate_per_ip),
+    ):
+        wait = buckets.take((product.id, key), rate, cost) if rate else 0.0
+        if wait:
+            request.state.metrics.count_rate_limited(dialect, scope)
+            raise TooManyRequests(
+                f"over the product's limit of {rate:g} events/s per {scope}", wait
+            )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -51,6 +69,8 @@ async def accept(
     # switched it), not by the worker's cache later: see ``Envelope.product_enabled``.
     product = request.state.directory.product(product_id)
     enabled = product.is_enabled if product is not None else None
+    if product is not None and (product.rate_per_key or product.rate_per_ip):
+        _check_rate(request, product, dialect, client.host if client else "-", len(payloads))
     if user_agent is None:
         user_agent = request.headers.get("user-agent")
     if user_agent is not None:

@@ -40,6 +40,12 @@ class Metrics:
             ["dialect", "reason"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "sightline_rate_limited",
+            "Requests answered 429 by a product's rate limit, by dialect and scope (key, ip)",
+            ["dialect", "scope"],
+            registry=self.registry,
+        )
         self.flush_failures = Counter(
             "sightline_flush_failures",
             "Group-commit flushes Redis did not acknowledge",
@@ -62,6 +68,9 @@ class Metrics:
         if child is None:
             child = self._enqueued_children[dialect] = self.events_enqueued.labels(dialect=dialect)
         child.inc(events)
+
+    def count_rate_limited(self, dialect: str, scope: str) -> None:
+        self.rate_limited.labels(dialect=dialect, scope=scope).inc()
 
     def count_rejected(self, dialect: str, reason: str) -> None:
         self.rejected.labels(dialect=dialect, reason=reason).inc()

@@ -57,6 +57,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     413: "Body too large",
     422: "Invalid input: a list of field errors",
+    429: "Over the product's rate limit: retry after Retry-After seconds",
     503: "The event queue is unavailable: retry later",
 }
 

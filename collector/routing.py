@@ -47,6 +47,7 @@ INGEST_ERRORS: dict[int, Schema] = {
     403: ErrorBody,
     413: ErrorBody,
     415: ErrorBody,
+    429: ErrorBody,
     503: ErrorBody,
 }
 READ_ERRORS: dict[int, Schema] = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody}

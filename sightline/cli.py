@@ -291,6 +291,25 @@ def products_origins(
     click.echo(f"{product.id} origins: {', '.join(product.allowed_origins) or 'any origin'}")
 
 
+@products.command("limits")
+@click.argument("product_id")
+@click.option("--per-key", type=click.FloatRange(0), default=0, show_default=True)
+@click.option("--per-ip", type=click.FloatRange(0), default=0, show_default=True)
+@pass_context
+def products_limits(obj: Context, product_id: str, per_key: float, per_ip: float) -> None:
+    """Rate limits in events per second: for the product's keys, all clients together
+    (--per-key), and for one client address (--per-ip); 0 is no limit. Over a limit a
+    request gets 429 with Retry-After. Each collector process counts on its own."""
+    from sightline.store.products import set_rate_limits
+
+    engine = obj.store()
+    with engine.begin() as conn:
+        product = set_rate_limits(conn, product_id, per_key=per_key, per_ip=per_ip)
+    if product is None:
+        raise click.ClickException(f"no product {product_id!r}")
+    click.echo(f"{product.id}: {per_key:g} events/s per key, {per_ip:g} per address (0: no limit)")
+
+
 @products.command("keys")
 @click.argument("product_id")
 @click.argument("action", type=click.Choice(["add", "revoke"]))

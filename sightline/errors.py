@@ -65,6 +65,16 @@ class PayloadTooLarge(ClientError):
     status = 413
 
 
+class TooManyRequests(ClientError):
+    """A rate limit: 429 with ``Retry-After``."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, round(retry_after + 0.5))
+
+
 class QueueUnavailable(Exception):
     """Redis did not acknowledge in time: the client must retry (503 + Retry-After)."""
 

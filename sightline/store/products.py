@@ -30,6 +30,10 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     channel_merging: bool = False
     write_keys: tuple[str, ...] = ()
     server_keys: tuple[str, ...] = ()
+    rate_per_key: float = 0.0
+    """Events per second the product's keys may send, all clients together; 0: no limit."""
+    rate_per_ip: float = 0.0
+    """Events per second one client address may send to the product; 0: no limit."""
     identifiers: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     """Other trackers' names for this product, by format (``sightline products ids``)."""
     created_at: datetime | None = None
@@ -136,10 +140,39 @@ def list_products(conn: sa.Connection) -> list[Product]:
                 write_keys=tuple(product_keys_of.get("write", ())),
                 server_keys=tuple(product_keys_of.get("server", ())),
                 identifiers={f: tuple(v) for f, v in identifiers.get(row.id, {}).items()},
+                **_rate_limits(row.settings),
                 created_at=as_utc(row.created_at),
             )
         )
     return result
+
+
+RATE_LIMITS = "rate_limits"
+
+
+def _rate_limits(settings: Any) -> dict[str, float]:
+    limits = settings.get(RATE_LIMITS) if isinstance(settings, dict) else None
+    if not isinstance(limits, dict):
+        return {}
+    return {k: float(v) for k, v in limits.items() if k in ("rate_per_key", "rate_per_ip")}
+
+
+def set_rate_limits(
+    conn: sa.Connection, product_id: str, *, per_key: float, per_ip: float
+) -> Product | None:
+    """The product's rate limits, events per second (0: none); ``None``: no such product."""
+    current = conn.execute(
+        sa.select(products.c.settings).where(products.c.id == product_id)
+    ).scalar()
+    if current is None:
+        return None
+    settings = dict(current) | {RATE_LIMITS: {"rate_per_key": per_key, "rate_per_ip": per_ip}}
+    conn.execute(
+        sa.update(products)
+        .where(products.c.id == product_id)
+        .values(settings=settings, updated_at=datetime.now(UTC))
+    )
+    return get_product(conn, product_id)
 
 
 def get_product(conn: sa.Connection, product_id: str) -> Product | None:
