@@ -151,9 +151,11 @@ class LiveHub:
                 continue
             for _key, entries in found or ():
                 for raw_id, fields in entries:
-                    entry = _entry(raw_id, fields)
-                    last_id = entry[0]
-                    self._deliver(entry, fields)
+                    last_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                    try:
+                        self._deliver(_entry(raw_id, fields), fields)
+                    except Exception:  # one odd entry must not stop every viewer's stream
+                        log.exception("live stream: could not deliver entry %s", last_id)
 
     def _deliver(self, entry: Entry, fields: dict[bytes, bytes]) -> None:
         for subscriber in list(self._subscribers):
