@@ -56,7 +56,7 @@ from sightline.store.lookups import (
     read,
     write,
 )
-from sightline.store.products import Product, ProductSettings
+from sightline.store.products import Product, ProductSettings, normalise_identifier
 
 ProductName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -95,15 +95,34 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(value), status_code=status, media_type="application/json")
 
 
+IDENTIFIER_FORMAT = "fuzy"
+"""Fuzy's product ids a product registered (``sightline products ids ID add fuzy <id>``)."""
+
+
+async def _names_product(request: Request, product: str | None, grant: Grant) -> bool:
+    """Whether an event's ``product`` is the key's: empty, its id, or a Fuzy id it registered.
+
+    An existing fuzy-js integration that passes Fuzy's own product id keeps it: the
+    product registers that id once, and events naming it are the key's product's.
+    """
+    if product is None or product == grant.product.id:
+        return True
+    try:
+        canonical = normalise_identifier(IDENTIFIER_FORMAT, product)
+    except ValueError:
+        return False
+    named = await request.state.directory.resolve_identifier(IDENTIFIER_FORMAT, canonical)
+    return named is not None and named.product.id == grant.product.id
+
+
 def _ingest(kind: str, require: KeyKind) -> Handler:
     async def ingest(request: Request) -> Response:
         raw = await read_body(request, fuzy.MAX_BODY_BYTES)
         items = fuzy.validate_items(raw, kind)
         grant = await _grant(request, require)
         for index, (item, _) in enumerate(items):
-            if isinstance(item, fuzy.FuzyEvent) and fuzy.text(item.product) not in (
-                None,
-                grant.product.id,
+            if isinstance(item, fuzy.FuzyEvent) and not await _names_product(
+                request, fuzy.text(item.product), grant
             ):
                 at = "product" if len(items) == 1 else f"[{index}].product"
                 raise Forbidden(

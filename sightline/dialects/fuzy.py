@@ -23,7 +23,8 @@ rest track events. ``eventId`` is the message id (a retry stores nothing twice),
 populated user object makes ``/v3/account`` and ``/v3/user`` optional), the three
 billing / payment-processor ids the user's payment ids (the page: "the identifiers
 needed to link that user to the payment processor"; an event with an account and
-no user gives them to the account), ``product: ""`` the key's product,
+no user gives them to the account), ``product: ""`` the key's product (a
+non-empty one must be the key's product id or a Fuzy id the product registered),
 ``metadata`` the properties, ``tags`` the property ``tags``, ``sessionId`` the
 session. An event needs ``user.userId`` or ``user.accountId`` (the page: "a
 user/account"). Unknown fields are ignored: the SDK may grow.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sightline.store.products import add_identifier
 from tests.harness import System
 
 # sendEvent("Plan upgraded", {userId, accountId, billingAccountId, paymentProcessorCustomerId,
@@ -90,7 +91,8 @@ def test_fuzy_js_defaults_and_the_sample_app(system: System) -> None:
     page_view, home = stored["u-1"], stored["u-7"]
     assert (page_view.name, page_view.type.value, page_view.properties) == ("page_view", "page", {})
     assert page_view.message_id == "5f0c6d2e-8a41-4b7f-b3a9-2e6d1c0f9a88"
-    assert (page_view.account_id, page_view.session_id) == (None, None)
+    # "" is absent: no account, and no client session (the store may assign its own)
+    assert page_view.account_id is None and page_view.session_id != ""
     assert (home.name, home.type.value) == ("/home", "page")
     assert home.context["page"] == {"path": "/home"}
     assert home.message_id == "c3a1f7e2-1d4b-4c8e-9f60-5b2a7d9e0c14"
@@ -187,13 +189,22 @@ def test_auth(system: System) -> None:
     assert [e["field"] for e in refused.json()["errors"]] == ["product"]
     own = SDK_DEFAULTS.replace(b'"product":""', f'"product":"{system.product.id}"'.encode())
     assert fuzy_js(system, own).status_code == 202
+    # An integration that passes Fuzy's own product id keeps it, once the product registers it.
+    fuzys = SDK_DEFAULTS.replace(b'"product":""', b'"product":"fz-prod-7"')
+    assert fuzy_js(system, fuzys).status_code == 403
+    with system.engine.begin() as conn:
+        add_identifier(conn, system.product.id, "fuzy", "fz-prod-7")
+    portal = system.client.portal
+    assert portal is not None
+    portal.call(system.client.app_state["directory"].reload)
+    assert fuzy_js(system, fuzys).status_code == 202
     r = system.client.put(
         f"/v3/product/{other.id}", json={"name": "x"}, headers=key(system.server_key)
     )
     assert r.status_code == 403
     r = system.client.put("/v3/product/nope", json={"name": "x"}, headers=key(system.server_key))
     assert r.status_code == 404
-    assert system.queued_jobs() == 1
+    assert system.queued_jobs() == 2
 
 
 def test_invalid_input_is_400_naming_every_field(system: System) -> None:
