@@ -25,8 +25,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from collector.app import create_app
-from collector.queue import make_queue
 from sightline.model import Event, EventType
+from sightline.queue import make_queue
 from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.products import Product, create_product
