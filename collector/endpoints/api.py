@@ -130,7 +130,8 @@ def event_query(request: Request, reader: Reader) -> EventQuery:
     return EventQuery(
         product_id=product,
         types=types,
-        names=tuple(_text(n, "name") for n in _many(request, "name")),
+        # Names may hold commas: repeat the parameter for several.
+        names=tuple(_text(n, "name") for n in request.query_params.getlist("name") if n),
         start=start,
         end=end,
         user=_text(user, "user") if user else None,
@@ -429,7 +430,7 @@ SEARCH = _query("q", "A prefix to search for")
 EVENT_FILTERS = (
     PRODUCT,
     _query("type", "Event types, comma-separated or repeated (track, page, identify ...)"),
-    _query("name", "Event names, comma-separated or repeated"),
+    _query("name", "An event name (repeat the parameter for several)"),
     _query("from", "Events at or after this ISO 8601 time", format="date-time"),
     _query("to", "Events before this ISO 8601 time", format="date-time"),
     _query("user", "A user id or any of its aliases (anonymous ids): the person's events"),

@@ -57,6 +57,8 @@ def test_event_filters(data: System) -> None:
     events = "/api/v1/events"
     assert names(get(data, events, key, name="Bought")) == [("Bought", "u2"), ("Bought", "u1")]
     assert names(get(data, events, key, type="page")) == [("Home", "anon-1")]
+    r = data.client.get(events, params=[("name", "Home"), ("name", "Viewed")], headers=bearer(key))
+    assert names(r) == [("Viewed", "u3"), ("Home", "anon-1")]
     assert names(get(data, events, key, type="track", **{"from": "2026-11-03T00:00:00Z"})) == [
         ("Viewed", "u3"),
         ("Bought", "u2"),
