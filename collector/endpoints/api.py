@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from collector.groupcommit import write_async
 from collector.live import LiveHub, LiveResponse
 from collector.readauth import Reader, require_reader
-from collector.routing import READ_ERRORS, Endpoint, ErrorBody, Schema
+from collector.routing import READ_ERRORS, Endpoint, Schema
 from sightline.errors import FieldError, InvalidInput, NotFound
 from sightline.export import FORMATS, MEDIA, chunks
 from sightline.model import EventType
@@ -619,5 +619,3 @@ ENDPOINTS = (
         media="text/event-stream",
     ),
 )
-
-__all__ = ["ENDPOINTS", "ErrorBody"]
