@@ -93,7 +93,14 @@ ENDPOINTS = (
         key=KeyKind.WRITE,
         key_in_body=True,
         request=plausible.PlausibleEvent,
-        responses={202: None, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody},
+        responses={
+            202: None,
+            400: ErrorBody,
+            413: ErrorBody,
+            415: ErrorBody,
+            429: ErrorBody,
+            503: ErrorBody,
+        },
         media="text/plain",
         description=(
             "The body is JSON, sent as `text/plain` or `application/json`. `d` (the site, "

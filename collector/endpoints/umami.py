@@ -140,6 +140,7 @@ ENDPOINTS = (
             403: UmamiError,
             413: ErrorBody,
             415: ErrorBody,
+            429: ErrorBody,
             503: ErrorBody,
         },
         description=(

@@ -23,6 +23,7 @@ from collector.salts import KEEP_SECONDS, DailySalts
 from sightline.model import Event, EventType
 from sightline.redis_keys import cookieless_salt_key
 from sightline.store.products import add_identifier
+from tests.cli.test_cli import run
 from tests.harness import System
 
 DOCS_USER_AGENT = (
@@ -264,3 +265,14 @@ def test_salts_are_one_per_day_and_shared(system: System) -> None:
             await redis.aclose()
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_over_the_products_rate_limit_is_a_429(system: System) -> None:
+    register(system, "shop.example")
+    run(system, "products", "limits", system.product.id, "--per-ip", "2")
+    assert system.client.portal is not None
+    system.client.portal.call(system.client.app_state["directory"].reload)
+    body = {"n": "pageview", "u": "https://shop.example/"}
+    statuses = [post(system, body).status_code for _ in range(4)]
+    assert statuses[:2] == [202, 202] and statuses[-1] == 429

@@ -27,6 +27,7 @@ from sightline.settings import Settings
 from sightline.store.products import add_identifier
 from sightline.store.schema import aliases, user_attributes, users
 from tests.browser.live import LiveCollector
+from tests.cli.test_cli import run
 from tests.harness import System
 from tests.servers import RedisServer
 
@@ -299,3 +300,13 @@ def test_the_node_client(live: LiveCollector) -> None:
     # No cookie, no cache token (the Node client keeps none): one visitor, by address and agent.
     assert len({view.anonymous_id, signup.anonymous_id, identify.anonymous_id}) == 1
     assert view.anonymous_id == answers[0][1]["sessionId"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_over_the_products_rate_limit_is_a_429(system: System) -> None:
+    register(system)
+    run(system, "products", "limits", system.product.id, "--per-key", "2")
+    assert system.client.portal is not None
+    system.client.portal.call(system.client.app_state["directory"].reload)
+    statuses = [send(system, call(url="/")).status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429
