@@ -23,6 +23,7 @@ from collector.groupcommit import GroupCommitter, write_async
 from collector.hotpath import ErrorHandler, HotPaths
 from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
+from collector.privacy import EdgeLocator
 from collector.ratelimit import TokenBuckets
 from collector.routes import ENDPOINTS, routes
 from collector.snippet import assets_state
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             lambda: connect_async(settings, timeout=BLOCK_MS / 1000 + settings.redis_timeout),
             live_stream_key(settings.queue_name),
         )
+        # GeoIP for products that do not keep full addresses (``collector.privacy``).
+        edge_locator = await asyncio.to_thread(EdgeLocator.from_settings, settings)
         await directory.start()
         await committer.start()
         live.start()
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "committer": committer,
                 "metrics": metrics,
                 "rate_limits": TokenBuckets(),
+                "edge_locator": edge_locator,
                 "redis": async_redis,
                 **assets_state(),
                 # Read APIs (Fuzy /v3/*, Pyze profiles, DAS search) query the store through
@@ -105,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await live.stop()
             await committer.stop()
             await directory.stop()
+            edge_locator.close()
             redis.close()
             await async_redis.aclose()
             engine.dispose()

@@ -12,11 +12,13 @@ from starlette.requests import Request
 from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
+from collector.privacy import EdgeLocator, protect
 from collector.ratelimit import TokenBuckets
 from sightline.dialects.fields import is_ip_address
 from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.errors import TooManyRequests
 from sightline.ids import uuid7
+from sightline.model import IpHandling
 from sightline.store.products import Product
 
 
@@ -76,6 +78,15 @@ async def accept(
     if user_agent is not None:
         user_agent = user_agent[:MAX_USER_AGENT]
     origin = request.headers.get("origin")
+    # The product's IP handling, before anything is enqueued (``collector.privacy``).
+    edge: EdgeLocator = request.state.edge_locator
+    protected = protect(
+        edge,
+        product.ip_handling if product is not None else IpHandling.TRUNCATED,
+        client.host if client and _is_address(client.host) else None,
+        ip if ip is not None else peer,
+        [payload.body for payload in payloads],
+    )
     envelopes = [
         Envelope(
             id=uuid7(),
@@ -83,14 +94,15 @@ async def accept(
             kind=payload.kind,
             product_id=product_id,
             received_at=received_at,
-            ip=ip if ip is not None else peer,
+            ip=kept.ip,
+            geo=kept.geo,
             user_agent=user_agent,
             origin=origin,
             sent_at=sent_at,
             product_enabled=enabled,
-            body=payload.body,
+            body=kept.body,
         )
-        for payload in payloads
+        for payload, kept in zip(payloads, protected, strict=True)
     ]
     if is_debug(request):
         raise DebugAnswer(envelopes)

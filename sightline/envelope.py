@@ -27,6 +27,13 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     product_id: str
     received_at: datetime
     ip: str | None = None
+    """The client's address as the product keeps it: whole (``full``), truncated, or
+    absent (``none``); the collector applies the product's IP handling before enqueueing."""
+    geo: dict[str, str] | None = None
+    """Where the client is (country, region, city: ``sightline.geo.COARSE_FIELDS``), looked
+    up by the collector from the whole address for a product that does not keep it; ``{}``
+    when nowhere is known. ``None`` (full addresses, envelopes from before this field): the
+    worker locates ``ip`` itself."""
     user_agent: str | None = None
     origin: str | None = None
     sent_at: datetime | None = None

@@ -31,13 +31,13 @@ import sqlalchemy as sa
 
 from sightline.dialects import UnknownDialect, resolve
 from sightline.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
+from sightline.ipaddr import anonymise_addresses
 from sightline.model import BotHandling, Event, IpHandling, Normalised
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
 from sightline.store.schema import events
 from sightline.store.writer import DeadLetter, WriteResult, write_batch, write_dead_letters
 from worker.deadletter import Reason, Rejected
-from worker.enrich.ipaddr import anonymise_addresses
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,11 @@
 Applied per envelope after its dialect mapped it, in this order:
 
 1. times: UTC, clock-skew correction from ``sent_at`` (``context["clock"]``);
-2. GeoIP on the client address (``context["geo"]``), then the product's IP handling
-   applied to ``context.ip`` and to every other copy of the address in the context,
-   so only what the product allows is stored;
+2. GeoIP on the client address (``context["geo"]``), or the location the collector
+   found (``Envelope.geo``, for a product that does not keep full addresses: the address
+   that reaches the worker is no longer whole, and is not looked up again); then the
+   product's IP handling applied to ``context.ip`` and to every other copy of the
+   address in the context, so only what the product allows is stored;
 3. user agent (``context["ua"]``) and the bot flag (``Event.is_bot``);
 4. campaign, click ids, referrer and channel from ``context.page`` (``context["campaign"]``);
 5. the product's enabled flag (``is_unused``).
@@ -29,18 +31,17 @@ from typing import Any
 import msgspec
 
 from sightline.envelope import MAX_USER_AGENT, Envelope
+from sightline.geo import GeoLocator, open_locator
+from sightline.ipaddr import anonymise, replace_addresses
 from sightline.model import Event, IpHandling, Normalised
 from sightline.settings import Settings
 from sightline.store.products import Product
 from worker.enrich.campaign import parse_campaign
 from worker.enrich.clock import correct_timestamp
-from worker.enrich.geo import GeoLocator, default_city_db
-from worker.enrich.ipaddr import anonymise, replace_addresses
 from worker.enrich.useragent import UserAgentParser
 
 log = logging.getLogger(__name__)
 
-GEOIP_OFF = "off"
 MAX_ADDRESS_LENGTH = 64  # the longest textual IPv6 address with a zone fits easily
 MAX_CACHED_PAGE = 1024  # longer URL + referrer pairs are parsed, not cached
 CACHE_SIZE = 8192
@@ -73,14 +74,7 @@ def _without_none(struct: msgspec.Struct) -> dict[str, Any]:
 
 def load_geo(settings: Settings) -> GeoLocator | None:
     """The worker's GeoIP reader: ``GEOIP_DB`` (``off`` for none) or the shipped database."""
-    if settings.geoip_db == GEOIP_OFF:
-        return None
-    try:
-        city = settings.geoip_db or default_city_db()
-    except FileNotFoundError as exc:
-        log.warning("no geolocation: %s", exc)
-        return None
-    return GeoLocator(city, settings.geoip_asn_db, cache_size=CACHE_SIZE)
+    return open_locator(settings, cache_size=CACHE_SIZE)
 
 
 class Enricher:
@@ -114,16 +108,29 @@ class Enricher:
             self.geo.close()
 
     def __call__(self, normalised: Normalised, product: Product, envelope: Envelope) -> Normalised:
-        events = tuple(self.enrich_event(e, product, envelope.ip) for e in normalised.events)
+        events = tuple(
+            self.enrich_event(e, product, envelope.ip, envelope.geo) for e in normalised.events
+        )
         return msgspec.structs.replace(normalised, events=events)
 
-    def enrich_event(self, event: Event, product: Product, peer_ip: str | None = None) -> Event:
-        """``event`` enriched: a new event, the given one is left as it was."""
+    def enrich_event(
+        self,
+        event: Event,
+        product: Product,
+        peer_ip: str | None = None,
+        geo: dict[str, Any] | None = None,
+    ) -> Event:
+        """``event`` enriched: a new event, the given one is left as it was.
+
+        ``geo``: the location the collector found from the whole address (``Envelope.geo``)
+        for a product that does not keep it; the address the event carries is then no
+        longer whole, and is not looked up again.
+        """
         context = dict(event.context)
         received = utc(event.received_at)
         sent = utc(event.sent_at) if event.sent_at is not None else None
         timestamp, original = self._correct_time(event, context, received, sent)
-        context = self._apply_address(context, product.ip_handling, peer_ip)
+        context = self._apply_address(context, product.ip_handling, peer_ip, geo)
         is_bot = event.is_bot
         agent = context.get("userAgent")
         if isinstance(agent, str) and len(agent) > MAX_USER_AGENT:
@@ -171,12 +178,19 @@ class Enricher:
         return timestamp, original
 
     def _apply_address(
-        self, context: dict[str, Any], policy: IpHandling, peer_ip: str | None
+        self,
+        context: dict[str, Any],
+        policy: IpHandling,
+        peer_ip: str | None,
+        geo: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         ip = context.get("ip")
         if not isinstance(ip, str) or len(ip) > MAX_ADDRESS_LENGTH:
             ip = None
-        if ip is not None and self.geo is not None:
+        if geo is not None:  # located by the collector (empty: nowhere known)
+            if geo:
+                context["geo"] = geo
+        elif ip is not None and self.geo is not None:
             # Located from the whole address in memory; only the kept form is stored.
             location = self._location(ip)
             if location is not None:

@@ -10,6 +10,7 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
+from sightline.geo import GeoLocator, default_city_db
 from sightline.model import BotHandling, Event, EventType, IpHandling
 from sightline.settings import Settings
 from sightline.store.db import make_engine
@@ -17,7 +18,7 @@ from sightline.store.products import Product, ProductSettings, update_product
 from tests.harness import System
 from tests.worker.test_batch import queued_envelopes_all
 from worker.batch import BatchProcessor
-from worker.enrich import GeoLocator, UserAgentParser, default_city_db
+from worker.enrich import UserAgentParser
 from worker.enricher import Enricher
 from worker.main import run_worker
 

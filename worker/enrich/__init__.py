@@ -6,11 +6,11 @@ in; nothing here holds module-level state.
 
 from __future__ import annotations
 
+from sightline.geo import GeoInfo, GeoLocator, default_city_db
+from sightline.ipaddr import anonymise, public_address
 from worker.enrich.bots import is_automated_agent, is_bot
 from worker.enrich.campaign import CampaignInfo, Channel, parse_campaign
 from worker.enrich.clock import correct_timestamp
-from worker.enrich.geo import GeoInfo, GeoLocator, default_city_db
-from worker.enrich.ipaddr import anonymise, public_address
 from worker.enrich.useragent import DeviceType, UserAgentInfo, UserAgentParser
 
 __all__ = [

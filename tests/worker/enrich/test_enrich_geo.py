@@ -8,8 +8,7 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from worker.enrich import GeoInfo, GeoLocator, default_city_db
-from worker.enrich.geo import Method
+from sightline.geo import GeoInfo, GeoLocator, Method, default_city_db
 
 METHODS = [pytest.param("raw", id="raw"), pytest.param("geoip2", id="geoip2")]
 

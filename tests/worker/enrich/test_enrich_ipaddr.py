@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sightline.ipaddr import anonymise, public_address
 from sightline.model import IpHandling
-from worker.enrich import anonymise
-from worker.enrich.ipaddr import public_address
 
 
 @pytest.mark.parametrize(
