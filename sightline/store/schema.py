@@ -124,6 +124,16 @@ DIMENSION_COLUMNS = (
     "device_type",
 )
 """Columns of ``events`` the writer fills from the enriched context for the stats."""
+STATS_INDEX_COLUMNS = (
+    "product_id",
+    "is_bot",
+    "timestamp",
+    "type",
+    "user_id",
+    "anonymous_id",
+    "name",
+    *DIMENSION_COLUMNS,
+)
 
 events = sa.Table(
     "events",
@@ -166,7 +176,9 @@ events = sa.Table(
     sa.Index("ix_events_product_type_timestamp", "product_id", "type", "timestamp"),
     sa.Index("ix_events_product_name_timestamp", "product_id", "name", "timestamp"),
     # The stats (sightline/store/stats.py): a range of a product's events, bots apart.
-    sa.Index("ix_events_stats", "product_id", "is_bot", "timestamp"),
+    # Covering: the counts, uniques and breakdowns of a range are read from the index
+    # alone (a few hundred bytes an event, never its properties and context).
+    sa.Index("ix_events_stats", *STATS_INDEX_COLUMNS),
 )
 
 dead_letters = sa.Table(
@@ -228,6 +240,30 @@ sessions = sa.Table(
     sa.Column("browser", sa.Text, nullable=True),
     sa.Column("os", sa.Text, nullable=True),
     sa.Column("device_type", sa.Text, nullable=True),
-    sa.Index("ix_sessions_product_started", "product_id", "started_at"),
+    # Covering: the session counts of a range are read from the index alone.
+    sa.Index(
+        "ix_sessions_product_started",
+        "product_id",
+        "started_at",
+        "is_bot",
+        "page_count",
+        "interaction_count",
+    ),
     sa.Index("ix_sessions_visitor_ended", "product_id", "visitor", "ended_at"),
+)
+
+visitor_days = sa.Table(
+    "visitor_days",
+    metadata,
+    # A rollup the stats read for whole UTC days (sightline/store/rollups.py): one row per
+    # visitor per day (bots apart), so a day's unique visitors are a count of rows. Kept
+    # by the writer in the batch's transaction from the newly stored events only.
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    sa.Column("day", Time, primary_key=True),  # midnight UTC
+    sa.Column("is_bot", sa.Boolean, primary_key=True),
+    # the user id, else the anonymous id; '' for events with neither (counted, not unique)
+    sa.Column("visitor", sa.String(255), primary_key=True),
+    sa.Column("is_user", sa.Boolean, nullable=False),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("pageviews", sa.Integer, nullable=False),
 )

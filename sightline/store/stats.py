@@ -26,7 +26,8 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from sightline.store.schema import events, sessions
+from sightline.store.rollups import utc_day
+from sightline.store.schema import events, sessions, visitor_days
 
 INTERVALS = ("hour", "day", "week")
 BREAKDOWNS: dict[str, str] = {
@@ -59,6 +60,8 @@ class StatsQuery(msgspec.Struct, frozen=True, kw_only=True):
     include_bots: bool = False
     limit: int = 10
     """Rows per breakdown (the most visitors first)."""
+    rollups: bool = True
+    """Read the daily rollup where it answers exactly (whole UTC days, per day or week)."""
 
 
 class Counts(msgspec.Struct, kw_only=True):
@@ -195,13 +198,71 @@ def _fill_sessions(counts: Counts, sessions_: int, bounces: int, viewed: int) ->
     counts.bounce_rate = round(int(bounces) / int(viewed), 4) if viewed else None
 
 
+def uses_rollup(query: StatsQuery) -> bool:
+    """Whether ``visitor_days`` answers the query's event counts: whole UTC days."""
+    start, end = _utc(query.start), _utc(query.end)
+    return (
+        query.rollups
+        and query.interval in ("day", "week")
+        and start == utc_day(start)
+        and end == utc_day(end)
+    )
+
+
+def _rollup_where(query: StatsQuery) -> list[sa.ColumnElement[bool]]:
+    c = visitor_days.c
+    where: list[sa.ColumnElement[bool]] = []
+    if query.product_id is not None:
+        where.append(c.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(c.is_bot.is_(False))
+    where += [c.day >= _utc(query.start), c.day < _utc(query.end)]
+    return where
+
+
+def _rollup_counts(one_row_per_visitor: bool) -> list[Any]:
+    """Counts over ``visitor_days`` rows: a sum where each group holds a visitor once
+    (one product, one day, bots apart), else distinct visitors."""
+    c = visitor_days.c
+    named = c.visitor != ""
+    users: Any
+    visitors: Any
+    if one_row_per_visitor:
+        users = sa.func.sum(sa.case((c.is_user, 1), else_=0))
+        visitors = sa.func.sum(sa.case((named, 1), else_=0))
+    else:
+        users = sa.func.count(sa.distinct(sa.case((c.is_user, c.visitor))))
+        visitors = sa.func.count(sa.distinct(sa.case((named, c.visitor))))
+    return [
+        sa.func.coalesce(sa.func.sum(c.events), 0).label("events"),
+        sa.func.coalesce(sa.func.sum(c.pageviews), 0).label("pageviews"),
+        sa.func.coalesce(users, 0).label("users"),
+        sa.func.coalesce(visitors, 0).label("visitors"),
+    ]
+
+
+def _event_series(conn: sa.Connection, query: StatsQuery) -> Any:
+    if uses_rollup(query):
+        bucket = (
+            visitor_days.c.day
+            if query.interval == "day"
+            else _bucket(conn, visitor_days.c.day, query.interval)
+        ).label("bucket")
+        single = query.interval == "day" and query.product_id is not None
+        counts = _rollup_counts(single and not query.include_bots)
+        return conn.execute(
+            sa.select(bucket, *counts).where(*_rollup_where(query)).group_by(bucket)
+        )
+    bucket = _bucket(conn, events.c.timestamp, query.interval).label("bucket")
+    return conn.execute(
+        sa.select(bucket, *_event_counts()).where(*_event_where(query)).group_by(bucket)
+    )
+
+
 def traffic_series(conn: sa.Connection, query: StatsQuery) -> list[Point]:
     """One point per interval of the range (zeros included), oldest first."""
     points = {b: Point(start=b) for b in buckets(query.start, query.end, query.interval)}
-    bucket = _bucket(conn, events.c.timestamp, query.interval).label("bucket")
-    rows = conn.execute(
-        sa.select(bucket, *_event_counts()).where(*_event_where(query)).group_by(bucket)
-    )
+    rows = _event_series(conn, query)
     for row in rows:
         point = points.get(_bucket_value(row.bucket))
         if point is not None:
@@ -221,7 +282,11 @@ def traffic_series(conn: sa.Connection, query: StatsQuery) -> list[Point]:
 def traffic_totals(conn: sa.Connection, query: StatsQuery) -> Counts:
     """The whole range's counts (uniques over the range, not summed per interval)."""
     totals = Counts()
-    row = conn.execute(sa.select(*_event_counts()).where(*_event_where(query))).one()
+    if uses_rollup(query):
+        counted = sa.select(*_rollup_counts(False)).where(*_rollup_where(query))
+    else:
+        counted = sa.select(*_event_counts()).where(*_event_where(query))
+    row = conn.execute(counted).one()
     totals.events, totals.pageviews = int(row.events), int(row.pageviews)
     totals.users, totals.visitors = int(row.users), int(row.visitors)
     row = conn.execute(sa.select(*_session_counts()).where(*_session_where(query))).one()

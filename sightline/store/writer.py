@@ -21,6 +21,7 @@ from sightline.model import (
 from sightline.store.dimensions import add_dimensions
 from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
+from sightline.store.rollups import record_visitor_days
 from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
 from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, greatest, least
@@ -39,6 +40,8 @@ class WriteResult(msgspec.Struct):
     dead_letters: int = 0
     bots_dropped: int = 0
     """Events from bots of products that drop them: counted, neither stored nor dead letters."""
+    suppressed: int = 0
+    """Events of erased people (a suppressed id, ``sightline users forget``): dropped, counted."""
     stored_rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
     """The newly stored events as written (canonical records): published to the live
     stream once the transaction has committed (``sightline.live``)."""
@@ -49,6 +52,7 @@ class WriteResult(msgspec.Struct):
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
         self.bots_dropped += other.bots_dropped
+        self.suppressed += other.suppressed
 
 
 def write_batch(
@@ -81,7 +85,7 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
-    record_sessions(conn, new_rows, assigned)
+    _record_stats(conn, new_rows, assigned)
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
@@ -96,6 +100,13 @@ def _prepare_stats(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
     the insert). The ids of the events given a Sightline session."""
     add_dimensions(rows)
     return assign_sessions(conn, rows)
+
+
+def _record_stats(conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]) -> None:
+    """The newly stored events into the stats' tables: their sessions and the daily
+    rollup (``sightline.store.sessions``, ``sightline.store.rollups``)."""
+    record_sessions(conn, new_rows, assigned)
+    record_visitor_days(conn, new_rows)
 
 
 def write_dead_letters(conn: sa.Connection, dead: Sequence[DeadLetter], now: datetime) -> None:

@@ -4,11 +4,14 @@ own session id), bounce rate, and who may read them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 
 from sightline.store.schema import sessions
+from sightline.store.stats import StatsQuery, traffic_stats, uses_rollup
 from tests.api.support import bearer, get, token
 from tests.harness import System, basic
 
@@ -299,3 +302,22 @@ def test_bad_parameters(system: System) -> None:
     # Defaults: the last 30 days, per day.
     r = get(system, STATS, key)
     assert r.status_code == 200 and len(r.json()["series"]) in (30, 31)
+
+
+@pytest.mark.parametrize("interval", ["day", "week"])
+def test_the_daily_rollup_agrees_with_the_events(traffic: System, interval: str) -> None:
+    """Whole UTC days are read from visitor_days; the same numbers as from the events."""
+    for product_id in (traffic.product.id, None):
+        for bots in (False, True):
+            query = StatsQuery(
+                product_id=product_id,
+                start=datetime(2026, 10, 5, tzinfo=UTC),
+                end=datetime(2026, 10, 8, tzinfo=UTC),
+                interval=interval,
+                include_bots=bots,
+            )
+            assert uses_rollup(query)
+            raw = msgspec.structs.replace(query, rollups=False)
+            assert not uses_rollup(raw)
+            with traffic.engine.connect() as conn:
+                assert traffic_stats(conn, query) == traffic_stats(conn, raw)
