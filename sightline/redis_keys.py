@@ -15,6 +15,7 @@ class Counter(str, Enum):
     DUPLICATES = "duplicates"  # events a worker found already stored (retries, replays)
     DEAD_LETTERS = "dead_letters"  # envelopes or messages a worker could not store
     BOTS_DROPPED = "bots_dropped"  # bot events of products that drop them
+    SUPPRESSED = "suppressed"  # events of erased people (sightline users forget), dropped
 
 
 def counter_key(queue_name: str, counter: Counter) -> str:

@@ -17,6 +17,8 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     duplicates: int
     dead_letters: int
     bots_dropped: int
+    suppressed: int = 0
+    """Events of erased people the workers dropped (``sightline users forget``)."""
     queued_jobs: int
 
     @property

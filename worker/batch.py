@@ -38,6 +38,7 @@ from sightline.store.products import Product, list_products
 from sightline.store.schema import events
 from sightline.store.writer import DeadLetter, WriteResult, write_batch, write_dead_letters
 from worker.deadletter import Reason, Rejected
+from worker.suppression import SuppressionCache
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class BatchProcessor:
     def __init__(self, engine: sa.Engine, enrich: Enricher) -> None:
         self.engine = engine
         self.products = ProductCache(engine)
+        self.suppression = SuppressionCache()
         self._enrich = enrich
 
     def process(self, envelopes: Sequence[Any]) -> WriteResult:
@@ -187,7 +189,13 @@ class BatchProcessor:
 
     def _write(self, items: Sequence[_Item], dead: Sequence[DeadLetter]) -> WriteResult:
         with self.engine.begin() as conn:
-            return write_batch(conn, [item.normalised for item in items], dead)
+            # Erased people's messages go here, in the write transaction: worker.suppression.
+            kept, letters, suppressed = self.suppression.filter(
+                conn, [item.normalised for item in items], dead
+            )
+            result = write_batch(conn, kept, letters)
+            result.suppressed = suppressed
+            return result
 
     def _write_isolating(self, items: list[_Item], dead: list[DeadLetter]) -> WriteResult:
         """Store what the database accepts, halving until each refused message is alone."""
@@ -210,9 +218,12 @@ class BatchProcessor:
                 reason = Reason.IDENTITY if isinstance(exc, IdentityError) else Reason.STORE
                 detail = str(getattr(exc, "orig", None) or exc)
                 refused.append(self.dead_letter(part[0].source, reason, detail[:2000]))
-        for letter in [*dead, *refused]:
+        with self.engine.begin() as conn:  # an erased person's dead letters: worker.suppression
+            _, letters, suppressed = self.suppression.filter(conn, (), [*dead, *refused])
+        for letter in letters:
             self._store_dead_letter(letter)
-        result.dead_letters += len(dead) + len(refused)
+        result.dead_letters += len(letters)
+        result.suppressed += suppressed
         return result
 
     def _store_dead_letter(self, letter: DeadLetter) -> None:

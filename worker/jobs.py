@@ -59,4 +59,5 @@ def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
         "stored": result.stored,
         "duplicates": result.duplicates,
         "dead_letters": result.dead_letters,
+        "suppressed": result.suppressed,
     }

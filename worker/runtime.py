@@ -54,6 +54,7 @@ class Runtime:
             pipe.incrby(counter_key(name, Counter.DUPLICATES), result.duplicates)
             pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
             pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
+            pipe.incrby(counter_key(name, Counter.SUPPRESSED), result.suppressed)
             pipe.execute()
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped

@@ -267,3 +267,42 @@ visitor_days = sa.Table(
     sa.Column("events", sa.Integer, nullable=False),
     sa.Column("pageviews", sa.Integer, nullable=False),
 )
+
+suppression_lists = sa.Table(
+    "suppression_lists",
+    metadata,
+    # A product's suppression list (sightline/store/erasure.py): the salt its ids are hashed
+    # with, and a version every change bumps. The worker reads the version in each batch's
+    # write transaction and reloads its cached list when it moved.
+    sa.Column("product_id", sa.ForeignKey("products.id"), primary_key=True),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+suppressed_ids = sa.Table(
+    "suppressed_ids",
+    metadata,
+    # Ids of erased people (user ids, aliases, anonymous ids) whose later events are dropped:
+    # only SHA-256(salt, product, id), never the id.
+    sa.Column("product_id", sa.ForeignKey("products.id"), primary_key=True),
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    # The receipt of an erasure (``sightline users forget``): who asked, when, how many rows
+    # of each table went. No personal data: the subject is kept as the salted hash of the
+    # user id only, so a repeated request finds (and resumes) its receipt.
+    sa.Column("id", sa.String(40), primary_key=True),  # the opaque reference
+    sa.Column("product_id", sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("subject_hash", sa.String(64), nullable=False),
+    sa.Column("requested_by", sa.String(80), nullable=False),
+    sa.Column("requested_at", Time, nullable=False),
+    sa.Column("completed_at", Time, nullable=True),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("deleted", JSON, nullable=False),
+    sa.UniqueConstraint("product_id", "subject_hash", name="uq_erasures_product_subject"),
+)
