@@ -12,6 +12,7 @@ from collector.debug import PREFIX
 from collector.endpoints import (
     api,
     das,
+    erasure,
     fuzy,
     ga4,
     gameball,
@@ -46,6 +47,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *matomo.ENDPOINTS,
     *ga4.ENDPOINTS,
     *api.ENDPOINTS,
+    *erasure.ENDPOINTS,
     *stats.ENDPOINTS,
     *login.ENDPOINTS,
 )
@@ -58,7 +60,7 @@ routes: list[BaseRoute] = [
         routes=[
             e.route()
             for e in ENDPOINTS
-            if e.dialect not in ("system", "snippet", "ui") and not e.reads
+            if e.dialect not in ("system", "snippet", "ui", "erasure") and not e.reads
         ],
         name="debug",
     ),
