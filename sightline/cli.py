@@ -610,11 +610,36 @@ def users_forget(obj: Context, product_id: str, user_id: str, chunk_size: int) -
         if get_product(conn, product_id) is None:
             raise click.ClickException(f"no product {printable(product_id)!r}")
     erasure = forget_user(engine, product_id, user_id, requested_by=CLI, chunk_size=chunk_size)
-    receipt = erasure.receipt
+    receipt = _purge_live(obj.settings, engine, erasure) or erasure.receipt
     deleted = ", ".join(f"{table} {n}" for table, n in sorted(receipt.deleted.items()))
     click.echo(f"erased; receipt {receipt.reference} ({receipt.requests} request(s))")
     click.echo(f"  rows, over every run: {deleted or 'none'}")
     click.echo(f"  {erasure.transactions} transactions this run")
+
+
+def _purge_live(settings: Settings, engine: sa.Engine, erasure: Any) -> Any:
+    """The erased person's entries out of the live stream in Redis (best effort: the
+    erasure is done without it); the receipt counting them, or ``None``."""
+    from sightline.embedded import prepare_redis
+    from sightline.live_erasure import purge_live
+    from sightline.redisconn import connect
+    from sightline.store.erasure import count_outside
+
+    receipt = erasure.receipt
+    try:
+        with ExitStack() as stack:
+            settings = prepare_redis(settings, stack)
+            redis = connect(settings, timeout=5.0)
+            try:
+                live = purge_live(redis, settings.queue_name, receipt.product_id, erasure.ids)
+            finally:
+                redis.close()
+    except (EmbeddedRedisError, OSError) as exc:
+        click.echo(f"  the live stream in Redis was not purged ({exc}): it rolls over", err=True)
+        return None
+    if not live:
+        return None
+    return count_outside(engine, receipt.reference, {"live_stream": live})
 
 
 @users.command("receipts")

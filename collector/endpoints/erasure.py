@@ -22,7 +22,8 @@ from collector.auth import basic_auth_user, bearer_token
 from collector.directory import KeyKind
 from collector.routing import READ_ERRORS, Endpoint, Schema
 from sightline.errors import FieldError, Forbidden, InvalidInput, NotFound, Unauthorized
-from sightline.store.erasure import ErasureReceipt, forget_user
+from sightline.live_erasure import purge_live_async
+from sightline.store.erasure import ErasureReceipt, count_outside, forget_user
 from sightline.store.lookups import read
 from sightline.store.products import get_product
 from sightline.store.tokens import find_token
@@ -81,10 +82,18 @@ async def requester(request: Request) -> tuple[str, str]:
 async def forget(request: Request) -> Response:
     product_id, who = await requester(request)
     user_id = _text(request.path_params["id"], "id")
+    state = request.state
     erasure = await asyncio.to_thread(
-        forget_user, request.state.engine, product_id, user_id, requested_by=who
+        forget_user, state.engine, product_id, user_id, requested_by=who
     )
-    return Response(_json.encode(erasure.receipt), media_type="application/json")
+    receipt = erasure.receipt
+    live = await purge_live_async(state.redis, state.settings.queue_name, product_id, erasure.ids)
+    if live:
+        counted = await asyncio.to_thread(
+            count_outside, state.engine, receipt.reference, {"live_stream": live}
+        )
+        receipt = counted or receipt
+    return Response(_json.encode(receipt), media_type="application/json")
 
 
 ID = (

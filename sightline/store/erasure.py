@@ -86,6 +86,9 @@ class Erasure(msgspec.Struct, kw_only=True):
     receipt: ErasureReceipt
     transactions: int
     """Transactions this run committed (the suppression, each chunk, the close)."""
+    ids: list[str] = msgspec.field(default_factory=list)
+    """The person's ids, in memory only (never stored, never answered): for removing
+    copies outside the store (the live stream, ``sightline.live_erasure``)."""
 
 
 # -- hashing and the suppression list --------------------------------------------------
@@ -272,8 +275,8 @@ def forget_user(
     with engine.begin() as conn:
         _lock(conn, (product_id,), exclusive=True)
         salt = _salt(conn, product_id, now)
-        ids = person_ids(conn, product_id, external_id)
-        added = _suppress(conn, product_id, salt, ids, now)
+        suppressed = person_ids(conn, product_id, external_id)
+        added = _suppress(conn, product_id, salt, suppressed, now)
         run.reference = _open_receipt(
             conn, product_id, id_hash(salt, product_id, external_id), requested_by, now
         )
@@ -320,7 +323,24 @@ def forget_user(
         receipt = _receipt(conn, run.reference)
     run.transactions += 1
     assert receipt is not None
-    return Erasure(receipt=receipt, transactions=run.transactions)
+    return Erasure(receipt=receipt, transactions=run.transactions, ids=sorted({*suppressed, *ids}))
+
+
+def count_outside(
+    engine: sa.Engine, reference: str, counts: dict[str, int]
+) -> ErasureReceipt | None:
+    """Add what an erasure removed outside the store (the live stream) to its receipt."""
+    with engine.begin() as conn:
+        current = conn.execute(
+            sa.select(erasures.c.deleted).where(erasures.c.id == reference)
+        ).scalar()
+        if current is None:
+            return None
+        total = dict(current)
+        for name, n in counts.items():
+            total[name] = total.get(name, 0) + n
+        conn.execute(sa.update(erasures).where(erasures.c.id == reference).values(deleted=total))
+        return _receipt(conn, reference)
 
 
 def _suppress(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
+from sightline.redis_keys import live_stream_key
 from sightline.store.schema import events
 from tests.api.support import bearer, token
 from tests.harness import System, basic
@@ -38,6 +40,9 @@ def test_server_key_forgets_in_its_product(system: System) -> None:
     assert receipt["requested_by"].startswith("server-key:")
     assert system.server_key not in r.text and "quincy" not in r.text
     assert receipt["deleted"]["events"] == 1 and receipt["completed_at"]
+    assert receipt["deleted"]["live_stream"] == 1  # the stream in Redis: the other's only
+    live = system.redis.xrange(live_stream_key(system.settings.queue_name))
+    assert [msgspec.json.decode(f[b"e"])["user_id"] for _, f in live] == ["rosa"]
     assert (_of(system, "quincy"), _of(system, "rosa")) == (0, 1)
     # The same key as X-API-Key, and DELETE: the same receipt, a second request.
     r = system.client.delete("/api/v1/users/quincy", headers={"X-API-Key": system.server_key})

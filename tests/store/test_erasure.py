@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from sightline.redis_keys import Counter, counter_key
+from sightline.redis_keys import Counter, counter_key, live_stream_key
 from sightline.store.erasure import CLI, forget_user, is_suppressed
 from sightline.store.schema import (
     aliases,
@@ -210,13 +210,22 @@ def test_twelve_thousand_events_in_bounded_transactions_and_a_rerun_is_a_no_op(
     assert [e.name for e in system.events()] == ["Kept"]
 
 
+def _live(system: System) -> list[dict[str, Any]]:
+    entries = system.redis.xrange(live_stream_key(system.settings.queue_name))
+    return [msgspec.json.decode(fields[b"e"]) for _, fields in entries]
+
+
 def test_cli_forget_and_receipts(system: System) -> None:
     _person(system, "carol", "anon-carol")
+    _ok(system.send("/v1/track", {"userId": "dave", "event": "Kept"}))
     system.work()
+    assert len(_live(system)) == 7
     out = run(system, "users", "forget", system.product.id, "carol", "--chunk-size", "2")
-    assert "receipt er_" in out and "events 6" in out
+    assert "receipt er_" in out and "events 6" in out and "live_stream 6" in out
     assert _count(system, events, _mine("carol", "anon-carol")) == 0
+    # The live stream (Redis) keeps only the other person's event.
+    assert [e["name"] for e in _live(system)] == ["Kept"]
     listed = run(system, "users", "receipts", "--json")
     receipt = msgspec.json.decode(listed.splitlines()[0])
     assert receipt["requested_by"] == "cli" and receipt["deleted"]["events"] == 6
-    assert "carol" not in listed and "anon-carol" not in listed
+    assert "carol" not in listed
