@@ -1,5 +1,5 @@
 """visitor_days (the stats' daily rollup); covering stats indexes on events (every column
-the stats read) and sessions
+the stats read) and sessions; user_id in the anonymous-id index of events
 
 Revision ID: 0005
 Revises: 0004
@@ -45,6 +45,10 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_stats")
         batch_op.create_index("ix_events_stats", COVERING, unique=False)
+        batch_op.drop_index("ix_events_product_anonymous")
+        batch_op.create_index(
+            "ix_events_product_anonymous", ["product_id", "anonymous_id", "user_id"], unique=False
+        )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_sessions_product_started")
         batch_op.create_index("ix_sessions_product_started", SESSIONS_COVERING, unique=False)
@@ -84,6 +88,10 @@ def downgrade() -> None:
             "ix_sessions_product_started", ["product_id", "started_at"], unique=False
         )
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_product_anonymous")
+        batch_op.create_index(
+            "ix_events_product_anonymous", ["product_id", "anonymous_id"], unique=False
+        )
         batch_op.drop_index("ix_events_stats")
         batch_op.create_index(
             "ix_events_stats", ["product_id", "is_bot", "timestamp"], unique=False
