@@ -15,7 +15,7 @@ STATIC_PACKAGE = "sightline_static"
 def static_file(name: str) -> bytes:
     """The bytes of ``static/<name>``, e.g. ``static_file("sightline.min.js")``.
 
-    Only files directly in ``static/`` that the wheel ships: ``*.js`` and ``*.html``
+    Only files directly in ``static/`` that the wheel ships: ``*.js``, ``*.html``, ``*.css``
     (pyproject.toml's package data). Raises ``FileNotFoundError`` for any other name.
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):

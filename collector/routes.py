@@ -27,6 +27,7 @@ from collector.endpoints import (
     snowplow,
     stats,
     system,
+    ui,
     umami,
 )
 from collector.routing import Endpoint
@@ -50,6 +51,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *erasure.ENDPOINTS,
     *stats.ENDPOINTS,
     *login.ENDPOINTS,
+    *ui.ENDPOINTS,
 )
 
 routes: list[BaseRoute] = [

@@ -31,9 +31,15 @@ from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 STATIC = REPO / "static"
-SHIPPED = ("*.js", "*.html")
+SHIPPED = ("*.js", "*.html", "*.css")
 """What pyproject.toml's package data ships of ``static/``."""
-SERVED = {"/s.js": "sightline.min.js", "/sightline-ext.js": "sightline-ext.js"}
+SERVED = {
+    "/s.js": "sightline.min.js",
+    "/sightline-ext.js": "sightline-ext.js",
+    "/ui": "ui.html",
+    "/ui/app.js": "ui.min.js",
+    "/ui/app.css": "ui.css",
+}
 NOT_SOURCE = shutil.ignore_patterns(
     ".git",
     ".venv",
