@@ -144,8 +144,7 @@ _RECORDS = {
 def created_record(body: das.DasEvent, envelope: Envelope) -> msgspec.Struct:
     """The page's 201 body for an accepted event: the record plus the service's keys.
 
-    The uuid in ``partitionKey`` is the envelope id (which the stored event's message id
-    is derived from); the times are when it was received.
+    The uuid in ``partitionKey`` is the envelope id; the times are when it was received.
     """
     entity_type, partition = _RECORDS[envelope.kind]
     when = das_time(envelope.received_at)

@@ -9,8 +9,9 @@ errors (``{"detail": [{"loc", "msg", "type"}]}``), and so is every other client
 error of this dialect rendered in that shape.
 
 The response needs no database: the record is the validated body, the uuid in
-``partitionKey`` is the envelope id (which the stored event's message id is
-derived from), and the times are when it was received. So these endpoints stay
+``partitionKey`` is the envelope id, and the times are when it was received (the
+stored event's message id is derived from its content, so a retried request within
+a minute is stored once: ``sightline.dialects.dedup``). So these endpoints stay
 on the queue path like every other ingest endpoint, and answer after Redis
 acknowledged the envelope.
 
@@ -35,6 +36,7 @@ import msgspec
 
 from sightline.dialects.base import Dialect, new_event
 from sightline.dialects.decoding import decode, depth_error
+from sightline.dialects.dedup import content_id
 from sightline.dialects.fields import EntityType, Id, Name, Text, parse_iso8601
 from sightline.envelope import Envelope
 from sightline.errors import ErrorStyle, FieldError, InvalidInput
@@ -177,6 +179,11 @@ def normalise(envelope: Envelope) -> Normalised:
     }
     event = new_event(
         envelope,
+        # No message id in the format (``event_id`` is the service's own, not per send):
+        # a retry of the same body within a minute is the same event (``dedup``).
+        message_id=content_id(
+            envelope, [envelope.kind, msgspec.json.encode(body).decode()], unique=False
+        ),
         name=body.event_type,
         type=EventType.EXTENSION if is_extension else EventType.TRACK,
         timestamp=happened,

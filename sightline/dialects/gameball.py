@@ -33,6 +33,7 @@ import msgspec
 
 from sightline.dialects.base import Dialect, client_context, new_event
 from sightline.dialects.decoding import decode
+from sightline.dialects.dedup import content_id
 from sightline.dialects.fields import Email, Id, Mobile, Name
 from sightline.envelope import Envelope
 from sightline.errors import FieldError, InvalidInput, field_error
@@ -147,6 +148,10 @@ def validate(raw: bytes) -> GameballEventCall:
 # -- mapping to the canonical model (worker side, pure) --------------------------------
 
 
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value, order="sorted").decode()
+
+
 def normalise(envelope: Envelope) -> Normalised:
     call = msgspec.convert(envelope.body, GameballEventCall)
     context = client_context(None, None, envelope.ip, envelope.user_agent)
@@ -155,7 +160,11 @@ def normalise(envelope: Envelope) -> Normalised:
         # call are stable (``new_event``), so a replayed envelope stores nothing twice.
         new_event(
             envelope,
-            index=index,
+            # No message id in the format: a retry of the same call within a minute is
+            # the same event (``dedup``), whichever envelope carried it.
+            message_id=content_id(
+                envelope, [call.playerUniqueId, name, _json(metadata)], unique=False
+            ),
             name=name,
             type=EventType.TRACK,
             user_id=call.playerUniqueId,
@@ -168,6 +177,9 @@ def normalise(envelope: Envelope) -> Normalised:
         # "the customer will be created automatically"), recorded as an identify event.
         new_event(
             envelope,
+            message_id=content_id(
+                envelope, [call.playerUniqueId, call.email, call.mobile], unique=False
+            ),
             name="identify",
             type=EventType.IDENTIFY,
             user_id=call.playerUniqueId,

@@ -45,6 +45,7 @@ import msgspec
 from sightline.dialects import native, native_batch
 from sightline.dialects.base import Dialect
 from sightline.dialects.decoding import depth_error
+from sightline.dialects.dedup import content_id
 from sightline.envelope import Envelope
 from sightline.errors import ClientError
 from sightline.model import Normalised
@@ -89,8 +90,8 @@ def message_of(params: dict[str, Any]) -> dict[str, Any]:
         message["context"] = {"page": page}
     if message["type"] == "page" and "ti" in params:
         message.setdefault("name", params["ti"])
-    if "anonymousId" not in message and "userId" not in message:
-        message["anonymousId"] = "pixel-anonymous"
+    # No shared id for anonymous hits: the collector gave this one its visitor's id
+    # (``collector.identity``); a hit without any id is dead-lettered.
     return message
 
 
@@ -122,6 +123,13 @@ def normalise(envelope: Envelope) -> Normalised:
         raise ValueError("either userId or anonymousId is required")
     if kind not in native.MESSAGE_TYPES:
         raise ValueError(f"type {kind!r} is not one of {', '.join(native.MESSAGE_TYPES)}")
+    if not message.get("messageId"):
+        # An image tag has no message id: the same hit again within a minute (a retried
+        # request, a mail client fetching twice) is the same event (``dedup``).
+        params = msgspec.json.encode(envelope.body, order="sorted").decode()
+        message["messageId"] = content_id(
+            envelope, [params, envelope.ip, envelope.user_agent], unique=False
+        )
     # A pixel message IS a native message; its events keep the envelope's dialect.
     return native.normalise(msgspec.structs.replace(envelope, kind=kind, body=message))
 
