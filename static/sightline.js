@@ -8,6 +8,8 @@
  *   data-hash="true"          #fragment changes are page views too (hash routers)
  *   data-respect-dnt="false"  send even with Do-Not-Track / Global Privacy Control on
  *   data-auto-click="false"   capture only clicks on elements with data-sl-event="Name"
+ *   data-cookieless="true"    nothing on the device and no anonymousId: the collector
+ *                             derives the visitor's id (a product in cookieless mode)
  *
  * Calls made before the script has loaded are queued by the optional inline stub
  *
@@ -17,10 +19,13 @@
  * and replayed in order *before* the automatic page view, so an early identify() or
  * optOut() already applies to it. Once loaded, sightline.track(...) works as well.
  * API: track(event, props), page(props), identify(userId, traits), group(groupId,
- * traits), alias(newId), reset(), optOut(), optIn().
+ * traits), alias(newId), reset(), optOut(), optIn(). optIn() is also the consent call: in
+ * cookieless mode it keeps a persistent id from then on, and sends an alias without
+ * previousId, which the collector completes with the visit's cookieless id.
  *
  * What it records: a page view on load and on every history change (pushState,
- * replaceState, popstate; hashchange with data-hash) to a URL not counted yet; clicks on
+ * replaceState, popstate, which a #fragment change fires too) to a URL not counted yet
+ * (the hash counts with data-hash); clicks on
  * links, buttons and [data-sl-event] elements (with their data-sl-prop-* values);
  * engagement (visible ms, deepest scroll %) when the page is hidden, left, or replaced
  * by a SPA navigation. Every message has context.page (url, path, title, referrer,
@@ -32,7 +37,8 @@
  * Storage (localStorage, or a plain object where that is blocked): sl_aid anonymous id
  * (also in a first-party cookie), sl_uid user id, sl_sid session, sl_opt opted out,
  * sl_b_<ms><messageId> one message not yet delivered. Nothing at all is stored, and no
- * cookie set, while Do-Not-Track / GPC is honoured.
+ * cookie set, while Do-Not-Track / GPC is honoured, nor in cookieless mode before optIn()
+ * (a plain object for the page's life, no session id: the collector sessionises).
  *
  * The file served at /s.js is static/sightline.min.js, this file minified by terser
  * (`npm run build`; package.json has the options). tests/browser/test_snippet_asset.py
@@ -41,10 +47,10 @@
 ((win, doc, nav, loc, version) => {
   let stub = win.sightline, tag = doc.currentScript,
     option = name => tag.getAttribute('data-' + name), writeKey = option('key');
-  if (!writeKey || stub && stub.v) return; // no key, or the tag twice on the page: stop
+  if (!writeKey || stub?.v) return; // no key, or the tag twice on the page: stop
 
   let api = option('api') || new URL(tag.src).origin, batchUrl = api + '/v1/batch',
-    hashRouting = option('hash') == 'true',
+    hashRouting = option('hash') == 'true', cookieless = option('cookieless') == 'true',
     dnt = option('respect-dnt') != 'false' && (nav.doNotTrack == 1 || nav.globalPrivacyControl),
     now = Date.now, isoNow = () => new Date().toISOString(), json = JSON.stringify,
     listen = (type, handler) => addEventListener(type, handler, true),
@@ -59,8 +65,15 @@
     // --- identity -------------------------------------------------------------------
     // The anonymous id lives in a first-party cookie (one year, renewed on each load)
     // and in the store, so losing either one alone keeps the visitor.
-    setAnonymousId = id => (store.sl_aid = anonymousId = id,
+    // (nothing in cookieless mode)
+    setAnonymousId = id => cookieless || dnt || (store.sl_aid = anonymousId = id,
       doc.cookie = 'sl_aid=' + id + ';max-age=31536000;path=/;samesite=lax' + (loc.protocol > 'https' ? ';secure' : '')),
+    persist = () => {
+      try {
+        store = Object.assign(localStorage, store);
+      } catch (e) {} // blocked: a plain object for this page's life
+      setAnonymousId(doc.cookie.match(/sl_aid=([\w-]+)/)?.[1] || store.sl_aid || uuid());
+    },
     // sl_sid = "id.lastEventMs": a new id after 30 minutes without an event
     sessionId = (last = (store.sl_sid || '').split('.'), at = now()) => (
       at - last[1] < 18e5 || (last[0] = uuid()), store.sl_sid = last[0] + '.' + at, last[0]),
@@ -74,7 +87,7 @@
     // (and the engagement of a page being left) go with the view they belong to.
     record = (type, fields, messageId = uuid()) => {
       try {
-        silenced() || (store['sl_b_' + now() + messageId] = json(Object.assign({
+        silenced() || (store['sl_b_' + now() + messageId] = json({
           type, messageId, timestamp: isoNow(), anonymousId, userId: store.sl_uid,
           context: {
             page,
@@ -84,8 +97,9 @@
             timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
             library: { name: 'sightline.js', version },
             sessionId: sessionId()
-          }
-        }, fields)));
+          },
+          ...fields
+        }));
       } catch (e) {} // storage full: it is dropped rather than break the page
       flushTimer = flushTimer || setTimeout(flush, 1e3);
     },
@@ -121,7 +135,7 @@
           ? forget(sending)
           : inFlight = (usePixel
             ? (image = new Image, image.src = api + '/p.gif?d=' + encodeURIComponent(body), image.decode())
-            : fetch(batchUrl, { method: 'POST', body, keepalive: true })
+            : fetch(batchUrl, { method: 'POST', body, keepalive: true, credentials: 'include' })
           ).then((response = 0) => {
             if (response.status > 499) throw response;
             forget(sending);
@@ -153,11 +167,11 @@
       countedUrl && page.url != loc.href && (referrer = page.url); // a SPA view's referrer is the view before it
       countedUrl = urlKey();
       pageContext();
-      record('page', { name: properties && properties.name, properties });
+      record('page', { name: properties?.name, properties });
     },
     // Load and every history change end here. A URL already counted is not counted
     // again, so state-only replaceState calls, routers that push twice and popstate +
-    // hashchange pairs make one page view each.
+    // hash changes (popstate) make one page view each.
     navigated = () => urlKey() != countedUrl && (countedUrl && engagement(), maxScroll = 0, pageView(), onScroll()),
 
     // --- clicks ---------------------------------------------------------------------
@@ -187,11 +201,7 @@
     // --- API ------------------------------------------------------------------------
     sightline = win.sightline = (method, ...args) => sightline[method] && sightline[method](...args);
 
-  try {
-    store = localStorage;
-  } catch (e) {} // blocked: a plain object for this page's life
-  // no cookie at all under DNT / GPC
-  dnt || setAnonymousId((doc.cookie.match(/sl_aid=([\w-]+)/) || 0)[1] || store.sl_aid || uuid());
+  cookieless || persist();
   pageContext();
 
   Object.assign(sightline, {
@@ -203,7 +213,9 @@
     alias: userId => record('alias', { userId, previousId: store.sl_uid || anonymousId }),
     reset: () => setAnonymousId(uuid(), delete store.sl_uid, delete store.sl_sid),
     optOut: () => forget(storedKeys(store.sl_opt = 1)),
-    optIn: () => delete store.sl_opt
+    // also the consent upgrade: in cookieless mode, a persistent id from now on, which the
+    // collector aliases to the visit's cookieless id (an alias without previousId)
+    optIn: () => (delete store.sl_opt, cookieless && (cookieless = 0, persist(), record('alias', { userId: anonymousId }))),
   });
 
   for (const name of ['pushState', 'replaceState']) {
@@ -214,14 +226,13 @@
     };
   }
   listen('popstate', navigated);
-  listen('hashchange', navigated); // urlKey() ignores the hash unless data-hash is on
   listen('click', onClick);
   listen('scroll', onScroll);
   listen('pagehide', onHide);
   listen('online', () => flush(backoff = 0));
   listen('visibilitychange', () => doc.hidden ? onHide() : visibleSince = now());
 
-  for (const call of stub && stub.q || []) sightline(...call);
-  visibleSince = !doc.hidden && now();
+  for (const call of stub?.q || []) sightline(...call);
+  engagement(); // starts the visible-time clock (nothing to record yet)
   navigated(); // its timer also sends what an earlier page could not deliver
 })(window, document, navigator, location, '0.1.0');

@@ -14,9 +14,11 @@ from starlette.responses import Response
 from collector.auth import authorize, basic_auth_user
 from collector.bodies import read_body
 from collector.directory import KeyKind
+from collector.identity import identify_batch, set_cookie, wants_identity
 from collector.intake import Payload, accept
 from collector.routing import INGEST_ERRORS, Endpoint, Handler
 from sightline.dialects import native, native_batch
+from sightline.errors import InvalidInput
 
 SUCCESS = b'{"success":true}'
 SHORT_PATHS = {
@@ -106,14 +108,28 @@ def batch_answer(parsed: native_batch.Batch) -> Response:
 
 async def accept_batch(request: Request, key: str | None = None) -> Response:
     """Read, validate, authorise and accept a batch body; ``key`` is a key found elsewhere
-    than in the headers (RudderStack's beacon puts it in the query string)."""
+    than in the headers (RudderStack's beacon puts it in the query string). The product's
+    identity mode applies (``collector.identity``)."""
     raw = await read_body(request, native.MAX_BATCH_BYTES)
-    parsed = native_batch.decode_batch(raw)
+    origin = request.headers.get("origin")
+    parsed: native_batch.Batch | None
+    refused: InvalidInput | None = None
+    try:
+        parsed = native_batch.decode_batch(raw)
+    except InvalidInput as exc:
+        # A cookieless product's visitors send no id: the collector gives them one.
+        key = _header_key(request) or key or native_batch.write_key_of(raw)
+        if not await wants_identity(request, key):
+            raise
+        parsed, wire_key, refused = None, None, exc
+    else:
+        wire_key = parsed.wire.writeKey
     grant = await authorize(
-        request.state.directory,
-        _header_key(request) or key or parsed.wire.writeKey,
-        origin=request.headers.get("origin"),
+        request.state.directory, _header_key(request) or key or wire_key, origin=origin
     )
+    parsed, remembered = await identify_batch(request, grant.product, raw, parsed, origin)
+    if parsed is None:  # the product left cookieless mode meanwhile
+        raise refused or InvalidInput("invalid batch")
     await accept(
         request,
         dialect=native.NAME,
@@ -121,7 +137,10 @@ async def accept_batch(request: Request, key: str | None = None) -> Response:
         payloads=batch_payloads(parsed),
         sent_at=parsed.wire.sentAt,
     )
-    return batch_answer(parsed)
+    answer = batch_answer(parsed)
+    if remembered is not None:
+        set_cookie(request, answer, remembered)
+    return answer
 
 
 async def batch(request: Request) -> Response:

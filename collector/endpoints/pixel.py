@@ -18,6 +18,7 @@ from collector.auth import authorize
 from collector.debug import is_debug
 from collector.directory import KeyKind
 from collector.endpoints.native import batch_payloads
+from collector.identity import cookie_id, cookieless_id, identify_batch, serves_cookie
 from collector.intake import Payload, accept
 from collector.metrics import Metrics
 from collector.routing import Endpoint
@@ -25,6 +26,7 @@ from sightline.dialects import native_batch, pixel
 from sightline.dialects.decoding import depth_error
 from sightline.errors import ClientError, Forbidden, QueueUnavailable
 from sightline.origins import origin_of
+from sightline.store.products import Product
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
@@ -62,19 +64,37 @@ def _write_key_of(data: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _payloads(
-    params: dict[str, str], data: Any, metrics: Metrics
+async def _payloads(
+    request: Request, product: Product, params: dict[str, str], data: Any, metrics: Metrics
 ) -> tuple[list[Payload], datetime | None]:
-    """A valid batch's messages, or the query parameters for the worker to map."""
+    """A valid batch's messages, or the query parameters for the worker to map.
+
+    The product's identity mode applies (``collector.identity``): a batch's messages as
+    on ``/v1/batch``; a plain hit with neither ``a`` nor ``uid`` gets the ``sl_id``
+    cookie's id (the product has it on, the Referer is of the collector's site) or the
+    visitor's cookieless id of the day: never one id shared by every anonymous hit.
+    """
     if pixel.is_batch(data):
+        raw = params["d"].encode()
         try:
-            parsed = native_batch.decode_batch(params["d"].encode())
+            parsed: native_batch.Batch | None = native_batch.decode_batch(raw)
         except ClientError:
+            parsed = None
+        try:
+            referer = origin_of(request.headers.get("referer"))
+            parsed, _ = await identify_batch(request, product, raw, parsed, referer)
+        except ClientError:
+            parsed = None
+        if parsed is None:
             metrics.count_rejected(pixel.NAME, "invalid_batch")
         else:
             if parsed.rejected:
                 metrics.count_rejected(pixel.NAME, "invalid_message")
             return batch_payloads(parsed), parsed.wire.sentAt
+    elif "d" not in params and not params.get("a") and not params.get("uid"):
+        referer = origin_of(request.headers.get("referer"))
+        known = cookie_id(request) if serves_cookie(request, product, referer) else None
+        params["a"] = known or await cookieless_id(request, product.id)
     return [Payload(pixel.NAME, msgspec.Raw(_json.encode(params)))], None
 
 
@@ -102,8 +122,8 @@ async def track_pixel(request: Request) -> Response:
             raise  # a debug request shows why, where an image tag gets its image
         metrics.count_rejected(pixel.NAME, f"auth_{exc.status}")
         return gif()
-    payloads, sent_at = _payloads(params, data, metrics)
     try:
+        payloads, sent_at = await _payloads(request, grant.product, params, data, metrics)
         await accept(
             request,
             dialect=pixel.NAME,
@@ -128,7 +148,10 @@ _PARAMETERS = (
     ("u", "url"),
     ("r", "referrer"),
     ("ti", "title"),
-    ("a", "anonymousId"),
+    (
+        "a",
+        "anonymousId (without it and `uid`: the visitor's `sl_id` cookie or cookieless id)",
+    ),
     ("uid", "userId"),
     ("m", "messageId"),
 )

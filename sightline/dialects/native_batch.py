@@ -47,7 +47,7 @@ class Batch(msgspec.Struct, frozen=True):
     rejected: list[Rejection]
 
 
-def decode_batch(raw: bytes) -> Batch:
+def decode_batch(raw: bytes, *, fill_id: str | None = None, cookie_id: str | None = None) -> Batch:
     """A batch's valid messages and its rejected ones.
 
     Refused whole (400, or 413 when a message is over 32 KB) only when the body is not a
@@ -55,6 +55,8 @@ def decode_batch(raw: bytes) -> Batch:
     the error names every failing field. Otherwise the valid messages are stored and the
     invalid ones reported, so one message a client cannot fix no longer costs the batch
     (a client retrying the batch stores nothing twice: messages deduplicate on messageId).
+
+    ``fill_id`` and ``cookie_id``: the collector's ids of the visitor (:func:`with_ids`).
     """
     wire = decode(raw, BatchWire, what="batch")
     if not wire.batch:
@@ -65,6 +67,8 @@ def decode_batch(raw: bytes) -> Batch:
     rejected: list[Rejection] = []
     for index, item in enumerate(wire.batch):
         prefix = f"batch[{index}]."
+        if fill_id is not None or cookie_id is not None:
+            item = with_ids(item, fill_id, cookie_id)
         kind = _type_of(item)
         if kind not in MESSAGE_TYPES:
             why = FieldError(prefix + "type", f"must be one of {', '.join(MESSAGE_TYPES)}")
@@ -118,6 +122,76 @@ def merge_context(batch_context: dict[str, Any] | None, item: msgspec.Raw) -> ms
             )
     message["context"] = merged
     return msgspec.Raw(_encode(message))
+
+
+def with_ids(item: msgspec.Raw, fill_id: str | None, cookie_id: str | None) -> msgspec.Raw:
+    """A message with the collector's ids of its visitor (``sightline.identity``).
+
+    ``fill_id`` (a ``cookieless`` product's id for the visitor today): a message with
+    neither ``userId`` nor ``anonymousId`` gets it as ``anonymousId`` (and loses its
+    ``context.sessionId``, a page's own with nothing kept on the device), and an ``alias``
+    without ``previousId`` gets it as ``previousId`` (the consent upgrade: the new
+    persistent id takes over the visit's cookieless one). ``cookie_id`` (the ``sl_id``
+    cookie's id): it replaces the ``anonymousId`` the message has (and a ``previousId``
+    equal to that), as the older id. The message is re-encoded only when it changes.
+    """
+    try:
+        message = msgspec.json.decode(item)
+    except msgspec.DecodeError:
+        return item
+    if not isinstance(message, dict):
+        return item
+    changed = False
+    anonymous = message.get("anonymousId")
+    if (
+        cookie_id is not None
+        and isinstance(anonymous, str)
+        and anonymous
+        and anonymous != cookie_id
+    ):
+        message["anonymousId"] = cookie_id
+        if message.get("previousId") == anonymous:
+            message["previousId"] = cookie_id
+        changed = True
+    if fill_id is not None:
+        if not message.get("userId") and not message.get("anonymousId"):
+            message["anonymousId"] = fill_id
+            context = message.get("context")
+            if isinstance(context, dict) and "sessionId" in context:
+                # a device that keeps nothing has a new session id on every page: the
+                # worker sessionises the visitor's events instead
+                message["context"] = {k: v for k, v in context.items() if k != "sessionId"}
+            changed = True
+        if message.get("type") == "alias" and not message.get("previousId"):
+            message["previousId"] = fill_id
+            changed = True
+    return msgspec.Raw(_encode(message)) if changed else item
+
+
+class _IdsOnly(msgspec.Struct):
+    anonymousId: Any = None
+
+
+def anonymous_id_of(item: msgspec.Raw) -> str | None:
+    """A message's ``anonymousId`` when it is a string."""
+    try:
+        value = msgspec.json.decode(item, type=_IdsOnly).anonymousId
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+class _KeyOnly(msgspec.Struct):
+    writeKey: Any = None
+
+
+def write_key_of(raw: bytes) -> str | None:
+    """A body's ``writeKey`` when it is a JSON object with one (``None`` otherwise)."""
+    try:
+        key = msgspec.json.decode(raw, type=_KeyOnly).writeKey
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return key if isinstance(key, str) and key else None
 
 
 class _TypeOnly(msgspec.Struct):

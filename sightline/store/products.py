@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from sightline.identity import IdentityMode
 from sightline.ids import new_key
 from sightline.model import BotHandling, IpHandling
 from sightline.origins import origin_of, parse_origin
@@ -34,6 +35,11 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     """Events per second the product's keys may send, all clients together; 0: no limit."""
     rate_per_ip: float = 0.0
     """Events per second one client address may send to the product; 0: no limit."""
+    identity_mode: IdentityMode = IdentityMode.FIRST_PARTY
+    """How pages recognise visitors (``sightline.identity``): ``first-party`` or ``cookieless``."""
+    server_cookie: bool = False
+    """``first-party`` only: the collector sets its HttpOnly ``sl_id`` cookie for pages of its
+    own site."""
     identifiers: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     """Other trackers' names for this product, by format (``sightline products ids``)."""
     created_at: datetime | None = None
@@ -141,6 +147,8 @@ def list_products(conn: sa.Connection) -> list[Product]:
                 server_keys=tuple(product_keys_of.get("server", ())),
                 identifiers={f: tuple(v) for f, v in identifiers.get(row.id, {}).items()},
                 **_rate_limits(row.settings),
+                identity_mode=_identity(row.settings)[0],
+                server_cookie=_identity(row.settings)[1],
                 created_at=as_utc(row.created_at),
             )
         )
@@ -167,6 +175,43 @@ def set_rate_limits(
     if current is None:
         return None
     settings = dict(current) | {RATE_LIMITS: {"rate_per_key": per_key, "rate_per_ip": per_ip}}
+    conn.execute(
+        sa.update(products)
+        .where(products.c.id == product_id)
+        .values(settings=settings, updated_at=datetime.now(UTC))
+    )
+    return get_product(conn, product_id)
+
+
+IDENTITY = "identity"
+
+
+def _identity(settings: Any) -> tuple[IdentityMode, bool]:
+    identity = settings.get(IDENTITY) if isinstance(settings, dict) else None
+    if not isinstance(identity, dict):
+        return IdentityMode.FIRST_PARTY, False
+    try:
+        mode = IdentityMode(identity.get("mode", IdentityMode.FIRST_PARTY.value))
+    except ValueError:
+        return IdentityMode.FIRST_PARTY, False
+    return mode, bool(identity.get("server_cookie"))
+
+
+def set_identity(
+    conn: sa.Connection, product_id: str, mode: IdentityMode, *, server_cookie: bool = False
+) -> Product | None:
+    """The product's identity mode for pages (``sightline.identity``); ``None``: no such
+    product. ``server_cookie`` applies to ``first-party`` only."""
+    current = conn.execute(
+        sa.select(products.c.settings).where(products.c.id == product_id)
+    ).scalar()
+    if current is None:
+        return None
+    identity = {
+        "mode": mode.value,
+        "server_cookie": server_cookie and mode is not IdentityMode.COOKIELESS,
+    }
+    settings = dict(current) | {IDENTITY: identity}
     conn.execute(
         sa.update(products)
         .where(products.c.id == product_id)
