@@ -610,6 +610,90 @@ def tokens_link(obj: Context, host: str | None, port: int | None) -> None:
 
 
 @main.group()
+def users() -> None:
+    """People: erase one (right to erasure) and suppress their later events."""
+
+
+@users.command("forget")
+@click.argument("product_id")
+@click.argument("user_id")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1),
+    default=5_000,
+    show_default=True,
+    help="Most rows deleted per transaction.",
+)
+@pass_context
+def users_forget(obj: Context, product_id: str, user_id: str, chunk_size: int) -> None:
+    """Erase USER_ID of PRODUCT_ID: their events (under every alias), profile, aliases,
+    account links, sessions and the dead letters naming them; put every id on the
+    suppression list, so the worker drops their later events (queued ones too). Prints
+    the receipt (no personal data). Run it again to finish an interrupted erasure."""
+    from sightline.store.erasure import CLI, forget_user
+    from sightline.store.products import get_product
+
+    engine = obj.store()
+    with engine.connect() as conn:
+        if get_product(conn, product_id) is None:
+            raise click.ClickException(f"no product {printable(product_id)!r}")
+    erasure = forget_user(engine, product_id, user_id, requested_by=CLI, chunk_size=chunk_size)
+    receipt = _purge_live(obj.settings, engine, erasure) or erasure.receipt
+    deleted = ", ".join(f"{table} {n}" for table, n in sorted(receipt.deleted.items()))
+    click.echo(f"erased; receipt {receipt.reference} ({receipt.requests} request(s))")
+    click.echo(f"  rows, over every run: {deleted or 'none'}")
+    click.echo(f"  {erasure.transactions} transactions this run")
+
+
+def _purge_live(settings: Settings, engine: sa.Engine, erasure: Any) -> Any:
+    """The erased person's entries out of the live stream in Redis (best effort: the
+    erasure is done without it); the receipt counting them, or ``None``."""
+    from sightline.embedded import prepare_redis
+    from sightline.live_erasure import purge_live
+    from sightline.redisconn import connect
+    from sightline.store.erasure import count_outside
+
+    receipt = erasure.receipt
+    try:
+        with ExitStack() as stack:
+            settings = prepare_redis(settings, stack)
+            redis = connect(settings, timeout=5.0)
+            try:
+                live = purge_live(redis, settings.queue_name, receipt.product_id, erasure.ids)
+            finally:
+                redis.close()
+    except (EmbeddedRedisError, OSError) as exc:
+        click.echo(f"  the live stream in Redis was not purged ({exc}): it rolls over", err=True)
+        return None
+    if not live:
+        return None
+    return count_outside(engine, receipt.reference, {"live_stream": live})
+
+
+@users.command("receipts")
+@click.option("--product", "product_id", help="Only this product's erasures.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def users_receipts(obj: Context, product_id: str | None, as_json: bool) -> None:
+    """Erasure receipts, newest first: reference, who asked, when, rows per table."""
+    from sightline.store.erasure import list_receipts
+
+    engine = obj.store()
+    with engine.connect() as conn:
+        found = list_receipts(conn, product_id)
+    for receipt in found:
+        if as_json:
+            click.echo(_json.encode(receipt))
+            continue
+        done = receipt.completed_at.isoformat() if receipt.completed_at else "unfinished"
+        deleted = ", ".join(f"{table} {n}" for table, n in sorted(receipt.deleted.items()))
+        click.echo(
+            f"{receipt.reference}  {receipt.product_id}  {receipt.requested_by}  "
+            f"{receipt.requested_at.isoformat()}  {done}  {deleted}"
+        )
+
+
+@main.group()
 def deadletters() -> None:
     """Envelopes the worker could not store, with the reason."""
 
