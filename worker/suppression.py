@@ -28,10 +28,33 @@ from sightline.model import Normalised
 from sightline.store.erasure import SuppressionList, load_suppression, lock_for_batch
 from sightline.store.writer import DeadLetter
 
+MEMO = 100_000
+"""Verdicts (id -> suppressed?) remembered per list; cleared when the list changes."""
+
 
 class _Cached(NamedTuple):
     suppression: SuppressionList | None
     loaded_at: float
+    verdicts: dict[str, bool]
+
+
+class _Verdicts:
+    """A list's verdicts for one batch, remembered: ids come again and again (a person
+    sends many events), and hashing each every time costs more than the lookup."""
+
+    def __init__(self, product_id: str, suppression: SuppressionList, memo: dict[str, bool]):
+        self.product_id = product_id
+        self.suppression = suppression
+        self.memo = memo
+
+    def __call__(self, external_id: str) -> bool:
+        verdict = self.memo.get(external_id)
+        if verdict is None:
+            verdict = self.suppression.suppresses(self.product_id, external_id)
+            if len(self.memo) >= MEMO:
+                self.memo.clear()
+            self.memo[external_id] = verdict
+        return verdict
 
 
 def ids_of(item: Normalised) -> set[str]:
@@ -57,11 +80,11 @@ class SuppressionCache:
         self._ttl = ttl
         self._lists: dict[str, _Cached] = {}
 
-    def current(self, conn: sa.Connection, product_ids: set[str]) -> dict[str, SuppressionList]:
+    def current(self, conn: sa.Connection, product_ids: set[str]) -> dict[str, _Verdicts]:
         """The lists of ``product_ids`` as of this transaction (see the module doc)."""
         versions = lock_for_batch(conn, product_ids)
         now = time.monotonic()
-        found: dict[str, SuppressionList] = {}
+        found: dict[str, _Verdicts] = {}
         for product_id in product_ids:
             version = versions.get(product_id)
             cached = self._lists.get(product_id)
@@ -74,10 +97,10 @@ class SuppressionCache:
                 or cached.suppression.version != version
                 or now - cached.loaded_at > self._ttl
             ):
-                cached = _Cached(load_suppression(conn, product_id), now)
+                cached = _Cached(load_suppression(conn, product_id), now, {})
                 self._lists[product_id] = cached
             if cached.suppression is not None and cached.suppression.hashes:
-                found[product_id] = cached.suppression
+                found[product_id] = _Verdicts(product_id, cached.suppression, cached.verdicts)
         return found
 
     def filter(
@@ -96,19 +119,18 @@ class SuppressionCache:
         dropped = 0
         for item in items:
             product_id = item.events[0].product_id
-            suppression = lists.get(product_id)
-            if suppression is not None and any(
-                suppression.suppresses(product_id, i) for i in ids_of(item)
-            ):
+            suppressed = lists.get(product_id)
+            if suppressed is not None and any(suppressed(i) for i in ids_of(item)):
                 dropped += len(item.events)
                 continue
             kept.append(item)
         letters: list[DeadLetter] = []
         for letter in dead:
             owner = letter.product_id or ""
-            suppression = lists.get(owner)
-            if suppression is not None and any(
-                suppression.suppresses(owner, text) for text in strings_of(letter.envelope)
+            suppressed = lists.get(owner)
+            if suppressed is not None and any(
+                suppressed.suppression.suppresses(owner, text)
+                for text in strings_of(letter.envelope)
             ):
                 dropped += 1
                 continue

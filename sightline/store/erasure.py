@@ -52,7 +52,7 @@ from sightline.store.schema import (
     user_attributes,
     users,
 )
-from sightline.store.sql import IN_CHUNK, dialect_insert
+from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert
 
 CHUNK_SIZE = 5_000
 """Most rows one erasure transaction deletes."""
@@ -125,9 +125,19 @@ def _lock(conn: sa.Connection, product_ids: Iterable[str], *, exclusive: bool) -
     """
     if conn.dialect.name != "postgresql":
         return
-    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    statement = _EXCLUSIVE_LOCK if exclusive else _SHARED_LOCK
     for key in sorted({_lock_key(p) for p in product_ids}):
-        conn.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})
+        conn.execute(statement, {"key": key})
+
+
+_SHARED_LOCK = sa.text("SELECT pg_advisory_xact_lock_shared(:key)")
+_EXCLUSIVE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _versions_query(_conn: sa.Connection) -> Any:
+    return sa.select(suppression_lists.c.product_id, suppression_lists.c.version).where(
+        suppression_lists.c.product_id.in_(sa.bindparam("products", expanding=True))
+    )
 
 
 def lock_for_batch(conn: sa.Connection, product_ids: Iterable[str]) -> dict[str, int]:
@@ -137,12 +147,8 @@ def lock_for_batch(conn: sa.Connection, product_ids: Iterable[str]) -> dict[str,
     _lock(conn, wanted, exclusive=False)
     if not wanted:
         return {}
-    rows = conn.execute(
-        sa.select(suppression_lists.c.product_id, suppression_lists.c.version).where(
-            suppression_lists.c.product_id.in_(wanted)
-        )
-    )
-    return {row.product_id: int(row.version) for row in rows}
+    query = cached_statement(conn, "suppression_versions", _versions_query)
+    return {p: int(v) for p, v in conn.execute(query, {"products": wanted})}
 
 
 def load_suppression(conn: sa.Connection, product_id: str) -> SuppressionList | None:
