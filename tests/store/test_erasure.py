@@ -4,6 +4,7 @@ and the bounded, resumable transactions."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from sightline.store.schema import (
     user_attributes,
     users,
 )
+from sightline.store.writer import write_batch
 from tests.cli.test_cli import run
 from tests.harness import System
 from worker.batch import BatchProcessor
@@ -170,6 +172,32 @@ def test_a_stale_worker_cache_still_drops(system: System) -> None:
     forget_user(system.engine, system.product.id, "u1", requested_by=CLI)
     later = processor.process(envelopes("/v1/track", {"userId": "u1", "event": "After"}))
     assert (later.stored, later.suppressed) == (0, 1)
+    assert system.events() == []
+
+
+def test_a_batch_in_flight_during_the_forget_is_erased_too(system: System) -> None:
+    """A batch whose write transaction is open when the forget starts: the forget waits
+    for it (SQLite's write lock; PostgreSQL's advisory lock on the list), so what it
+    commits is found and deleted, never left behind."""
+    processor = BatchProcessor(system.engine, Enricher.from_settings(system.settings))
+    r = system.send("/debug/v1/track", {"userId": "u1", "event": "In flight"})
+    _ok(r)
+    item = processor.prepare(r.json()["envelopes"][0])
+    done = threading.Event()
+
+    def forget() -> None:
+        forget_user(system.engine, system.product.id, "u1", requested_by=CLI)
+        done.set()
+
+    with system.engine.begin() as conn:
+        kept, _, dropped = processor.suppression.filter(conn, [item])
+        assert (len(kept), dropped) == (1, 0)
+        write_batch(conn, kept)
+        thread = threading.Thread(target=forget)
+        thread.start()
+        assert not done.wait(1.0), "the forget did not wait for the batch in flight"
+    thread.join(30)
+    assert done.is_set()
     assert system.events() == []
 
 
