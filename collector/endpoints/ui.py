@@ -29,7 +29,9 @@ CSP = (
 _SECURITY = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: Chromium then sends "Origin: null" with the login form, which
+    # POST /ui/login refuses (it takes a login from this origin only)
+    "Referrer-Policy": "same-origin",
 }
 
 

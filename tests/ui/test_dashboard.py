@@ -28,7 +28,7 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import free_port
-from tests.test_up import read_until, sightline
+from tests.test_up import cli, read_until, sightline
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,10 @@ VIEWS = ("live", "traffic", "people", "deadletters", "products")
 
 
 class Up:
-    def __init__(self, base: str, write_key: str, server_key: str, link: str) -> None:
+    def __init__(
+        self, data_dir: Path, base: str, write_key: str, server_key: str, link: str
+    ) -> None:
+        self.data_dir = data_dir
         self.base = base
         self.write_key = write_key
         self.server_key = server_key
@@ -84,7 +87,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         read_until(process, lines, r"Collector on")
         drain = threading.Thread(target=_drain, args=(process,), daemon=True)
         drain.start()
-        up = Up(f"http://127.0.0.1:{port}", write_key, server_key, link)
+        up = Up(data_dir, f"http://127.0.0.1:{port}", write_key, server_key, link)
         yield up
         up.client.close()
 
@@ -423,3 +426,36 @@ def test_a_narrow_screen_never_scrolls_sideways(page: Page, up: Up, shots: Path)
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=shots / f"ui-narrow-{view}.png")
     page.set_viewport_size(WIDE)
+
+
+def test_a_read_key_logs_in_through_the_form_and_reads_its_product_only(
+    browser: Browser, up: Up
+) -> None:
+    (product,) = (
+        line.split()[0]
+        for line in cli(up.data_dir, "products", "list").splitlines()
+        if line.startswith("prd_")
+    )
+    created = cli(up.data_dir, "tokens", "create", "--product", product, "--name", "ui")
+    token = created.split()[-1]
+    assert token.startswith("slr_"), created
+    context = browser.new_context(viewport=WIDE)
+    try:
+        page = context.new_page()
+        page.goto(up.base + "/ui")
+        expect(page.locator("#view-login")).to_be_visible()
+        expect(page.locator("#nav")).to_be_hidden()
+        page.get_by_label("Read key or admin token").fill(token)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#view-live")).to_be_visible()
+        expect(page.locator("#product option")).to_have_count(1)  # its product, not "all"
+        expect(page.locator("#live-table tbody tr").first).to_be_visible()
+        go(page, "deadletters")
+        expect(page.locator("#dl-replay-all")).to_be_disabled()  # replaying is an admin's
+        go(page, "products")
+        expect(page.get_by_role("button", name="Reveal server key")).to_have_count(0)
+        page.get_by_role("button", name="Log out").click()
+        expect(page.locator("#view-login")).to_be_visible()
+        assert context.cookies() == []
+    finally:
+        context.close()
