@@ -17,6 +17,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
+from sightline.children import stop_with_parent
 from sightline.settings import Settings
 
 FSYNC_POLICIES = ("always", "everysec", "no")
@@ -89,7 +90,12 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=stop_with_parent(),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

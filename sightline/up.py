@@ -19,6 +19,7 @@ from uvicorn.supervisors import Multiprocess
 
 from collector.app import create_app
 from collector.server import BoundedHttpToolsProtocol
+from sightline.children import stop_with_parent
 from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
 from sightline.embedded import prepare_redis
 from sightline.preflight import check_redis, open_store
@@ -189,7 +190,10 @@ class WorkerPool:
 
     def _spawn(self, slot: int) -> None:
         self._processes[slot] = subprocess.Popen(
-            [sys.executable, "-m", "sightline", "worker"], env=self._env, start_new_session=True
+            [sys.executable, "-m", "sightline", "worker"],
+            env=self._env,
+            start_new_session=True,
+            preexec_fn=stop_with_parent(),
         )
         self._started_at[slot] = time.monotonic()
         self._restart_at[slot] = None

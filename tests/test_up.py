@@ -274,3 +274,15 @@ def test_up_with_two_collectors_and_two_workers(tmp_path: Path) -> None:
         spawned = children(process.pid)
         stop(process, lines)
     assert not [pid for pid in spawned if running(pid)], "every child stopped"
+
+
+def test_a_killed_up_takes_its_workers_and_redis_with_it(tmp_path: Path) -> None:
+    """Without a supervisor nothing would stop them: they ask for SIGTERM when it dies."""
+    data_dir, port = tmp_path / "data", free_port()
+    with sightline(data_dir, "up", "--port", str(port), "--workers", "1") as (process, lines):
+        read_until(process, lines, r"Collector on")
+        spawned = children(process.pid)
+        assert len(spawned) >= 2  # the worker and the embedded Redis
+        process.kill()
+        process.wait(10)
+        wait_until(lambda: not [pid for pid in spawned if running(pid)], "every child gone", 30)
