@@ -259,7 +259,7 @@ def _event(
         anonymous_id=anonymous_id,
         account_id=account_id,
         session_id=session,
-        properties={k: v for k, v in props.items() if k != "token"},
+        properties={k: v for k, v in props.items() if k not in ("token", "$token")},
         context=_context(props, envelope),
     )
 
