@@ -87,13 +87,11 @@ def test_salts_rotate_daily_and_are_kept_two_days(system: System) -> None:
 def test_an_anonymous_pixel_hit_gets_its_visitors_id_of_the_day(system: System) -> None:
     product = system.product  # the default mode: the pixel follows the same rules
     key = product.write_keys[0]
-    for ip in ("203.0.113.9", "203.0.113.9", "198.51.100.7"):
+    for n, ip in enumerate(("203.0.113.9", "203.0.113.9", "198.51.100.7")):
+        # distinct pages: identical hits within a minute are one event (their content id)
+        params = {"k": key, "u": f"https://site.example/{n}"}
         with client_at(system.settings, ip) as client:
-            answer = client.get(
-                "/p.gif",
-                params={"k": key, "u": "https://site.example/"},
-                headers={"user-agent": AGENT},
-            )
+            answer = client.get("/p.gif", params=params, headers={"user-agent": AGENT})
             assert answer.status_code == 200
     salt = todays_salt(system)
     ids = [e.anonymous_id for e in stored(system, product)]
