@@ -659,8 +659,12 @@
 
   function lastEvents(list) {
     return table("Newest events", ["Time", "Type", "Event"], list.map(function (ev) {
+      var open = h("button", { type: "button", class: "linkish", onclick: function () {
+        location.hash = "#live"; // the event opens beside the live list
+        openEvent(ev.id, null);
+      } }, ev.name || ev.type);
       return h("tr", null, h("td", null, when(ev.timestamp)), h("td", null, ev.type),
-        h("td", { class: "wrap" }, ev.name));
+        h("td", { class: "wrap" }, open));
     }));
   }
 

@@ -286,6 +286,14 @@ def test_a_user_and_an_account_with_their_identity_graph(page: Page, up: Up, sho
     expect(tree.locator("[aria-current]")).to_have_text("Acme Europe (acme-eu)")
     expect(profile.get_by_role("button", name="ada")).to_be_visible()
     page.screenshot(path=shots / "ui-account.png", full_page=True)
+    newest = profile.get_by_role("region", name="Newest events")
+    first = newest.get_by_role("button").first
+    name = first.inner_text()
+    first.click()  # the event opens beside the live list
+    expect(page.locator("#view-live")).to_be_visible()
+    expect(page.locator("#event-title")).to_contain_text(name)
+    expect(page.locator("#event-title")).to_be_focused()
+    go(page, "people")
     page.locator("#people-kind").select_option("users")
 
 
