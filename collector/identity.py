@@ -11,21 +11,22 @@
   than a localStorage id Safari deleted after 7 days), and every answer (re)sets the
   cookie: HttpOnly, SameSite=Lax, 400 days, Secure over https.
 
-Only the snippet's paths apply it: ``/v1/batch`` (and every path that takes a native
-batch through ``collector.endpoints.native.accept_batch``) and the pixel. The batch is
-decoded as before first, so a product in the default mode pays nothing: only a batch the
-cookieless rule could complete (a message refused for having no id) or a product with
-the server cookie is decoded again.
+The native paths apply it: ``/v1/batch`` (and every path that takes a native batch
+through ``collector.endpoints.native.accept_batch``), ``/v1/<type>`` and the pixel. The
+body is validated as before first, so a product in the default mode pays nothing: only a
+body the cookieless rule could complete (a message refused for having no id) or a
+product with the server cookie is decoded again.
 """
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from collector.salts import daily_salts
 from sightline.cookieless import cookieless_visitor_id
-from sightline.dialects import native_batch
+from sightline.dialects import native, native_batch
 from sightline.identity import SERVER_COOKIE, SERVER_COOKIE_MAX_AGE, IdentityMode, same_site
 from sightline.store.products import Product
 
@@ -99,6 +100,34 @@ async def identify_batch(
         return native_batch.decode_batch(raw, cookie_id=known), known
     first = next((a for _, item in parsed.items if (a := native_batch.anonymous_id_of(item))), None)
     return parsed, _usable(first)
+
+
+async def identify_message(
+    request: Request,
+    product: Product,
+    kind: str,
+    raw: bytes,
+    message: native.AnyMessage | None,
+    origin: str | None,
+) -> tuple[bytes, native.AnyMessage, str | None]:
+    """One native message (``/v1/<type>``) with the product's identity rules applied, as
+    :func:`identify_batch` does for a batch: the body, the message, the cookie id to set.
+    ``message`` is the plain validation (``None``: it was refused); a message still
+    invalid raises as before."""
+    if product.identity_mode is IdentityMode.COOKIELESS:
+        if message is None:
+            fill = await cookieless_id(request, product.id)
+            raw = bytes(native_batch.with_ids(msgspec.Raw(raw), fill, None, kind))
+            message = native.validate(kind, raw)
+        return raw, message, None
+    if message is None:
+        message = native.validate(kind, raw)  # raises what it raised
+    if not serves_cookie(request, product, origin):
+        return raw, message, None
+    known = cookie_id(request)
+    if known is not None:
+        return bytes(native_batch.with_ids(msgspec.Raw(raw), None, known)), message, known
+    return raw, message, _usable(native_batch.anonymous_id_of(msgspec.Raw(raw)))
 
 
 async def wants_identity(request: Request, key: str | None) -> bool:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from collector.auth import authorize, basic_auth_user
 from collector.bodies import read_body
 from collector.directory import KeyKind
-from collector.identity import identify_batch, set_cookie, wants_identity
+from collector.identity import identify_batch, identify_message, set_cookie, wants_identity
 from collector.intake import Payload, accept
 from collector.routing import INGEST_ERRORS, Endpoint, Handler
 from sightline.dialects import native, native_batch
@@ -63,11 +63,25 @@ def _header_key(request: Request) -> str | None:
 def _message_endpoint(kind: str) -> Handler:
     async def endpoint(request: Request) -> Response:
         raw = await read_body(request, native.MAX_MESSAGE_BYTES)
-        message = native.validate(kind, raw)
+        origin = request.headers.get("origin")
+        message: native.AnyMessage | None
+        try:
+            message = native.validate(kind, raw)
+        except InvalidInput:
+            # A cookieless product's visitors send no id: the collector gives them one.
+            if not await wants_identity(
+                request, _header_key(request) or native_batch.write_key_of(raw)
+            ):
+                raise
+            message = None
         grant = await authorize(
             request.state.directory,
-            _header_key(request) or message.writeKey,
-            origin=request.headers.get("origin"),
+            _header_key(request)
+            or (message.writeKey if message is not None else native_batch.write_key_of(raw)),
+            origin=origin,
+        )
+        raw, message, remembered = await identify_message(
+            request, grant.product, kind, raw, message, origin
         )
         await accept(
             request,
@@ -76,7 +90,10 @@ def _message_endpoint(kind: str) -> Handler:
             payloads=[Payload(kind, msgspec.Raw(raw))],
             sent_at=message.sentAt,
         )
-        return Response(SUCCESS, media_type="application/json")
+        answer = Response(SUCCESS, media_type="application/json")
+        if remembered is not None:
+            set_cookie(request, answer, remembered)
+        return answer
 
     endpoint.__name__ = endpoint.__qualname__ = kind
     endpoint.__doc__ = f"``POST /v1/{kind}``: one {kind} message."

@@ -124,7 +124,9 @@ def merge_context(batch_context: dict[str, Any] | None, item: msgspec.Raw) -> ms
     return msgspec.Raw(_encode(message))
 
 
-def with_ids(item: msgspec.Raw, fill_id: str | None, cookie_id: str | None) -> msgspec.Raw:
+def with_ids(
+    item: msgspec.Raw, fill_id: str | None, cookie_id: str | None, kind: str | None = None
+) -> msgspec.Raw:
     """A message with the collector's ids of its visitor (``sightline.identity``).
 
     ``fill_id`` (a ``cookieless`` product's id for the visitor today): a message with
@@ -133,7 +135,8 @@ def with_ids(item: msgspec.Raw, fill_id: str | None, cookie_id: str | None) -> m
     without ``previousId`` gets it as ``previousId`` (the consent upgrade: the new
     persistent id takes over the visit's cookieless one). ``cookie_id`` (the ``sl_id``
     cookie's id): it replaces the ``anonymousId`` the message has (and a ``previousId``
-    equal to that), as the older id. The message is re-encoded only when it changes.
+    equal to that), as the older id. ``kind``: the message's type when the body does not
+    say it (``/v1/<type>``). The message is re-encoded only when it changes.
     """
     try:
         message = msgspec.json.decode(item)
@@ -162,7 +165,7 @@ def with_ids(item: msgspec.Raw, fill_id: str | None, cookie_id: str | None) -> m
                 # worker sessionises the visitor's events instead
                 message["context"] = {k: v for k, v in context.items() if k != "sessionId"}
             changed = True
-        if message.get("type") == "alias" and not message.get("previousId"):
+        if (kind or message.get("type")) == "alias" and not message.get("previousId"):
             message["previousId"] = fill_id
             changed = True
     return msgspec.Raw(_encode(message)) if changed else item

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
@@ -22,8 +23,9 @@ from sightline.model import Event
 from sightline.redis_keys import cookieless_salt_key
 from sightline.settings import Settings
 from sightline.store.products import Product, create_product, set_identity
+from sightline.store.schema import aliases
 from tests.cli.test_cli import invoke, run
-from tests.harness import System
+from tests.harness import System, basic
 from worker.main import run_worker
 
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"
@@ -183,3 +185,32 @@ def test_the_cli_sets_the_mode_and_the_collector_applies_it(system: System) -> N
     assert refused.status_code == 400
     [event] = stored(system, system.product)
     assert event.anonymous_id and event.message_id == "c1"
+
+
+@SQLITE
+def test_single_messages_follow_the_same_rules(system: System) -> None:
+    cookieless = product_in(system, IdentityMode.COOKIELESS)
+    server = product_in(system, IdentityMode.FIRST_PARTY, server_cookie=True)
+    with client_at(system.settings, "203.0.113.9") as client:
+        headers = {"user-agent": AGENT} | basic(cookieless.write_keys[0])
+        page = client.post("/v1/page", json={"messageId": "p1"}, headers=headers)
+        assert page.status_code == 200, page.text
+        consent = {"messageId": "p2", "userId": "p-9", "anonymousId": "p-9"}
+        aliased = client.post("/v1/alias", json=consent, headers=headers)
+        assert aliased.status_code == 200, aliased.text
+        own = {"origin": "http://www.site.test", "host": "stats.site.test"}
+        track = {"event": "E", "anonymousId": "ls-1", "messageId": "t1"}
+        answer = client.post("/v1/track", json=track, headers=own | basic(server.write_keys[0]))
+        assert answer.headers["set-cookie"].startswith("sl_id=ls-1;")
+    visit = cookieless_visitor_id(todays_salt(system), cookieless.id, "203.0.113.9", AGENT)
+    assert [e.anonymous_id for e in stored(system, cookieless)] == [visit, "p-9"]
+    with system.engine.connect() as conn:
+        linked = conn.execute(
+            sa.select(aliases.c.alias).where(aliases.c.product_id == cookieless.id)
+        ).scalars()
+        assert visit in set(linked)
+    # a first-party product still refuses a message without an id
+    refused = system.client.post(
+        "/v1/page", json={"messageId": "p3"}, headers=basic(system.write_key)
+    )
+    assert refused.status_code == 400
