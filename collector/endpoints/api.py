@@ -10,7 +10,7 @@ Queries are named functions of ``sightline.store.reads`` run in a thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from collector.groupcommit import write_async
 from collector.live import LiveHub, LiveResponse
 from collector.readauth import Reader, require_reader
-from collector.routing import READ_ERRORS, Endpoint, Schema
+from collector.routing import READ_ERRORS, Endpoint, Handler, Schema
 from sightline.errors import FieldError, InvalidInput, NotFound
 from sightline.export import FORMATS, MEDIA, chunks
 from sightline.model import EventType
@@ -280,36 +280,29 @@ async def account(request: Request) -> Response:
     return _ok(found)
 
 
-async def users_list(request: Request) -> Response:
-    reader = await require_reader(request)
-    product = _one_product(request, reader)
-    search = _text(request.query_params.get("q", ""), "q") or None
-    limit, cursor = _limit(request), request.query_params.get("cursor") or None
-    try:
-        page = await asyncio.to_thread(
-            read,
-            request.state.engine,
-            lambda conn: user_page(conn, product, search=search, limit=limit, cursor=cursor),
-        )
-    except BadCursor as exc:
-        raise _bad("cursor", str(exc)) from None
-    return _ok(page)
+def _listing(page_of: Callable[..., Any]) -> Handler:
+    """A list of users or accounts: ``q`` (an id prefix), ``limit``, ``cursor``."""
+
+    async def listing(request: Request) -> Response:
+        reader = await require_reader(request)
+        product = _one_product(request, reader)
+        search = _text(request.query_params.get("q", ""), "q") or None
+        limit, cursor = _limit(request), request.query_params.get("cursor") or None
+        try:
+            page = await asyncio.to_thread(
+                read,
+                request.state.engine,
+                lambda conn: page_of(conn, product, search=search, limit=limit, cursor=cursor),
+            )
+        except BadCursor as exc:
+            raise _bad("cursor", str(exc)) from None
+        return _ok(page)
+
+    return listing
 
 
-async def accounts_list(request: Request) -> Response:
-    reader = await require_reader(request)
-    product = _one_product(request, reader)
-    search = _text(request.query_params.get("q", ""), "q") or None
-    limit, cursor = _limit(request), request.query_params.get("cursor") or None
-    try:
-        page = await asyncio.to_thread(
-            read,
-            request.state.engine,
-            lambda conn: account_page(conn, product, search=search, limit=limit, cursor=cursor),
-        )
-    except BadCursor as exc:
-        raise _bad("cursor", str(exc)) from None
-    return _ok(page)
+users_list = _listing(user_page)
+accounts_list = _listing(account_page)
 
 
 class ProductKeys(msgspec.Struct, kw_only=True):
