@@ -17,11 +17,17 @@ from collections.abc import Callable
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def stop_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` for ``subprocess.Popen`` that does that (``None`` off Linux)."""
-    return _die_with_parent if sys.platform == "linux" else None
+    """A ``preexec_fn`` for ``subprocess.Popen`` that does that (``None`` off Linux).
+
+    libc is loaded here, in the parent: between fork and exec the child only makes the
+    one ``prctl`` call, taking no lock another thread of the parent might have held.
+    """
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return die_with_parent
