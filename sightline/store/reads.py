@@ -431,6 +431,18 @@ def _row_cursor(cursor: str | None) -> int | None:
     return int(cursor)
 
 
+def _newest_first(
+    conn: sa.Connection, query: Any, id_column: Any, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of ``query``'s rows by ``id_column`` descending, and the next page's cursor."""
+    before = _row_cursor(cursor)
+    if before is not None:
+        query = query.where(id_column < before)
+    rows = list(conn.execute(query.order_by(id_column.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return page, str(page[-1].id) if len(rows) > limit else None
+
+
 def user_page(
     conn: sa.Connection,
     product_id: str,
@@ -445,15 +457,8 @@ def user_page(
         query = query.where(
             sa.or_(_prefix(users.c.external_id, search), _prefix(users.c.email, search))
         )
-    before = _row_cursor(cursor)
-    if before is not None:
-        query = query.where(users.c.id < before)
-    rows = list(conn.execute(query.order_by(users.c.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return UserPage(
-        users=_users(conn, page),
-        next_cursor=str(page[-1].id) if len(rows) > limit else None,
-    )
+    page, next_cursor = _newest_first(conn, query, users.c.id, limit, cursor)
+    return UserPage(users=_users(conn, page), next_cursor=next_cursor)
 
 
 def account_page(
@@ -470,12 +475,5 @@ def account_page(
         query = query.where(
             sa.or_(_prefix(accounts.c.external_id, search), _prefix(accounts.c.name, search))
         )
-    before = _row_cursor(cursor)
-    if before is not None:
-        query = query.where(accounts.c.id < before)
-    rows = list(conn.execute(query.order_by(accounts.c.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    return AccountPage(
-        accounts=[_account(row) for row in page],
-        next_cursor=str(page[-1].id) if len(rows) > limit else None,
-    )
+    page, next_cursor = _newest_first(conn, query, accounts.c.id, limit, cursor)
+    return AccountPage(accounts=[_account(row) for row in page], next_cursor=next_cursor)
