@@ -17,6 +17,8 @@ from collector.groupcommit import GroupCommitter
 from collector.spool import HEADER, SUFFIX, Spool, SpoolFile, SpoolFull
 from sightline.envelope import Envelope
 from sightline.errors import QueueUnavailable
+from sightline.preflight import check_spool
+from sightline.settings import Settings, SettingsError
 from tests.collector.test_groupcommit import envelope
 
 
@@ -189,3 +191,21 @@ async def test_two_collectors_drain_a_dead_ones_file_once(tmp_path: Path) -> Non
         await spool.stop()
     assert redis.ids == [str(n) for n in range(20)]
     assert spool_files(tmp_path) == []
+
+
+def test_the_spool_setting_is_off_on_or_a_directory(tmp_path: Path) -> None:
+    assert Settings.from_env({}).spool_dir is None
+    on = Settings.from_env({"SIGHTLINE_DATA_DIR": str(tmp_path), "SIGHTLINE_SPOOL": "on"})
+    assert on.spool_dir == tmp_path / "spool"
+    elsewhere = Settings.from_env({"SIGHTLINE_SPOOL": str(tmp_path / "s")})
+    assert elsewhere.spool_dir == tmp_path / "s"
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    with pytest.raises(SettingsError, match=r"^SIGHTLINE_SPOOL: .*not a directory"):
+        Settings.from_env({"SIGHTLINE_SPOOL": str(afile)})
+    with pytest.raises(SettingsError, match=r"^SIGHTLINE_SPOOL_MAX_BYTES: must be greater"):
+        Settings.from_env({"SIGHTLINE_SPOOL_MAX_BYTES": "0"})
+    with pytest.raises(SettingsError, match=r"^SIGHTLINE_SPOOL: cannot create"):
+        check_spool(Settings(spool=str(afile / "spool")))
+    check_spool(on)
+    assert (tmp_path / "spool").is_dir()

@@ -278,6 +278,32 @@ def test_redis_sigkilled_under_load_every_2xx_stored_exactly_once(
     assert list(world.spool_dir.glob(f"*{SUFFIX}")) == []
 
 
+def test_redis_hung_under_load_every_2xx_stored_exactly_once(world: World) -> None:
+    """SIGSTOP: a write that timed out is spooled, and may still land when Redis resumes:
+    the worker stores its events once (their message ids are the same)."""
+    with collector(world) as running:
+        load = Load(running.base, world.write_key)
+        load.start()
+        try:
+            wait_for(lambda: load.count() >= 100, 60, "100 answers before the hang")
+            world.redis.pause()
+            paused_at = load.count()
+            wait_for(lambda: load.count() >= paused_at + 200, 120, "200 answers in the hang")
+            health = running.health()
+            assert (health.status_code, health.json()["status"]) == (200, "degraded")
+            world.redis.resume()
+            resumed_at = load.count()
+            wait_for(lambda: load.count() >= resumed_at + 100, 120, "100 answers after")
+        finally:
+            load.stop()
+        wait_for(lambda: running.health().json()["spool"]["bytes"] == 0, 60, "spool drained")
+        assert running.metric("sightline_spool_events_spooled_total") > 0
+    assert load.statuses() == {200: load.count()}, "every request is answered 2xx"
+    world.work()
+    stored = assert_exactly_once(world, load)
+    assert sum(stored.values()) == len(load.ids(acknowledged=True))
+
+
 def test_a_full_spool_answers_503_and_nothing_is_stored_twice(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
