@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await asyncio.to_thread(builder.prepare)
 
         async def write(envelopes: Sequence[Envelope]) -> None:
+            if not builder.prepared:  # Redis was away at start: ask, off the event loop
+                await asyncio.to_thread(builder.prepare)
             await write_async(async_redis, builder.commands(envelopes))
 
         def load_keys() -> KeyTable:
@@ -87,6 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
         async def write_raw(envelopes: Sequence[msgspec.Raw]) -> None:
+            if not builder.prepared:
+                await asyncio.to_thread(builder.prepare)
             await write_async(async_redis, builder.commands(envelopes))
 
         committer = GroupCommitter(

@@ -45,6 +45,11 @@ class JobBuilder:
         """RQ asks the server for its version once per queue: do it before serving."""
         self._queue.get_redis_server_version()
 
+    @property
+    def prepared(self) -> bool:
+        """Whether RQ knows the server's version (else building a job would ask, blocking)."""
+        return bool(self._queue.redis_server_version)
+
     def commands(
         self, envelopes: Sequence[Envelope | dict[str, Any] | msgspec.Raw]
     ) -> list[Command]:

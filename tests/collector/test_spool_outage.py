@@ -34,6 +34,7 @@ from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.products import ensure_default_product
 from sightline.store.schema import events
+from tests.harness import running_system
 from tests.servers import RedisServer, free_port
 from worker.main import run_worker
 
@@ -356,3 +357,39 @@ def test_a_collector_killed_with_a_full_spool_leaves_it_to_the_next_one(world: W
 
 def _auth(world: World) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{world.write_key}:".encode()).decode()}
+
+
+def test_a_collector_started_while_redis_is_away_spools_then_drains(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """As uvicorn's supervisor starts a replacement collector: no start-up check of Redis."""
+    redis = RedisServer(tmp_path / "redis")  # not started yet
+    db = tmp_path / "sightline.db"
+    shutil.copyfile(sqlite_template, db)
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": redis.url,
+            "DATABASE_URL": f"sqlite:///{db}",
+            "SIGHTLINE_DATA_DIR": str(tmp_path / "data"),
+            "SIGHTLINE_SPOOL": "on",
+            "SIGHTLINE_REDIS_TIMEOUT": "2",
+            "GEOIP_DB": "off",
+        }
+    )
+    with running_system(settings) as system:
+        for i in range(10):
+            response = system.send("/v1/track", {"userId": "u", "event": "E", "messageId": f"m{i}"})
+            assert response.status_code == 200, response.text
+        health = system.client.get("/health")
+        assert (health.status_code, health.json()["status"]) == (200, "degraded")
+        redis.start()
+        try:
+            wait_for(
+                lambda: system.client.get("/health").json()["spool"]["bytes"] == 0, 60, "drained"
+            )
+            system.work()
+            assert sorted(e.message_id for e in system.events()) == sorted(
+                f"m{i}" for i in range(10)
+            )
+        finally:
+            redis.kill()
