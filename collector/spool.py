@@ -262,6 +262,7 @@ class Spool:
         """Held by an append and by the cut back to the header: never both at once."""
         self._write: JobWriter | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def active(self) -> bool:
@@ -286,8 +287,13 @@ class Spool:
     async def stop(self) -> None:
         """Stop draining; an empty file is deleted, a non-empty one is left (unlocked)
         for the next collector of the directory."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
+            # Let the step in hand end (its file I/O must not outlive the file); a Redis
+            # write it waits on is bounded by the timeout.
+            done, _ = await asyncio.wait([self._task], timeout=self._timeout + 5)
+            if not done:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._adopted is not None:
@@ -319,7 +325,10 @@ class Spool:
         loop = asyncio.get_running_loop()
         next_orphan_scan = loop.time()
         while True:
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if self._stopping.is_set():
+                return
             try:
                 if self._own is not None and self._own.backlog:
                     await self._drain(self._own)
@@ -334,7 +343,7 @@ class Spool:
     async def _drain(self, spool: SpoolFile) -> None:
         """Send ``spool``'s records to Redis until it is empty (raises when Redis fails)."""
         assert self._write is not None
-        while spool.backlog:
+        while spool.backlog and not self._stopping.is_set():
             batch = await asyncio.to_thread(spool.read, self._max_events)
             if batch.envelopes:
                 await asyncio.wait_for(self._write(batch.envelopes), self._timeout)
@@ -350,7 +359,7 @@ class Spool:
         own = self._own.path if self._own is not None else None
         paths = await asyncio.to_thread(sorted, self.directory.glob(f"*{SUFFIX}"))
         for path in paths:
-            if path == own:
+            if path == own or self._stopping.is_set():
                 continue
             orphan = await asyncio.to_thread(SpoolFile.adopt, path)
             if orphan is None:
