@@ -12,6 +12,9 @@ process per run:
 - ``spooling``: the last ``on`` collector again, Redis SIGKILLed before wrk starts:
   every flush is appended to the spool file and fsynced before its requests are answered.
 
+Before those, the same comparison in process: CPU per request of the collector app with
+the spool off and on (``bench/collector_cpu.py``'s driver, no HTTP, 64 at a time).
+
 Then Redis is restarted and the time until the spool is drained is measured; the events
 inside the RQ jobs are counted against the 2xx of the last ``on`` run and the spooling run
 (wrk abandons up to one request per connection in flight at its end: those may be in
@@ -35,12 +38,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import uvloop
 from redis import Redis
 from redis.exceptions import RedisError
 
 from bench.collector import LUA, events_in_jobs, free_port, serve, wrk
+from bench.collector_cpu import measure
+from collector.app import create_app
 from sightline.embedded import redis_server_binary
-from sightline.settings import DEFAULT_QUEUE
+from sightline.settings import DEFAULT_QUEUE, Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
 from sightline.store.products import create_product
@@ -76,6 +82,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs (medians compared)")
+    parser.add_argument("--cpu-rounds", type=int, default=200, help="in-process: 64 requests each")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
@@ -104,7 +111,15 @@ def main() -> None:
         }
         redis = Redis.from_url(redis_url)
         rounds: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
         try:
+            # CPU per request in process (bench/collector_cpu.py's driver, no HTTP): the
+            # machine's noise weighs less on it than on wrk's rate.
+            settings = Settings(data_dir=root, redis_url=redis_url, database_url=database_url)
+            for mode in ("off", "on", "on", "off") * args.rounds:
+                app = create_app(settings.with_changes(spool=mode))
+                result = uvloop.run(measure(app, key, args.cpu_rounds, 64))
+                cpu[mode].append(result["cpu_us_per_request"])
             # off and on in a balanced order (on off off on: a drift of the shared machine's
             # speed within the run, or Redis's growing append-only file, weighs on both);
             # the last collector, "on", stays up for the outage.
@@ -161,6 +176,8 @@ def main() -> None:
                 "connections": args.connections,
                 "seconds": args.seconds,
                 "rounds": args.rounds,
+                "cpu_us_off": round(statistics.median(cpu["off"]), 1),
+                "cpu_us_on": round(statistics.median(cpu["on"]), 1),
                 "spool_off_rps": [round(r["rps"]) for r in rounds["off"]],
                 "spool_on_rps": [round(r["rps"]) for r in rounds["on"]],
                 "on_over_off": round(on_rps / off_rps, 3),
