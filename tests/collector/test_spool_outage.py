@@ -36,6 +36,8 @@ from sightline.store.products import ensure_default_product
 from sightline.store.schema import events
 from tests.harness import running_system
 from tests.servers import RedisServer, free_port
+from tests.test_up import read_until, stop, wait_for_names
+from tests.test_up import sightline as up_process
 from worker.main import run_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,3 +395,25 @@ def test_a_collector_started_while_redis_is_away_spools_then_drains(
             )
         finally:
             redis.kill()
+
+
+def test_up_gives_each_collector_its_own_spool_file_under_the_data_dir(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    args = ("up", "--port", str(port), "--collectors", "2", "--workers", "1")
+    with up_process(data_dir, *args, SIGHTLINE_SPOOL="on") as (process, lines):
+        key = read_until(process, lines, r"write key").split()[-1]
+        read_until(process, lines, r"Collector on")
+        spool_dir = data_dir / "spool"
+        wait_for(lambda: len(list(spool_dir.glob(f"*{SUFFIX}"))) == 2, 30, "two spool files")
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        assert health["spool"] == {"bytes": 0, "max_bytes": Settings().spool_max_bytes}
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/track",
+            auth=(key, ""),
+            json={"userId": "u1", "event": "Hello"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        wait_for_names(data_dir, ["Hello"])
+        stop(process, lines)
+    assert list(spool_dir.glob(f"*{SUFFIX}")) == [], "empty spool files go at a clean stop"
