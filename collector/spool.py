@@ -263,6 +263,8 @@ class Spool:
         self._write: JobWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._refusing = False
+        """The last flush did not fit: /health says so until one does or a drain frees room."""
 
     @property
     def active(self) -> bool:
@@ -276,8 +278,11 @@ class Spool:
 
     @property
     def has_room(self) -> bool:
-        """Whether this collector's file can take another (small) flush."""
-        return self._own is not None and self._own.end + ROOM < self.max_bytes
+        """Whether this collector's file takes flushes: the last one fitted, and there is
+        room for another small one."""
+        return (
+            self._own is not None and not self._refusing and self._own.end + ROOM < self.max_bytes
+        )
 
     async def start(self, write: JobWriter) -> None:
         self._write = write
@@ -317,7 +322,12 @@ class Spool:
         if own is None:
             raise SpoolFull("the spool is not open")
         async with self._lock:
-            await asyncio.to_thread(own.append, envelopes, self.max_bytes)
+            try:
+                await asyncio.to_thread(own.append, envelopes, self.max_bytes)
+            except SpoolFull:
+                self._refusing = True
+                raise
+            self._refusing = False
         self._metrics.count_spooled(len(envelopes))
         self._metrics.set_spool_bytes(self.pending_bytes)
 
@@ -354,6 +364,7 @@ class Spool:
             async with self._lock:
                 if not spool.backlog:  # nothing was appended meanwhile
                     await asyncio.to_thread(spool.reset)
+                    self._refusing = False
 
     async def _drain_orphans(self) -> None:
         own = self._own.path if self._own is not None else None
