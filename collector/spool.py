@@ -44,6 +44,7 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -126,7 +127,9 @@ class SpoolFile:
             magic, drained = HEADER.unpack(os.pread(fd, HEADER.size, 0).ljust(HEADER.size))
             size = os.fstat(fd).st_size
             if magic != MAGIC or not HEADER.size <= drained <= size:
-                log.error("spool %s: not a spool file (or its header is damaged); left alone", path)
+                kept = path.with_suffix(".damaged")
+                path.rename(kept)  # not scanned again; kept for whoever can read it
+                log.error("spool %s: its header is damaged; renamed %s, not sent", path, kept)
                 os.close(fd)
                 return None
         except FileNotFoundError:
@@ -167,6 +170,9 @@ class SpoolFile:
                 self._torn(offset)
                 break
             length, crc = RECORD.unpack(head)
+            if offset + RECORD.size + length > self.end:  # a torn length: read no further
+                self._torn(offset)
+                break
             payload = os.pread(self._fd, length, offset + RECORD.size)
             if len(payload) < length or zlib.crc32(payload) != crc:
                 self._torn(offset)
@@ -206,6 +212,25 @@ class SpoolFile:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
         os.close(self._fd)
+
+
+def _remove_unfinished(directory: Path) -> None:
+    """Files a collector died creating (before any record): a minute old, unlocked, gone."""
+    for path in directory.glob(".collector-*.new"):
+        try:
+            if time.time() - path.stat().st_mtime < 60:  # maybe being created right now
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except BlockingIOError:  # its creator lives
+            pass
+        finally:
+            os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -367,6 +392,7 @@ class Spool:
                     self._refusing = False
 
     async def _drain_orphans(self) -> None:
+        await asyncio.to_thread(_remove_unfinished, self.directory)
         own = self._own.path if self._own is not None else None
         paths = await asyncio.to_thread(sorted, self.directory.glob(f"*{SUFFIX}"))
         for path in paths:

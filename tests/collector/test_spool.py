@@ -7,6 +7,8 @@ non-empty spool) is ``tests/collector/test_spool_outage.py``.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -209,3 +211,35 @@ def test_the_spool_setting_is_off_on_or_a_directory(tmp_path: Path) -> None:
         check_spool(Settings(spool=str(afile / "spool")))
     check_spool(on)
     assert (tmp_path / "spool").is_dir()
+
+
+def test_a_torn_length_is_not_read_and_a_damaged_header_is_set_aside(tmp_path: Path) -> None:
+    spool = SpoolFile.create(tmp_path)
+    spool.append([envelope(1)], 1 << 20)
+    whole = spool.end
+    spool.close(delete=False)
+    with spool.path.open("ab") as file:  # a length of 4 GiB, cut short
+        file.write(b"\xff\xff\xff\xff\x00\x00\x00\x00{")
+    orphan = SpoolFile.adopt(spool.path)
+    assert orphan is not None
+    batch = orphan.read(max_events=100)
+    assert len(batch.envelopes) == 1 and batch.end == whole
+    orphan.close(delete=False)
+    with spool.path.open("r+b") as file:
+        file.write(b"garbage!")
+    assert SpoolFile.adopt(spool.path) is None
+    assert not spool.path.exists()
+    assert spool.path.with_suffix(".damaged").exists()  # kept, and not scanned again
+
+
+@pytest.mark.anyio
+async def test_a_file_left_half_created_goes_once_a_minute_old(tmp_path: Path) -> None:
+    fresh, old = tmp_path / ".collector-a.new", tmp_path / ".collector-b.new"
+    fresh.write_bytes(b"")
+    old.write_bytes(b"")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    spool = Spool(tmp_path, max_bytes=1 << 20, max_events=10, timeout=5, interval=0.01)
+    await spool.start(FlakyRedis().write_raw)
+    await until(lambda: not old.exists(), "the old one is removed")
+    await spool.stop()
+    assert fresh.exists()
