@@ -281,6 +281,66 @@ def test_redis_sigkilled_under_load_every_2xx_stored_exactly_once(
     assert list(world.spool_dir.glob(f"*{SUFFIX}")) == []
 
 
+@contextmanager
+def worker_processes(world: World) -> Iterator[Callable[[], None]]:
+    """``sightline worker`` in its own session; the function starts another if it died."""
+    running: list[subprocess.Popen[bytes]] = []
+
+    def ensure() -> None:
+        if running and running[-1].poll() is None:
+            return
+        running.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sightline", "worker"],
+                cwd=ROOT,
+                env=world.env(),
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+    ensure()
+    try:
+        yield ensure
+    finally:
+        for process in running:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_redis_sigkilled_while_a_worker_stores_every_2xx_stored_exactly_once(
+    world: World,
+) -> None:
+    """The same with a worker running throughout: the job it held when Redis died is
+    recovered, the spooled ones follow; nothing is lost or stored twice."""
+    with collector(world) as running, worker_processes(world) as ensure_worker:
+        load = Load(running.base, world.write_key)
+        load.start()
+        try:
+            wait_for(lambda: load.count() >= 100, 60, "100 answers before the kill")
+            world.redis.kill()
+            killed_at = load.count()
+            wait_for(lambda: load.count() >= killed_at + 200, 120, "200 answers in the outage")
+            world.redis.start()
+            ensure_worker()  # if it gave up while Redis was away
+            restarted_at = load.count()
+            wait_for(lambda: load.count() >= restarted_at + 100, 120, "100 answers after")
+        finally:
+            load.stop()
+        acknowledged = set(load.ids(acknowledged=True))
+
+        def all_stored() -> bool:
+            ensure_worker()
+            return acknowledged <= set(world.stored_message_ids())
+
+        wait_for(all_stored, 120, "every acknowledged event is stored")
+    assert load.statuses() == {200: load.count()}, "every request is answered 2xx"
+    stored = assert_exactly_once(world, load)
+    assert sum(stored.values()) == len(acknowledged)
+
+
 def test_redis_hung_under_load_every_2xx_stored_exactly_once(world: World) -> None:
     """SIGSTOP: a write that timed out is spooled, and may still land when Redis resumes:
     the worker stores its events once (their message ids are the same)."""
