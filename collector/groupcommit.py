@@ -142,10 +142,12 @@ class GroupCommitter:
             log.warning("spooling %d envelopes failed: %r", len(envelopes), exc)
             self._fail(envelopes, waiters, exc)
             return
-        self._acknowledge(envelopes, waiters)
+        self._acknowledge(envelopes, waiters, job=False)  # the spool counts its own
 
-    def _acknowledge(self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]) -> None:
-        if self._on_flush is not None:
+    def _acknowledge(
+        self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]], *, job: bool = True
+    ) -> None:
+        if job and self._on_flush is not None:
             self._on_flush(len(envelopes), True)
         for waiter in waiters:
             if not waiter.done():
