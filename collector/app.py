@@ -27,6 +27,7 @@ from collector.privacy import EdgeLocator
 from collector.ratelimit import TokenBuckets
 from collector.routes import ENDPOINTS, routes
 from collector.snippet import assets_state
+from collector.spool import Spool
 from sightline.envelope import Envelope
 from sightline.errors import ClientError, ErrorStyle, QueueUnavailable, TooManyRequests
 from sightline.queue import JobBuilder, make_queue
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await asyncio.to_thread(builder.prepare)
 
         async def write(envelopes: Sequence[Envelope]) -> None:
+            if not builder.prepared:  # Redis was away at start: ask, off the event loop
+                await asyncio.to_thread(builder.prepare)
             await write_async(async_redis, builder.commands(envelopes))
 
         def load_keys() -> KeyTable:
@@ -72,12 +75,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 metrics.flush_failures.inc()
 
         directory = ProductDirectory(load_keys, settings.key_refresh_seconds)
+        # Flushes Redis did not acknowledge, kept on local disk until it answers again.
+        spool = (
+            None
+            if settings.spool_dir is None
+            else Spool(
+                settings.spool_dir,
+                max_bytes=settings.spool_max_bytes,
+                max_events=settings.flush_max_events,
+                timeout=settings.redis_timeout,
+                metrics=metrics,
+            )
+        )
+
+        async def write_raw(envelopes: Sequence[msgspec.Raw]) -> None:
+            if not builder.prepared:
+                await asyncio.to_thread(builder.prepare)
+            await write_async(async_redis, builder.commands(envelopes))
+
         committer = GroupCommitter(
             write,
             linger=settings.flush_linger_ms / 1000,
             max_events=settings.flush_max_events,
             timeout=settings.redis_timeout,
             on_flush=on_flush,
+            spool=spool,
         )
         # /api/v1/live: one blocking XREAD per process, on a connection of its own.
         live = LiveHub(
@@ -87,6 +109,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # GeoIP for products that do not keep full addresses (``collector.privacy``).
         edge_locator = await asyncio.to_thread(EdgeLocator.from_settings, settings)
         await directory.start()
+        if spool is not None:
+            await spool.start(write_raw)
         await committer.start()
         live.start()
         try:
@@ -104,10 +128,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "engine": engine,
                 "jobs": builder,  # dead-letter replay enqueues through it (/api/v1)
                 "live": live,
+                "spool": spool,
             }
         finally:
             await live.stop()
             await committer.stop()
+            if spool is not None:
+                await spool.stop()
             await directory.stop()
             edge_locator.close()
             redis.close()

@@ -13,6 +13,12 @@ closed-loop client, whose next request cannot come before its answer, is not hel
 is answered 2xx only after Redis acknowledged the job that holds its envelopes;
 if Redis fails or does not answer within the timeout, every waiter of that flush
 gets :class:`QueueUnavailable` (503).
+
+With a spool (``collector.spool``, ``SIGHTLINE_SPOOL``), a flush Redis did not
+acknowledge is appended to the spool file and fsynced instead, and its waiters are
+answered 2xx; while the spool holds records, every flush joins them there (so they reach
+Redis in order, through the spool's drainer). Only a flush the spool cannot take (full,
+or the disk failed) is answered 503.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis as AsyncRedis
 
+from collector.spool import Spool
 from sightline.envelope import Envelope
 from sightline.errors import QueueUnavailable
 from sightline.queue import Command
@@ -44,6 +51,7 @@ class GroupCommitter:
         max_events: int = 2000,
         timeout: float = 1.0,
         on_flush: FlushObserver | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self._write = write
         self._linger = linger
@@ -53,6 +61,7 @@ class GroupCommitter:
         self._max_events = max_events
         self._timeout = timeout
         self._on_flush = on_flush
+        self._spool = spool
         self._pending: list[Envelope] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
@@ -109,22 +118,50 @@ class GroupCommitter:
                 return
 
     async def _flush(self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]) -> None:
+        spool = self._spool
+        if spool is not None and spool.active:  # records wait for Redis: join them, in order
+            await self._spill(spool, envelopes, waiters)
+            return
         try:
             await asyncio.wait_for(self._write(envelopes), timeout=self._timeout)
-        except Exception as exc:  # any Redis failure or timeout: this flush's waiters get 503
+        except Exception as exc:  # any Redis failure or timeout: spooled, else 503
             log.warning("group commit of %d envelopes failed: %r", len(envelopes), exc)
-            if self._on_flush is not None:
-                self._on_flush(len(envelopes), False)
-            error = QueueUnavailable(f"Redis did not acknowledge: {exc!r}")
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(error)
+            if spool is not None:
+                await self._spill(spool, envelopes, waiters)
+            else:
+                self._fail(envelopes, waiters, exc)
             return
-        if self._on_flush is not None:
+        self._acknowledge(envelopes, waiters)
+
+    async def _spill(
+        self, spool: Spool, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]
+    ) -> None:
+        try:
+            await spool.append(envelopes)  # fsynced when it returns
+        except Exception as exc:  # full, or the disk failed: 503 as without a spool
+            log.warning("spooling %d envelopes failed: %r", len(envelopes), exc)
+            self._fail(envelopes, waiters, exc)
+            return
+        self._acknowledge(envelopes, waiters, job=False)  # the spool counts its own
+
+    def _acknowledge(
+        self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]], *, job: bool = True
+    ) -> None:
+        if job and self._on_flush is not None:
             self._on_flush(len(envelopes), True)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _fail(
+        self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]], exc: Exception
+    ) -> None:
+        if self._on_flush is not None:
+            self._on_flush(len(envelopes), False)
+        error = QueueUnavailable(f"Redis did not acknowledge: {exc!r}")
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
 
 async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +24,7 @@ class Metrics:
         )
         self.events_enqueued = Counter(
             "sightline_events_enqueued",
-            "Envelopes acknowledged by Redis",
+            "Envelopes acknowledged (by Redis, or by the spool while Redis is away)",
             ["dialect"],
             registry=self.registry,
         )
@@ -48,7 +48,23 @@ class Metrics:
         )
         self.flush_failures = Counter(
             "sightline_flush_failures",
-            "Group-commit flushes Redis did not acknowledge",
+            "Group-commit flushes answered 503 (neither Redis nor the spool took them)",
+            registry=self.registry,
+        )
+        self.spooled = Counter(
+            "sightline_spool_events_spooled",
+            "Envelopes written to the spool file while Redis was away (SIGHTLINE_SPOOL)",
+            registry=self.registry,
+        )
+        self.drained = Counter(
+            "sightline_spool_events_drained",
+            "Spooled envelopes sent to Redis once it answered again",
+            registry=self.registry,
+        )
+        self.spool_bytes = Gauge(
+            "sightline_spool_bytes",
+            "Spooled bytes Redis has not acknowledged yet (this process's file and an orphan "
+            "it is draining)",
             registry=self.registry,
         )
 
@@ -74,6 +90,15 @@ class Metrics:
 
     def count_rejected(self, dialect: str, reason: str) -> None:
         self.rejected.labels(dialect=dialect, reason=reason).inc()
+
+    def count_spooled(self, events: int) -> None:
+        self.spooled.inc(events)
+
+    def count_drained(self, events: int) -> None:
+        self.drained.inc(events)
+
+    def set_spool_bytes(self, pending: int) -> None:
+        self.spool_bytes.set(pending)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,7 +25,7 @@ import msgspec
 import sqlalchemy as sa
 
 from sightline.embedded import EmbeddedRedisError
-from sightline.preflight import check_redis, open_store
+from sightline.preflight import check_redis, check_spool, open_store
 from sightline.settings import (
     FSYNC_CHOICES,
     Settings,
@@ -191,6 +191,7 @@ def collector(
     with stop_on_sigterm(), ExitStack() as stack:
         settings = prepare_redis(settings, stack)
         check_redis(settings)
+        check_spool(settings)
         open_store(settings).dispose()
         serve, _ = collector_server(settings)
         serve()

@@ -9,6 +9,7 @@ with one line naming the variable and the reason (:class:`SettingsError`, or
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +49,21 @@ def check_redis(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> None:
         ) from None
     finally:
         client.close()
+
+
+def check_spool(settings: Settings) -> None:
+    """The spool directory (``SIGHTLINE_SPOOL``) exists or can be made, and is writable."""
+    directory = settings.spool_dir
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SettingsError(
+            "SIGHTLINE_SPOOL", f"cannot create {directory}: {exc.strerror or exc}"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise SettingsError("SIGHTLINE_SPOOL", f"{directory} is not writable")
 
 
 def _password(url: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from redis import Redis
 from rq import Queue, Retry
 
@@ -44,7 +45,15 @@ class JobBuilder:
         """RQ asks the server for its version once per queue: do it before serving."""
         self._queue.get_redis_server_version()
 
-    def commands(self, envelopes: Sequence[Envelope | dict[str, Any]]) -> list[Command]:
+    @property
+    def prepared(self) -> bool:
+        """Whether RQ knows the server's version (else building a job would ask, blocking)."""
+        return bool(self._queue.redis_server_version)
+
+    def commands(
+        self, envelopes: Sequence[Envelope | dict[str, Any] | msgspec.Raw]
+    ) -> list[Command]:
+        """``envelopes``: as accepted, as decoded JSON (replay) or as encoded JSON (the spool)."""
         pipe = self._queue.connection.pipeline(transaction=True)
         try:
             self._queue.enqueue_call(

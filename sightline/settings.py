@@ -26,6 +26,7 @@ DEFAULT_QUEUE = "sightline"
 FSYNC_CHOICES = ("always", "everysec")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
+SPOOL_WORDS = ("off", "on")
 
 
 class SettingsError(ValueError):
@@ -182,6 +183,15 @@ def _geoip_city(raw: str) -> str:
     return raw if raw == "off" else _existing_file(raw)
 
 
+def _spool(raw: str) -> str:
+    if raw in SPOOL_WORDS:
+        return raw
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"must be off, on or a directory; {raw} is not a directory")
+    return raw
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: the :class:`Settings` field it sets and its parser."""
@@ -212,6 +222,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
     Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
     Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
+    Variable("SIGHTLINE_SPOOL", "spool", _spool),
+    Variable("SIGHTLINE_SPOOL_MAX_BYTES", "spool_max_bytes", _positive_int),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -259,6 +271,17 @@ class Settings:
     """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
     collectors: int = 1
     """Collector processes ``sightline up`` runs on one listening socket."""
+    spool: str = "off"
+    """Where a collector spools flushes Redis did not acknowledge (``collector.spool``):
+    ``off``, ``on`` (``data_dir/spool``) or a directory."""
+    spool_max_bytes: int = 256 << 20
+    """The most one collector's spool file may hold; a flush past it is answered 503."""
+
+    @property
+    def spool_dir(self) -> Path | None:
+        if self.spool == "off":
+            return None
+        return self.data_dir / "spool" if self.spool == "on" else Path(self.spool)
 
     @property
     def worker_count(self) -> int:

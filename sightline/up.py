@@ -22,7 +22,7 @@ from collector.server import BoundedHttpToolsProtocol
 from sightline.children import stop_with_parent
 from sightline.dashboard import LOGIN_CODE_TTL, dashboard_link
 from sightline.embedded import prepare_redis
-from sightline.preflight import check_redis, open_store
+from sightline.preflight import check_redis, check_spool, open_store
 from sightline.redisconn import connect
 from sightline.settings import Settings
 from sightline.signals import stop_on_sigterm
@@ -104,6 +104,7 @@ def _run_up(settings: Settings) -> None:
     with ExitStack() as stack:
         settings = prepare_redis(settings, stack)
         check_redis(settings)
+        check_spool(settings)
         engine = open_store(settings, migrate=True)  # `up` migrates, like `sightline migrate`
         with engine.begin() as conn:
             product, created = ensure_default_product(conn)

@@ -34,9 +34,12 @@ def wait_until(check: object, timeout: float, what: str) -> None:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, durable: bool = False) -> None:
+        """``durable``: an append-only file fsynced before every reply, so a SIGKILL loses
+        nothing Redis acknowledged and a restart in ``workdir`` reloads it."""
         self.port = free_port()
         self.workdir = workdir
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,8 +59,11 @@ class RedisServer:
                 str(self.workdir),
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(
+                    ("--appendonly", "yes", "--appendfsync", "always")
+                    if self.durable
+                    else ("--appendonly", "no")
+                ),
             ],
             stdout=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -76,6 +82,12 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last save."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
 
     def pause(self) -> None:
