@@ -212,6 +212,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
     Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
     Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
+    Variable("SIGHTLINE_RETENTION_DAYS", "retention_days", _positive_int),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -259,6 +260,9 @@ class Settings:
     """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
     collectors: int = 1
     """Collector processes ``sightline up`` runs on one listening socket."""
+    retention_days: int | None = None
+    """Events (and their sessions and daily rollups) older than this many days are
+    removed by the workers, hourly (``sightline.store.partitions``); ``None``: kept."""
 
     @property
     def worker_count(self) -> int:
