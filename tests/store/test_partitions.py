@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from sightline.model import Event, EventType, Normalised
+from sightline.settings import Settings, SettingsError
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
 from sightline.store.partitions import (
@@ -30,7 +31,10 @@ from sightline.store.partitions import (
 )
 from sightline.store.schema import event_keys, events, products, sessions, visitor_days
 from sightline.store.writer import write_batch
+from tests.cli.test_cli import invoke, run
+from tests.harness import System
 from tests.servers import PostgresServer
+from worker.maintenance import Maintenance
 
 NOW = datetime.now(UTC)
 THIS_MONTH = month_of(NOW)
@@ -274,3 +278,62 @@ def test_retention_refuses_zero_days(database_url: str) -> None:
             apply_retention(engine, 0)
     finally:
         engine.dispose()
+
+
+def test_a_range_reads_only_its_months(database_url: str) -> None:
+    """The read paths' ``timestamp`` ranges prune partitions (PostgreSQL)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if not is_partitioned(conn):
+                pytest.skip("SQLite: one table")
+            start = THIS_MONTH + timedelta(days=1)
+            query = (
+                sa.select(sa.func.count())
+                .select_from(events)
+                .where(
+                    events.c.product_id == "p",
+                    events.c.timestamp >= start,
+                    events.c.timestamp < start + timedelta(days=7),
+                )
+            )
+            compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {compiled}").scalars())
+        assert partition_name(THIS_MONTH) in plan
+        assert partition_name(add_months(THIS_MONTH, 1)) not in plan
+        assert DEFAULT_PARTITION not in plan
+    finally:
+        engine.dispose()
+
+
+def test_the_worker_keeps_months_ahead_and_applies_retention(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            partitioned = is_partitioned(conn)
+            if partitioned:
+                conn.exec_driver_sql(f"DROP TABLE {partition_name(add_months(THIS_MONTH, 2))}")
+        _write(engine, _event("old", NOW - timedelta(days=400)), _event("new", NOW))
+        Maintenance(engine, retention_days=200).run_once()
+        with engine.connect() as conn:
+            if partitioned:
+                assert monthly_partitions(conn) == [add_months(THIS_MONTH, n) for n in range(3)]
+            assert set(conn.execute(sa.select(events.c.message_id)).scalars()) == {"new"}
+    finally:
+        engine.dispose()
+
+
+def test_retention_from_the_command_line(system: System) -> None:
+    refused = invoke(system, "retention", "run")
+    assert refused.exit_code == 2
+    assert "retention is off: set SIGHTLINE_RETENTION_DAYS or pass --days" in refused.output
+    out = run(system, "retention", "run", "--days", "30")
+    assert "kept 30 days: removed everything before" in out
+    assert "partitions dropped: none" in out
+
+
+def test_retention_days_must_be_positive() -> None:
+    with pytest.raises(SettingsError, match="SIGHTLINE_RETENTION_DAYS: must be greater than 0"):
+        Settings.from_env({"SIGHTLINE_RETENTION_DAYS": "0"})
+    assert Settings.from_env({"SIGHTLINE_RETENTION_DAYS": "90"}).retention_days == 90
+    assert Settings.from_env({}).retention_days is None
