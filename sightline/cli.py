@@ -626,7 +626,7 @@ def retention_run(obj: Context, days: int | None) -> None:
     """Create the coming months' partitions (PostgreSQL) and remove the events, keys,
     sessions and daily rollups older than the retention: whole months dropped on
     PostgreSQL, deletes of at most 5,000 rows per transaction elsewhere."""
-    from sightline.store.partitions import apply_retention, ensure_partitions
+    from sightline.store.partitions import apply_retention, ensure_partitions, retention_horizon
 
     days = days or obj.settings.retention_days
     if days is None:
@@ -634,7 +634,7 @@ def retention_run(obj: Context, days: int | None) -> None:
     engine = obj.store()
     try:
         with engine.begin() as conn:
-            created = ensure_partitions(conn)
+            created = ensure_partitions(conn, since=retention_horizon(conn, days))
         done = apply_retention(engine, days)
     finally:
         engine.dispose()

@@ -15,7 +15,7 @@ import threading
 
 import sqlalchemy as sa
 
-from sightline.store.partitions import apply_retention, ensure_partitions
+from sightline.store.partitions import apply_retention, ensure_partitions, retention_horizon
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,12 @@ class Maintenance:
     def run_once(self) -> None:
         try:
             with self.engine.begin() as conn:
-                created = ensure_partitions(conn)
+                since = (
+                    None
+                    if self.retention_days is None
+                    else retention_horizon(conn, self.retention_days)
+                )
+                created = ensure_partitions(conn, since=since)
             if created:
                 log.info("created partitions %s", ", ".join(created))
             if self.retention_days is not None:

@@ -4,8 +4,9 @@ On PostgreSQL ``events`` is range-partitioned on ``timestamp`` (declarative
 partitioning, migration 0009): one partition per UTC month, ``events_pYYYY_MM``, and
 ``events_default`` for any event outside them (old imports, a month nobody created
 yet), so no time is ever refused. :func:`ensure_partitions` creates the current month
-and the next :data:`MONTHS_AHEAD` (``sightline migrate`` and every worker, hourly); a
-month created after events of it went to the default partition takes them along.
+and the next :data:`MONTHS_AHEAD` (``sightline migrate`` and every worker, hourly), and
+a month for the events that went to the default partition (:func:`split_default`):
+a month created after events of it were stored takes them along.
 
 Every unique index of a partitioned table must contain the partition key, and a
 retried message is not guaranteed the same ``timestamp`` (the clock-skew correction
@@ -120,10 +121,14 @@ def create_month(conn: sa.Connection, start: datetime) -> bool:
 
 
 def ensure_partitions(
-    conn: sa.Connection, now: datetime | None = None, ahead: int = MONTHS_AHEAD
+    conn: sa.Connection,
+    now: datetime | None = None,
+    ahead: int = MONTHS_AHEAD,
+    since: datetime | None = None,
 ) -> list[str]:
-    """The partitions of the current month and the ``ahead`` next ones (PostgreSQL with
-    a partitioned ``events``; nothing elsewhere). The names of those created."""
+    """The partitions of the current month and the ``ahead`` next ones, and of the
+    months of the default partition's events from ``since`` on (PostgreSQL with a
+    partitioned ``events``; nothing elsewhere). The names of those created."""
     if not is_partitioned(conn):
         return []
     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MAINTENANCE_LOCK})")
@@ -133,6 +138,23 @@ def ensure_partitions(
         month = add_months(first, n)
         if create_month(conn, month):
             created.append(partition_name(month))
+    return created + split_default(conn, since)
+
+
+def split_default(conn: sa.Connection, since: datetime | None = None, limit: int = 12) -> list[str]:
+    """Partitions for the months of events in the default partition (an import of old
+    events, a worker stopped for months), oldest first, at most ``limit`` months: the
+    default partition stays small, and what it holds is read by month like the rest.
+    Events before ``since`` are left where they are (retention is about to remove them)."""
+    created = []
+    oldest_kept = _literal(since or datetime(1, 1, 1, tzinfo=UTC))
+    for _ in range(limit):
+        oldest = conn.exec_driver_sql(
+            f"SELECT min(timestamp) FROM {DEFAULT_PARTITION} WHERE timestamp >= {oldest_kept}"
+        ).scalar()
+        if oldest is None or not create_month(conn, oldest):
+            break
+        created.append(partition_name(month_of(oldest)))
     return created
 
 
