@@ -146,6 +146,8 @@ def split_default(conn: sa.Connection, since: datetime | None = None, limit: int
     events, a worker stopped for months), oldest first, at most ``limit`` months: the
     default partition stays small, and what it holds is read by month like the rest.
     Events before ``since`` are left where they are (retention is about to remove them)."""
+    if not is_partitioned(conn):
+        return []
     created = []
     oldest_kept = _literal(since or datetime(1, 1, 1, tzinfo=UTC))
     for _ in range(limit):
