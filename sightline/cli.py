@@ -636,6 +636,8 @@ def retention_run(obj: Context, days: int | None) -> None:
         with engine.begin() as conn:
             created = ensure_partitions(conn, since=retention_horizon(conn, days))
         done = apply_retention(engine, days)
+    except sa.exc.OperationalError as exc:  # a lock not granted in time, an outage
+        raise click.ClickException(f"retention not finished, run it again: {exc.orig}") from None
     finally:
         engine.dispose()
     click.echo(f"kept {days} days: removed everything before {done.horizon.isoformat()}")

@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sightline.store.rollups import utc_day
 from sightline.store.schema import event_keys, events, sessions, visitor_days
 
 MONTHS_AHEAD = 2
@@ -43,6 +44,9 @@ finds its events' partitions (and the default partition catches the rest)."""
 DEFAULT_PARTITION = "events_default"
 RETENTION_CHUNK = 5000
 """Rows one retention transaction deletes at most (locks held briefly, WAL bounded)."""
+LOCK_TIMEOUT = "10s"
+"""How long partition maintenance waits for a table lock before it gives up (and the
+next pass tries again): requests queued behind it wait no longer than that."""
 MAINTENANCE_LOCK = 0x5167_4C70
 """The advisory lock that serialises partition maintenance between processes."""
 
@@ -132,6 +136,8 @@ def ensure_partitions(
     if not is_partitioned(conn):
         return []
     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MAINTENANCE_LOCK})")
+    # Never queue the workers' and readers' locks behind ours for long: fail, retry later.
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     first = month_of(now or datetime.now(UTC))
     created = []
     for n in range(ahead + 1):
@@ -192,6 +198,8 @@ def apply_retention(
     if partitioned:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MAINTENANCE_LOCK})")
+            # DROP locks events exclusively: it waits this long for running queries at most
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             for start in monthly_partitions(conn):
                 if add_months(start, 1) <= horizon:
                     conn.exec_driver_sql(f"DROP TABLE {partition_name(start)}")
@@ -200,7 +208,8 @@ def apply_retention(
         ("events", events, events.c.timestamp < horizon),
         ("event_keys", event_keys, event_keys.c.timestamp < horizon),
         ("sessions", sessions, sessions.c.ended_at < horizon),
-        ("visitor_days", visitor_days, visitor_days.c.day < horizon),
+        # a day's rollup goes with the day's last event (the cutoff's own day stays)
+        ("visitor_days", visitor_days, visitor_days.c.day < utc_day(horizon)),
     )
     for name, table, older in deletions:
         if table is event_keys and not partitioned:
