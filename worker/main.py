@@ -32,7 +32,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
     )
     recovery.start()
-    maintenance = Maintenance(rt.engine, settings.retention_days)
+    maintenance = Maintenance.for_settings(settings)
     maintenance.start()
     try:
         return bool(

@@ -15,6 +15,8 @@ import threading
 
 import sqlalchemy as sa
 
+from sightline.settings import Settings
+from sightline.store.db import make_engine
 from sightline.store.partitions import apply_retention, ensure_partitions, retention_horizon
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,14 @@ class Maintenance:
         self.interval = interval
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Maintenance:
+        """On an engine of its own that keeps no connection between passes: RQ forks its
+        scheduler from the worker, and a pooled socket the child inherited would keep a
+        SIGKILLed worker's transaction open (``worker.runtime``)."""
+        engine = make_engine(settings.sqlalchemy_url, poolclass=sa.pool.NullPool)
+        return cls(engine, settings.retention_days)
 
     def run_once(self) -> None:
         try:
@@ -63,6 +73,7 @@ class Maintenance:
         self._stopped.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.engine.dispose()
 
     def _run(self) -> None:
         while not self._stopped.is_set():
