@@ -62,8 +62,10 @@ class Maintenance:
                         done.dropped,
                         done.deleted,
                     )
-        except sa.exc.SQLAlchemyError as exc:
+        except sa.exc.SQLAlchemyError as exc:  # an outage, a lock not granted in time
             log.warning("store maintenance failed, tried again in %.0f s: %s", self.interval, exc)
+        except Exception:  # a bug: logged, and the thread lives on for the next pass
+            log.exception("store maintenance failed, tried again in %.0f s", self.interval)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sightline-maintenance", daemon=True)
