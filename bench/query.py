@@ -11,7 +11,8 @@ them, as visits (a visitor, a start in the last 30 days, a few events minutes ap
 one Sightline session each), bulk-inserted with the writer's own row encoding (SQLite
 ``executemany``, PostgreSQL ``COPY``) and the sessions table filled by the writer's
 function. Secondary indexes are built after the load, then ``ANALYZE`` (PostgreSQL:
-``VACUUM ANALYZE``, as autovacuum would).
+``VACUUM ANALYZE``, as autovacuum would; the events of each month in their own
+partition, as the workers' maintenance leaves them).
 
 Timed: the stats of the last 30 whole UTC days per day with a breakdown by page (the
 store function ``GET /api/v1/stats`` calls, and the endpoint itself through the real
@@ -57,6 +58,7 @@ from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.dimensions import add_dimensions
 from sightline.store.migrate import upgrade
+from sightline.store.partitions import split_default
 from sightline.store.products import Product, create_product
 from sightline.store.rollups import record_visitor_days, utc_day
 from sightline.store.schema import events, sessions
@@ -156,6 +158,10 @@ def load(engine: sa.Engine, chunks: Iterator[list[dict[str, Any]]]) -> int:
             record_sessions(conn, rows, {r["id"] for r in rows})
             record_visitor_days(conn, rows)
         stored += len(rows)
+    with engine.begin() as conn:
+        # PostgreSQL: the past month's events went to the default partition; the
+        # workers' hourly maintenance gives them their month (sightline.store.partitions)
+        split_default(conn)
     with engine.begin() as conn:
         for index in dropped:
             if index.name not in STATS_INDEXES:

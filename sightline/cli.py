@@ -611,6 +611,44 @@ def tokens_link(obj: Context, host: str | None, port: int | None) -> None:
 
 
 @main.group()
+def retention() -> None:
+    """Removing old events (SIGHTLINE_RETENTION_DAYS; the workers also do it hourly)."""
+
+
+@retention.command("run")
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    default=None,
+    help="Keep this many days (default: SIGHTLINE_RETENTION_DAYS).",
+)
+@pass_context
+def retention_run(obj: Context, days: int | None) -> None:
+    """Create the coming months' partitions (PostgreSQL) and remove the events, keys,
+    sessions and daily rollups older than the retention: whole months dropped on
+    PostgreSQL, deletes of at most 5,000 rows per transaction elsewhere."""
+    from sightline.store.partitions import apply_retention, ensure_partitions, retention_horizon
+
+    days = days or obj.settings.retention_days
+    if days is None:
+        raise click.UsageError("retention is off: set SIGHTLINE_RETENTION_DAYS or pass --days")
+    engine = obj.store()
+    try:
+        with engine.begin() as conn:
+            created = ensure_partitions(conn, since=retention_horizon(conn, days))
+        done = apply_retention(engine, days)
+    except sa.exc.OperationalError as exc:  # a lock not granted in time, an outage
+        raise click.ClickException(f"retention not finished, run it again: {exc.orig}") from None
+    finally:
+        engine.dispose()
+    click.echo(f"kept {days} days: removed everything before {done.horizon.isoformat()}")
+    click.echo(f"  partitions created: {', '.join(created) or 'none'}")
+    click.echo(f"  partitions dropped: {', '.join(done.dropped) or 'none'}")
+    deleted = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()))
+    click.echo(f"  rows deleted: {deleted or 'none'}")
+
+
+@main.group()
 def users() -> None:
     """People: erase one (right to erasure) and suppress their later events."""
 

@@ -224,6 +224,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
     Variable("SIGHTLINE_SPOOL", "spool", _spool),
     Variable("SIGHTLINE_SPOOL_MAX_BYTES", "spool_max_bytes", _positive_int),
+    Variable("SIGHTLINE_RETENTION_DAYS", "retention_days", _positive_int),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -276,6 +277,9 @@ class Settings:
     ``off``, ``on`` (``data_dir/spool``) or a directory."""
     spool_max_bytes: int = 256 << 20
     """The most one collector's spool file may hold; a flush past it is answered 503."""
+    retention_days: int | None = None
+    """Events (and their sessions and daily rollups) older than this many days are
+    removed by the workers, hourly (``sightline.store.partitions``); ``None``: kept."""
 
     @property
     def spool_dir(self) -> Path | None:

@@ -11,6 +11,7 @@ from sightline.redisconn import connect
 from sightline.serializer import JSONSerializer
 from sightline.settings import Settings
 from worker import runtime
+from worker.maintenance import Maintenance
 from worker.recovery import Recovery
 
 
@@ -31,6 +32,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
     )
     recovery.start()
+    maintenance = Maintenance.for_settings(settings)
+    maintenance.start()
     try:
         return bool(
             worker.work(
@@ -40,6 +43,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
             )
         )
     finally:
+        maintenance.stop()
         recovery.stop()
         recovery.connection.close()
         rt.close()

@@ -4,6 +4,7 @@ process only checks the schema is current (:func:`require_current`) and refuses 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,6 +12,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+
+from sightline.store.partitions import ensure_partitions, is_partition_table
+from sightline.store.schema import exists_on
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,10 +27,27 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Migrate to ``revision``; at the head, also create the months of events ahead
+    (PostgreSQL: ``sightline.store.partitions``)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        if revision == "head":
+            ensure_partitions(connection)
+
+
+def include_object(dialect: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` for comparing the schema with a database of
+    ``dialect``: leaves out what exists on the other database only, and the partitions
+    of ``events`` (made at run time, not by the schema)."""
+
+    def include(item: object, name: str | None, kind: str, reflected: bool, _: object) -> bool:
+        if kind == "table" and is_partition_table(name):
+            return False
+        return reflected or exists_on(dialect, item)
+
+    return include
 
 
 class SchemaNotCurrent(RuntimeError):

@@ -135,9 +135,15 @@ STATS_INDEX_COLUMNS = (
     *DIMENSION_COLUMNS,
 )
 
+ONLY_ON = "only_on"
+"""``info`` key of a table or constraint that exists on one database only: its name."""
+
 events = sa.Table(
     "events",
     metadata,
+    # On PostgreSQL the table is partitioned by month on ``timestamp`` (migration 0009,
+    # sightline/store/partitions.py) and its primary key is (id, timestamp): a unique
+    # index of a partitioned table must hold the partition key.
     sa.Column("id", sa.String(36), primary_key=True),  # UUIDv7: time-ordered
     sa.Column("product_id", sa.String(40), nullable=False),
     sa.Column("message_id", sa.String(255), nullable=False),
@@ -165,7 +171,10 @@ events = sa.Table(
     # read the String lengths, leave them alone).
     *(sa.Column(name, sa.Text, nullable=True) for name in DIMENSION_COLUMNS),
     # The idempotency key: a job run twice, or a client retry, stores nothing twice.
-    sa.UniqueConstraint("product_id", "message_id", name="uq_events_product_message"),
+    # SQLite only: on PostgreSQL the keys are the table event_keys (below).
+    sa.UniqueConstraint(
+        "product_id", "message_id", name="uq_events_product_message", info={ONLY_ON: "sqlite"}
+    ).ddl_if(dialect="sqlite"),
     sa.Index("ix_events_product_timestamp", "product_id", "timestamp"),
     sa.Index("ix_events_product_user", "product_id", "user_id"),
     # With user_id: "anonymous id in (...) and user id is null" (the read API's user filter,
@@ -182,6 +191,26 @@ events = sa.Table(
     # alone (a few hundred bytes an event, never its properties and context).
     sa.Index("ix_events_stats", *STATS_INDEX_COLUMNS),
 )
+
+event_keys = sa.Table(
+    "event_keys",
+    metadata,
+    # PostgreSQL: the idempotency keys of the partitioned events (one row per stored
+    # event; sightline/store/partitions.py). The writer inserts a batch's keys first and
+    # stores the events whose key was new. Kept as long as the event (retention).
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    sa.Column("message_id", sa.String(255), primary_key=True),
+    sa.Column("timestamp", Time, nullable=False),
+    sa.Index("ix_event_keys_timestamp", "timestamp"),
+    info={ONLY_ON: "postgresql"},
+)
+
+
+def exists_on(dialect: str, item: object) -> bool:
+    """Whether a table or constraint of the metadata exists on the database ``dialect``."""
+    info = getattr(item, "info", None) or {}
+    return bool(info.get(ONLY_ON, dialect) == dialect)
+
 
 dead_letters = sa.Table(
     "dead_letters",

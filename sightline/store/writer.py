@@ -21,6 +21,7 @@ from sightline.model import (
 from sightline.store.dimensions import add_dimensions
 from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
+from sightline.store.partitions import insert_new_events_sql
 from sightline.store.rollups import record_visitor_days
 from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
@@ -227,11 +228,8 @@ _PG_CREATE_STAGE = (
     "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 _PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
-_PG_MERGE = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    f"SELECT {', '.join(_EVENT_COLUMNS)} FROM {_PG_STAGE} "
-    "ON CONFLICT (product_id, message_id) DO NOTHING RETURNING product_id, message_id"
-)
+# Through the dedup keys of the partitioned table (sightline/store/partitions.py).
+_PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS)
 
 
 def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:

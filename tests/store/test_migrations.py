@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from sightline.store.db import make_engine
-from sightline.store.migrate import is_current
+from sightline.store.migrate import include_object, is_current
 from sightline.store.schema import metadata
 
 
@@ -15,7 +15,10 @@ def test_migrated_database_matches_the_schema(database_url: str) -> None:
     try:
         assert is_current(engine)
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            context = MigrationContext.configure(
+                conn, opts={"include_object": include_object(conn.dialect.name)}
+            )
+            diff = compare_metadata(context, metadata)
         assert diff == []
     finally:
         engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from sightline.store.db import make_engine
+from sightline.store.migrate import include_object
 from sightline.store.schema import metadata
 
 config = context.config
@@ -27,6 +28,7 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies tables
         compare_type=True,
+        include_object=include_object(connection.dialect.name),  # type: ignore[attr-defined]
     )
     with context.begin_transaction():
         context.run_migrations()
