@@ -15,7 +15,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from sightline.children import stop_with_parent
 from sightline.settings import Settings
@@ -60,10 +62,23 @@ class EmbeddedRedis:
     def owned(self) -> bool:
         return self._process is not None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, if we started it."""
+        return self._process.pid if self._process is not None else None
+
+    def exited(self) -> int | None:
+        """The exit status of the server we started, once it has ended (else ``None``)."""
+        return self._process.poll() if self._process is not None else None
+
     def is_running(self) -> bool:
         if not self.socket.exists():
             return False
-        client = Redis(unix_socket_path=str(self.socket), socket_timeout=1.0)
+        # No retries: redis-py's default (10, with backoff) spends ~4 s on the refused
+        # connection of a stale socket, the one a killed server leaves behind.
+        client = Redis(
+            unix_socket_path=str(self.socket), socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
         try:
             return bool(client.ping())
         except (RedisError, OSError):

@@ -1,0 +1,233 @@
+"""Faults under load, with real processes: every acknowledged event stored exactly once.
+
+A load generator (``tests/load.py``) sends a few thousand track events with distinct
+message ids to a real collector process while a fault strikes mid-load: Redis
+SIGKILLed and restarted on its data dir (the embedded server's configuration:
+``appendonly yes``, ``appendfsync everysec``), PostgreSQL restarted under the workers.
+At the end, once the workers have drained the queue, the events stored are counted
+against the answers: every 2xx stored once, nothing stored that was never sent, no job
+in RQ's failed registry. An event answered 503 may have been stored (the collector
+gave up waiting while Redis took it), at most once; how many is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+from rq.job import Job
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from sightline.embedded import EmbeddedRedis
+from sightline.queue import make_queue
+from sightline.serializer import JSONSerializer
+from sightline.store.db import make_engine
+from sightline.store.products import ensure_default_product
+from sightline.store.schema import events
+from sightline.up import WorkerPool
+from tests.load import Load
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "sightline"
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+@contextmanager
+def collector_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (a pipe nobody reads could block it)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sightline", "collector", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        wait_for(lambda: _healthy(port), 30, "the collector answers /health")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Stored:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def message_ids(self) -> list[str] | None:
+        try:
+            with self.engine.connect() as conn:
+                return [r.message_id for r in conn.execute(sa.select(events.c.message_id))]
+        except sa.exc.OperationalError:  # the database restarting
+            return None
+
+
+def drained(redis: Redis) -> bool:
+    """Nothing queued, running, stranded or scheduled for a retry."""
+    try:
+        queue = make_queue(redis, QUEUE)
+        started = StartedJobRegistry(QUEUE, connection=redis)
+        return (
+            queue.count == 0
+            and started.count == 0
+            and redis.llen(queue.intermediate_queue_key) == 0
+            and queue.scheduled_job_registry.count == 0
+        )
+    except Exception:  # Redis restarting
+        return False
+
+
+def settle(load: Load, stored: Stored, redis: Redis, timeout: float) -> list[str]:
+    """Wait until every acknowledged event is stored and the queue is drained."""
+
+    def done() -> bool:
+        ids = stored.message_ids()
+        return ids is not None and load.acknowledged <= set(ids) and drained(redis)
+
+    try:
+        wait_for(done, timeout, "every acknowledged event stored and the queue drained")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {where(load, stored, redis)}") from None
+    time.sleep(1.0)  # anything still on its way would show now
+    ids = stored.message_ids()
+    assert ids is not None
+    return ids
+
+
+def where(load: Load, stored: Stored, redis: Redis) -> str:
+    """What is left, and where: for a failure's message."""
+    ids = set(stored.message_ids() or [])
+    missing = load.acknowledged - ids
+    queue = make_queue(redis, QUEUE)
+    found: dict[str, list[str]] = {}
+    for key in redis.scan_iter("rq:job:*"):
+        if redis.type(key) != b"hash":
+            continue
+        try:
+            job = Job.fetch(
+                key.decode().split(":")[-1], connection=redis, serializer=JSONSerializer
+            )
+            text = json.dumps(job.args)
+        except Exception as exc:  # a job RQ cannot read back is worth reporting too
+            found[key.decode()] = [repr(exc)]
+            continue
+        holds = [m for m in missing if f'"{m}"' in text]
+        if holds:
+            status, worker = job.get_status(), job.worker_name
+            found[job.id] = [str(status), str(worker), f"{len(holds)} of them"]
+    return (
+        f"missing {len(missing)} (e.g. {sorted(missing)[:5]}); queued {queue.count}, "
+        f"started {StartedJobRegistry(QUEUE, connection=redis).get_job_ids()}, "
+        f"intermediate {redis.lrange(queue.intermediate_queue_key, 0, -1)}, "
+        f"scheduled {queue.scheduled_job_registry.get_job_ids()}, "
+        f"failed {FailedJobRegistry(QUEUE, connection=redis).get_job_ids()}, "
+        f"workers {redis.smembers('sightline:' + QUEUE + ':workers')}, jobs holding them {found}"
+    )
+
+
+def tally(load: Load, ids: list[str]) -> tuple[int, int, int, int]:
+    """(lost, duplicated, never sent, refused but stored)."""
+    stored = set(ids)
+    return (
+        len(load.acknowledged - stored),
+        len(ids) - len(stored),
+        len(stored - load.sent),
+        len(stored - load.acknowledged),
+    )
+
+
+def test_redis_sigkilled_under_load_loses_no_acknowledged_event(
+    tmp_path: Path, sqlite_template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    database = f"sqlite:///{tmp_path / 'sightline.db'}"
+    shutil.copyfile(sqlite_template, tmp_path / "sightline.db")
+    engine = make_engine(database)
+    with engine.begin() as conn:
+        product, _ = ensure_default_product(conn)
+    engine.dispose()
+    redis_dir = data_dir / "redis"
+    embedded = EmbeddedRedis(redis_dir)  # as `sightline up` runs it: AOF, fsync every second
+    embedded.start()
+    env = {
+        **os.environ,
+        "SIGHTLINE_DATA_DIR": str(data_dir),
+        "REDIS_URL": embedded.url,
+        "DATABASE_URL": database,
+        "SIGHTLINE_REDIS_TIMEOUT": "1",
+        "SIGHTLINE_QUEUE": QUEUE,
+    }
+    port = free_port()
+    redis = Redis(unix_socket_path=str(embedded.socket), socket_timeout=2)
+    stored = Stored(database)
+    workers = WorkerPool(1, env)  # supervised as `sightline up` does: a dead one is replaced
+    total = 3000
+    load = Load(f"http://127.0.0.1:{port}", product.write_keys[0], total, rate=600)
+    try:
+        workers.start()
+        with collector_process(env, port):
+            load.start()
+            wait_for(lambda: load.answered >= total // 3, 40, "a third of the load answered")
+            killed_at = load.answered
+            assert embedded.pid is not None
+            os.kill(embedded.pid, signal.SIGKILL)
+            wait_for(lambda: embedded.exited() is not None, 10, "redis-server killed")
+            time.sleep(0.5)  # the operator (or a supervisor) notices
+            embedded = EmbeddedRedis(redis_dir)  # the same data dir: its append-only file
+            embedded.start()
+            load.join(60)
+            loaded = time.monotonic()
+            ids = settle(load, stored, redis, 45)
+            drained_in = time.monotonic() - loaded
+            failed = FailedJobRegistry(QUEUE, connection=redis).count
+    finally:
+        workers.stop()
+        redis.close()
+        stored.engine.dispose()
+        embedded.stop()
+    lost, duplicated, unknown, refused_stored = tally(load, ids)
+    with capsys.disabled():
+        print(
+            f"\n[Redis SIGKILL at event ~{killed_at} of {total}] {len(load.acknowledged)} "
+            f"acknowledged, {len(set(ids))} stored ({refused_stored} of them answered "
+            f"otherwise), refused {dict(load.refused)}; lost {lost}, duplicated {duplicated}; "
+            f"drained {drained_in:.1f} s after the load"
+        )
+    assert (lost, duplicated, unknown) == (0, 0, 0)
+    assert failed == 0
+    assert load.refused, "the kill was felt"
