@@ -24,13 +24,14 @@ class Load:
     total: int
     rate: float = 600.0
     """Events per second, all threads together (a floor on the run's length)."""
+    per_request: int = 1
+    """Events per request: one ``/v1/track`` each, or ``/v1/batch`` requests of this many
+    (fewer, larger jobs for the workers; a batch is acknowledged or refused whole)."""
     threads: int = 4
     prefix: str = "m"
     acknowledged: set[str] = field(default_factory=set)
     refused: Counter[str] = field(default_factory=Counter)
-    """Not acknowledged: how many of each answer (``503``, ``ConnectError`` ...)."""
-    first_refused: int | None = None
-    """How many events had been answered when the first refusal came."""
+    """Events not acknowledged, by answer (``503``, ``ConnectError`` ...)."""
     _answered: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -61,22 +62,28 @@ class Load:
         assert not any(w.is_alive() for w in self._workers), f"load not done in {timeout} s"
 
     def _send(self, thread: int, began: float) -> None:
+        size = self.per_request
         with httpx.Client(base_url=self.url, auth=(self.write_key, ""), timeout=10) as client:
-            for n in range(thread, self.total, self.threads):
-                delay = began + n / self.rate - time.monotonic()
+            for first in range(thread * size, self.total, self.threads * size):
+                delay = began + first / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                message = self.message_id(n)
-                body = {"type": "track", "userId": f"u{n % 7}", "event": "E", "messageId": message}
+                messages = [self.message_id(n) for n in range(first, min(first + size, self.total))]
+                batch = [
+                    {"type": "track", "userId": f"u{hash(m) % 7}", "event": "E", "messageId": m}
+                    for m in messages
+                ]
                 try:
-                    outcome = str(client.post("/v1/track", json=body).status_code)
+                    if size == 1:
+                        response = client.post("/v1/track", json=batch[0])
+                    else:
+                        response = client.post("/v1/batch", json={"batch": batch})
+                    outcome = str(response.status_code)
                 except httpx.HTTPError as exc:
                     outcome = type(exc).__name__
                 with self._lock:
-                    self._answered += 1
+                    self._answered += len(messages)
                     if outcome.startswith("2"):
-                        self.acknowledged.add(message)
+                        self.acknowledged.update(messages)
                     else:
-                        self.refused[outcome] += 1
-                        if self.first_refused is None:
-                            self.first_refused = self._answered
+                        self.refused[outcome] += len(messages)

@@ -146,6 +146,18 @@ class PostgresServer:
             shutil.which("pg_ctl") or "pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"
         )
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart``: ``fast`` ends every session (rolling back its transaction),
+        ``immediate`` kills the server without a clean shutdown (crash recovery on start)."""
+        self._run(
+            shutil.which("pg_ctl") or "pg_ctl",
+            "-D", str(self.datadir),
+            "-l", str(self.workdir / "postgres.log"),
+            "-m", mode,
+            "-w",
+            "restart",
+        )  # fmt: skip
+
 
 @contextmanager
 def running(server: RedisServer | PostgresServer) -> Iterator[None]:

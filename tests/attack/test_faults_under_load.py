@@ -39,7 +39,7 @@ from sightline.store.products import ensure_default_product
 from sightline.store.schema import events
 from sightline.up import WorkerPool
 from tests.load import Load
-from tests.servers import free_port
+from tests.servers import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "sightline"
@@ -197,7 +197,7 @@ def test_redis_sigkilled_under_load_loses_no_acknowledged_event(
     stored = Stored(database)
     workers = WorkerPool(1, env)  # supervised as `sightline up` does: a dead one is replaced
     total = 3000
-    load = Load(f"http://127.0.0.1:{port}", product.write_keys[0], total, rate=600)
+    load = Load(f"http://127.0.0.1:{port}", product.write_keys[0], total, per_request=4)
     try:
         workers.start()
         with collector_process(env, port):
@@ -231,3 +231,65 @@ def test_redis_sigkilled_under_load_loses_no_acknowledged_event(
     assert (lost, duplicated, unknown) == (0, 0, 0)
     assert failed == 0
     assert load.refused, "the kill was felt"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_restarted_under_load_loses_and_doubles_nothing(
+    mode: str,
+    database_url: str,
+    redis_url: str,
+    postgres_server: PostgresServer | None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert postgres_server is not None
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        product, _ = ensure_default_product(conn)
+        # The suite's cluster trades durability for speed (synchronous_commit off): a
+        # commit it answered may vanish in an immediate stop. PostgreSQL's default here.
+        name = sa.make_url(database_url).database
+        conn.execute(sa.text(f"ALTER DATABASE {name} SET synchronous_commit = on"))
+    engine.dispose()
+    env = {
+        **os.environ,
+        "SIGHTLINE_DATA_DIR": str(tmp_path / "data"),
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "SIGHTLINE_QUEUE": QUEUE,
+    }
+    port = free_port()
+    redis = Redis.from_url(redis_url, socket_timeout=5)
+    stored = Stored(database_url)
+    workers = WorkerPool(2, env)
+    total = 3000
+    load = Load(f"http://127.0.0.1:{port}", product.write_keys[0], total, per_request=10)
+    try:
+        workers.start()
+        with collector_process(env, port):
+            wait_for(lambda: stored.message_ids() is not None, 10, "the database answers")
+            load.start()
+            wait_for(lambda: load.answered >= total // 3, 40, "a third of the load answered")
+            restarted_at = load.answered
+            postgres_server.restart(mode)
+            load.join(60)
+            loaded = time.monotonic()
+            ids = settle(load, stored, redis, 45)
+            drained_in = time.monotonic() - loaded
+            failed = FailedJobRegistry(QUEUE, connection=redis).count
+    finally:
+        workers.stop()
+        redis.close()
+        stored.engine.dispose()
+    lost, duplicated, unknown, refused_stored = tally(load, ids)
+    with capsys.disabled():
+        print(
+            f"\n[PostgreSQL restart -m {mode} at event ~{restarted_at} of {total}] "
+            f"{len(load.acknowledged)} acknowledged, {len(set(ids))} stored "
+            f"({refused_stored} of them answered otherwise), refused {dict(load.refused)}; "
+            f"lost {lost}, duplicated {duplicated}; drained {drained_in:.1f} s after the load"
+        )
+    assert (lost, duplicated, unknown) == (0, 0, 0)
+    assert failed == 0
