@@ -12,7 +12,6 @@ gave up waiting while Redis took it), at most once; how many is printed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,30 +27,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from redis import Redis
-from rq.job import Job
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry
 
 from sightline.embedded import EmbeddedRedis
-from sightline.queue import make_queue
-from sightline.serializer import JSONSerializer
 from sightline.store.db import make_engine
 from sightline.store.products import ensure_default_product
-from sightline.store.schema import events
 from sightline.up import WorkerPool
-from tests.load import Load
+from tests.load import QUEUE, Load, Stored, settle, tally, wait_for
 from tests.servers import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-QUEUE = "sightline"
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 @contextmanager
@@ -82,92 +67,6 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-class Stored:
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-
-    def message_ids(self) -> list[str] | None:
-        try:
-            with self.engine.connect() as conn:
-                return [r.message_id for r in conn.execute(sa.select(events.c.message_id))]
-        except sa.exc.OperationalError:  # the database restarting
-            return None
-
-
-def drained(redis: Redis) -> bool:
-    """Nothing queued, running, stranded or scheduled for a retry."""
-    try:
-        queue = make_queue(redis, QUEUE)
-        started = StartedJobRegistry(QUEUE, connection=redis)
-        return (
-            queue.count == 0
-            and started.count == 0
-            and redis.llen(queue.intermediate_queue_key) == 0
-            and queue.scheduled_job_registry.count == 0
-        )
-    except Exception:  # Redis restarting
-        return False
-
-
-def settle(load: Load, stored: Stored, redis: Redis, timeout: float) -> list[str]:
-    """Wait until every acknowledged event is stored and the queue is drained."""
-
-    def done() -> bool:
-        ids = stored.message_ids()
-        return ids is not None and load.acknowledged <= set(ids) and drained(redis)
-
-    try:
-        wait_for(done, timeout, "every acknowledged event stored and the queue drained")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; {where(load, stored, redis)}") from None
-    time.sleep(1.0)  # anything still on its way would show now
-    ids = stored.message_ids()
-    assert ids is not None
-    return ids
-
-
-def where(load: Load, stored: Stored, redis: Redis) -> str:
-    """What is left, and where: for a failure's message."""
-    ids = set(stored.message_ids() or [])
-    missing = load.acknowledged - ids
-    queue = make_queue(redis, QUEUE)
-    found: dict[str, list[str]] = {}
-    for key in redis.scan_iter("rq:job:*"):
-        if redis.type(key) != b"hash":
-            continue
-        try:
-            job = Job.fetch(
-                key.decode().split(":")[-1], connection=redis, serializer=JSONSerializer
-            )
-            text = json.dumps(job.args)
-        except Exception as exc:  # a job RQ cannot read back is worth reporting too
-            found[key.decode()] = [repr(exc)]
-            continue
-        holds = [m for m in missing if f'"{m}"' in text]
-        if holds:
-            status, worker = job.get_status(), job.worker_name
-            found[job.id] = [str(status), str(worker), f"{len(holds)} of them"]
-    return (
-        f"missing {len(missing)} (e.g. {sorted(missing)[:5]}); queued {queue.count}, "
-        f"started {StartedJobRegistry(QUEUE, connection=redis).get_job_ids()}, "
-        f"intermediate {redis.lrange(queue.intermediate_queue_key, 0, -1)}, "
-        f"scheduled {queue.scheduled_job_registry.get_job_ids()}, "
-        f"failed {FailedJobRegistry(QUEUE, connection=redis).get_job_ids()}, "
-        f"workers {redis.smembers('sightline:' + QUEUE + ':workers')}, jobs holding them {found}"
-    )
-
-
-def tally(load: Load, ids: list[str]) -> tuple[int, int, int, int]:
-    """(lost, duplicated, never sent, refused but stored)."""
-    stored = set(ids)
-    return (
-        len(load.acknowledged - stored),
-        len(ids) - len(stored),
-        len(stored - load.sent),
-        len(stored - load.acknowledged),
-    )
 
 
 def test_redis_sigkilled_under_load_loses_no_acknowledged_event(
