@@ -8,10 +8,12 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -86,6 +88,18 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(18)
+
+
+TEMPLATE_DB = "sightline_template"
+"""The migrated database every test database is copied from (``tests/conftest.py``)."""
+
+
+def new_postgres_database(server: PostgresServer) -> str:
+    """A fresh, migrated database on the suite's cluster (a copy of the template)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return server.url(name)
 
 
 def postgres_available() -> bool:
