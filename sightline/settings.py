@@ -118,6 +118,15 @@ def _port(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be on or off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _fsync(raw: str) -> str:
     if raw not in FSYNC_CHOICES:
         raise ValueError(f"must be one of {', '.join(FSYNC_CHOICES)}, got {raw!r}")
@@ -212,6 +221,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
     Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
     Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
+    Variable("SIGHTLINE_SHARED_RATE_LIMITS", "shared_rate_limits", _flag),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -259,6 +269,9 @@ class Settings:
     """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
     collectors: int = 1
     """Collector processes ``sightline up`` runs on one listening socket."""
+    shared_rate_limits: bool = False
+    """Count the products' rate limits in Redis, shared by every collector process (one
+    round trip per request of a limited product), not in each process alone."""
 
     @property
     def worker_count(self) -> int:

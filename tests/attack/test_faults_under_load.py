@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -50,7 +50,12 @@ def collector_process(env: dict[str, str], port: int) -> Iterator[subprocess.Pop
         stderr=log,
     )
     try:
-        wait_for(lambda: _healthy(port), 30, "the collector answers /health")
+        with suppress(AssertionError):
+            wait_for(lambda: process.poll() is not None or _healthy(port), 60, "/health")
+        if not _healthy(port):
+            log.seek(0)
+            output = log.read().decode(errors="replace")[-3000:]
+            raise AssertionError(f"the collector (exit {process.poll()}) is not up:\n{output}")
         yield process
     finally:
         process.terminate()
