@@ -9,11 +9,16 @@ may still be stored (at most once), never required.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -29,6 +34,7 @@ from sightline.store.db import make_engine
 from sightline.store.schema import events
 
 QUEUE = DEFAULT_QUEUE
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -199,3 +205,38 @@ def tally(load: Load, ids: list[str]) -> tuple[int, int, int, int]:
         len(stored - load.sent),
         len(stored - load.acknowledged),
     )
+
+
+@contextmanager
+def collector_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (a pipe nobody reads could block it)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sightline", "collector", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        with suppress(AssertionError):
+            wait_for(lambda: process.poll() is not None or _healthy(port), 60, "/health")
+        if not _healthy(port):
+            log.seek(0)
+            output = log.read().decode(errors="replace")[-3000:]
+            raise AssertionError(f"the collector (exit {process.poll()}) is not up:\n{output}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -15,15 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from redis import Redis
@@ -33,45 +27,8 @@ from sightline.embedded import EmbeddedRedis
 from sightline.store.db import make_engine
 from sightline.store.products import ensure_default_product
 from sightline.up import WorkerPool
-from tests.load import QUEUE, Load, Stored, settle, tally, wait_for
+from tests.load import QUEUE, Load, Stored, collector_process, settle, tally, wait_for
 from tests.servers import PostgresServer, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def collector_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (a pipe nobody reads could block it)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sightline", "collector", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    try:
-        with suppress(AssertionError):
-            wait_for(lambda: process.poll() is not None or _healthy(port), 60, "/health")
-        if not _healthy(port):
-            log.seek(0)
-            output = log.read().decode(errors="replace")[-3000:]
-            raise AssertionError(f"the collector (exit {process.poll()}) is not up:\n{output}")
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_redis_sigkilled_under_load_loses_no_acknowledged_event(

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from sightline.settings import Settings
-from tests.attack.test_faults_under_load import collector_process
 from tests.cli.test_cli import run
 from tests.harness import System, basic, running_system
+from tests.load import collector_process
 from tests.servers import free_port
 
 
