@@ -24,7 +24,7 @@ from collector.hotpath import ErrorHandler, HotPaths
 from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
 from collector.privacy import EdgeLocator
-from collector.ratelimit import TokenBuckets
+from collector.ratelimit import SharedLimits, TokenBuckets
 from collector.routes import ENDPOINTS, routes
 from collector.snippet import assets_state
 from collector.spool import Spool
@@ -120,6 +120,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "committer": committer,
                 "metrics": metrics,
                 "rate_limits": TokenBuckets(),
+                "shared_limits": (
+                    SharedLimits(async_redis, settings.redis_timeout)
+                    if settings.shared_rate_limits
+                    else None
+                ),
                 "edge_locator": edge_locator,
                 "redis": async_redis,
                 **assets_state(),

@@ -13,7 +13,7 @@ from collector.debug import DebugAnswer, is_debug
 from collector.groupcommit import GroupCommitter
 from collector.metrics import Metrics
 from collector.privacy import EdgeLocator, protect
-from collector.ratelimit import TokenBuckets
+from collector.ratelimit import SharedLimits, TokenBuckets
 from sightline.dialects.fields import is_ip_address
 from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.errors import TooManyRequests
@@ -22,19 +22,34 @@ from sightline.model import IpHandling
 from sightline.store.products import Product
 
 
-def _check_rate(request: Request, product: Product, dialect: str, peer: str, cost: int) -> None:
+async def _check_rate(
+    request: Request, product: Product, dialect: str, peer: str, cost: int
+) -> None:
     """429 when the product's limits (events per second) would be exceeded."""
+    limits = [
+        (scope, who, rate)
+        for scope, who, rate in (
+            ("key", "", product.rate_per_key),
+            ("ip", peer, product.rate_per_ip),
+        )
+        if rate
+    ]
+    shared: SharedLimits | None = request.state.shared_limits
+    if shared is not None:
+        refused, wait = await shared.take(product.id, limits, cost)
+        if refused:
+            _refuse(request, dialect, *limits[refused - 1], wait)
+        return
     buckets: TokenBuckets = request.state.rate_limits
-    for scope, key, rate in (
-        ("key", "", product.rate_per_key),
-        ("ip", peer, product.rate_per_ip),
-    ):
-        wait = buckets.take((product.id, key), rate, cost) if rate else 0.0
+    for scope, who, rate in limits:
+        wait = buckets.take((product.id, who), rate, cost)
         if wait:
-            request.state.metrics.count_rate_limited(dialect, scope)
-            raise TooManyRequests(
-                f"over the product's limit of {rate:g} events/s per {scope}", wait
-            )
+            _refuse(request, dialect, scope, who, rate, wait)
+
+
+def _refuse(request: Request, dialect: str, scope: str, who: str, rate: float, wait: float) -> None:
+    request.state.metrics.count_rate_limited(dialect, scope)
+    raise TooManyRequests(f"over the product's limit of {rate:g} events/s per {scope}", wait)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,7 +87,7 @@ async def accept(
     product = request.state.directory.product(product_id)
     enabled = product.is_enabled if product is not None else None
     if product is not None and (product.rate_per_key or product.rate_per_ip):
-        _check_rate(request, product, dialect, client.host if client else "-", len(payloads))
+        await _check_rate(request, product, dialect, client.host if client else "-", len(payloads))
     if user_agent is None:
         user_agent = request.headers.get("user-agent")
     if user_agent is not None:

@@ -300,7 +300,8 @@ def products_origins(
 def products_limits(obj: Context, product_id: str, per_key: float, per_ip: float) -> None:
     """Rate limits in events per second: for the product's keys, all clients together
     (--per-key), and for one client address (--per-ip); 0 is no limit. Over a limit a
-    request gets 429 with Retry-After. Each collector process counts on its own."""
+    request gets 429 with Retry-After. Each collector process counts on its own, unless
+    SIGHTLINE_SHARED_RATE_LIMITS is on (counted in Redis for all of them)."""
     from sightline.store.products import set_rate_limits
 
     engine = obj.store()

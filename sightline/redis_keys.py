@@ -50,3 +50,9 @@ def login_code_key(code_hash: str) -> str:
 def session_key(session_hash: str) -> str:
     """A dashboard session (by the SHA-256 of its cookie), with a TTL."""
     return f"{PREFIX}:session:{session_hash}"
+
+
+def rate_limit_key(product_id: str, scope: str, who: str = "") -> str:
+    """A shared rate limit's counter for the current one-second window
+    (``SIGHTLINE_SHARED_RATE_LIMITS``; ``collector.ratelimit.SharedLimits``)."""
+    return f"{PREFIX}:rate:{product_id}:{scope}:{who}"

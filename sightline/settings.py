@@ -119,6 +119,15 @@ def _port(raw: str) -> int:
     return value
 
 
+def _flag(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be on or off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _fsync(raw: str) -> str:
     if raw not in FSYNC_CHOICES:
         raise ValueError(f"must be one of {', '.join(FSYNC_CHOICES)}, got {raw!r}")
@@ -225,6 +234,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIGHTLINE_SPOOL", "spool", _spool),
     Variable("SIGHTLINE_SPOOL_MAX_BYTES", "spool_max_bytes", _positive_int),
     Variable("SIGHTLINE_RETENTION_DAYS", "retention_days", _positive_int),
+    Variable("SIGHTLINE_SHARED_RATE_LIMITS", "shared_rate_limits", _flag),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -280,6 +290,9 @@ class Settings:
     retention_days: int | None = None
     """Events (and their sessions and daily rollups) older than this many days are
     removed by the workers, hourly (``sightline.store.partitions``); ``None``: kept."""
+    shared_rate_limits: bool = False
+    """Count the products' rate limits in Redis, shared by every collector process (one
+    round trip per request of a limited product), not in each process alone."""
 
     @property
     def spool_dir(self) -> Path | None:

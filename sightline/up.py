@@ -102,7 +102,7 @@ def run_up(settings: Settings) -> None:
 
 def _run_up(settings: Settings) -> None:
     with ExitStack() as stack:
-        settings = prepare_redis(settings, stack)
+        settings = prepare_redis(settings, stack, supervise=True)
         check_redis(settings)
         check_spool(settings)
         engine = open_store(settings, migrate=True)  # `up` migrates, like `sightline migrate`

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,13 @@ from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
 from tests.harness import REDIS_TIMEOUT, System, running_system
-from tests.servers import PostgresServer, RedisServer, postgres_available
-
-TEMPLATE_DB = "sightline_template"
+from tests.servers import (
+    TEMPLATE_DB,
+    PostgresServer,
+    RedisServer,
+    new_postgres_database,
+    postgres_available,
+)
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +77,7 @@ def database_url(
         return f"sqlite:///{target}"
     if postgres_server is None:
         pytest.skip("initdb / pg_ctl not installed")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.url().replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    return postgres_server.url(name)
+    return new_postgres_database(postgres_server)
 
 
 @pytest.fixture

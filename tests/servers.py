@@ -8,10 +8,12 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -100,6 +102,18 @@ class RedisServer:
         self.process.send_signal(18)
 
 
+TEMPLATE_DB = "sightline_template"
+"""The migrated database every test database is copied from (``tests/conftest.py``)."""
+
+
+def new_postgres_database(server: PostgresServer) -> str:
+    """A fresh, migrated database on the suite's cluster (a copy of the template)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return server.url(name)
+
+
 def postgres_available() -> bool:
     return shutil.which("initdb") is not None and shutil.which("pg_ctl") is not None
 
@@ -157,6 +171,18 @@ class PostgresServer:
         self._run(
             shutil.which("pg_ctl") or "pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"
         )
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart``: ``fast`` ends every session (rolling back its transaction),
+        ``immediate`` kills the server without a clean shutdown (crash recovery on start)."""
+        self._run(
+            shutil.which("pg_ctl") or "pg_ctl",
+            "-D", str(self.datadir),
+            "-l", str(self.workdir / "postgres.log"),
+            "-m", mode,
+            "-w",
+            "restart",
+        )  # fmt: skip
 
 
 @contextmanager

@@ -86,6 +86,7 @@ def test_values_are_parsed_into_the_fields(tmp_path: Path) -> None:
             "PORT": "9000",
             "SIGHTLINE_FSYNC": "always",
             "TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+            "SIGHTLINE_SHARED_RATE_LIMITS": "On",
         }
     )
     assert settings == Settings(
@@ -107,6 +108,7 @@ def test_values_are_parsed_into_the_fields(tmp_path: Path) -> None:
         port=9000,
         fsync="always",
         trusted_proxies="10.0.0.0/8,127.0.0.1",
+        shared_rate_limits=True,
     )
     assert Settings.from_env({name.name: "" for name in VARIABLES}) == Settings()
     assert Settings.from_env({}).overridden(port=1234, host=None).port == 1234
@@ -137,6 +139,7 @@ BAD = [
     ("SIGHTLINE_REDIS_TIMEOUT", "soon", "must be a number"),
     ("SIGHTLINE_REDIS_TIMEOUT", "nan", "must be a finite number"),
     ("SIGHTLINE_FLUSH_LINGER_MS", "-5", "must not be negative"),
+    ("SIGHTLINE_SHARED_RATE_LIMITS", "maybe", "must be on or off"),
     ("SIGHTLINE_FLUSH_MAX_EVENTS", "0", "must be greater than 0"),
     ("SIGHTLINE_KEY_REFRESH_SECONDS", "0", "must be greater than 0"),
     ("SIGHTLINE_JOB_TIMEOUT", "0", "must be greater than 0"),

@@ -8,14 +8,18 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+from redis import Redis
 
 from tests.harness import REDIS_TIMEOUT
+from tests.load import Load, Stored, settle, tally
 from tests.servers import free_port
 
 
@@ -287,3 +291,58 @@ def test_a_killed_up_takes_its_workers_and_redis_with_it(tmp_path: Path) -> None
         process.kill()
         process.wait(10)
         wait_until(lambda: not [pid for pid in spawned if running(pid)], "every child gone", 30)
+
+
+def redis_child(parent: int) -> int | None:
+    for pid in children(parent):
+        try:
+            if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes() and running(pid):
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+def test_up_restarts_its_killed_redis_under_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The embedded Redis SIGKILLed mid-load: `up` starts it again on its append-only
+    file; every event answered 2xx is stored exactly once."""
+    data_dir, port = tmp_path / "data", free_port()
+    with sightline(data_dir, "up", "--port", str(port), "--workers", "1") as (process, lines):
+        key = read_until(process, lines, r"write key").split()[-1]
+        read_until(process, lines, r"Collector on")
+        wait_until(lambda: live_workers(port) == 1, "a live worker")
+        first = redis_child(process.pid)
+        assert first is not None
+        # Read up's output from now on (workers' tracebacks too): a full pipe would stall it.
+        assert process.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+        reader.start()
+        total = 2000
+        load = Load(f"http://127.0.0.1:{port}", key, total, per_request=4)
+        load.start()
+        wait_until(lambda: load.answered >= total // 3, "a third of the load answered", 40)
+        killed_at = load.answered
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: redis_child(process.pid) not in (None, first), "a new redis-server")
+        load.join(60)
+        redis = Redis(unix_socket_path=str(data_dir / "redis.sock"), socket_timeout=5)
+        stored = Stored(f"sqlite:///{data_dir / 'sightline.db'}")
+        try:
+            ids = settle(load, stored, redis, 45)
+        finally:
+            redis.close()
+            stored.engine.dispose()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        reader.join(10)
+    lost, duplicated, unknown, refused_stored = tally(load, ids)
+    with capsys.disabled():
+        print(
+            f"\n[up: Redis SIGKILL at event ~{killed_at} of {total}] {len(load.acknowledged)} "
+            f"acknowledged, {len(set(ids))} stored ({refused_stored} of them answered "
+            f"otherwise), refused {dict(load.refused)}; lost {lost}, duplicated {duplicated}"
+        )
+    assert (lost, duplicated, unknown) == (0, 0, 0)
+    assert "redis-server exited (-9); starting it again" in "".join(lines)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 
 from sightline.queue import make_queue
 from sightline.redisconn import connect
@@ -14,6 +19,8 @@ from worker import runtime
 from worker.maintenance import Maintenance
 from worker.recovery import Recovery
 
+log = logging.getLogger(__name__)
+
 
 def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> bool:
     """Work the queue until stopped (or, with ``burst``, until it is empty).
@@ -22,28 +29,83 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     and database pool loaded once serve every job, where a forking worker would
     rebuild them per job (measured: ~190 jobs/s against ~80/s). A :class:`Recovery`
     thread requeues, within seconds, the jobs of workers that died mid-job.
+
+    RQ quits when Redis goes away under a job (its bookkeeping raises). This process
+    then waits for Redis and goes on as a new worker (a new name: the job it held is
+    requeued by the recovery sweep as any dead worker's), so a Redis restart needs no
+    process manager to restart the workers. SIGTERM or SIGINT meanwhile stops it.
     """
     connection = connect(settings, timeout=None)
     rt = runtime.Runtime.build(settings)
     runtime.install(rt)
     queue = make_queue(connection, settings.queue_name)
-    worker = SimpleWorker([queue], connection=connection, serializer=JSONSerializer, name=name)
-    recovery = Recovery(
-        connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
-    )
-    recovery.start()
     maintenance = Maintenance.for_settings(settings)
     maintenance.start()
+    worked = False
     try:
-        return bool(
-            worker.work(
-                burst=burst,
-                with_scheduler=True,
-                logging_level=logging.getLevelName(logging.WARNING),
+        while True:
+            worker = SimpleWorker(
+                [queue], connection=connection, serializer=JSONSerializer, name=name
             )
-        )
+            recovery = Recovery(
+                connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
+            )
+            try:
+                recovery.start()
+                worked = (
+                    bool(
+                        worker.work(
+                            burst=burst,
+                            with_scheduler=True,
+                            logging_level=logging.getLevelName(logging.WARNING),
+                        )
+                    )
+                    or worked
+                )
+            except (RedisError, OSError) as exc:  # RQ's teardown, with Redis still away
+                if burst:
+                    raise
+                log.warning("worker %s ended without Redis: %r", worker.name, exc)
+                with contextlib.suppress(Exception):
+                    worker.unsubscribe()  # type: ignore[no-untyped-call]
+            finally:
+                recovery.stop()
+                recovery.connection.close()
+            # Not burst, not asked to stop: RQ quit on an error (Redis gone mid-job).
+            if burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+                return worked
+            log.warning("worker %s quit on an error; waiting for Redis to go on", worker.name)
+            try:
+                if not _redis_back(settings):
+                    return worked
+            except StopRequested:  # RQ's handler, still in place, took a SIGTERM first
+                return worked
+            name = None
     finally:
         maintenance.stop()
-        recovery.stop()
-        recovery.connection.close()
         rt.close()
+
+
+def _redis_back(settings: Settings, interval: float = 0.5) -> bool:
+    """Wait until Redis answers (True), or a SIGTERM / SIGINT comes (False)."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    client = connect(settings, timeout=1.0)
+    try:
+        while not stopping.is_set():
+            try:
+                if client.ping():
+                    log.warning("Redis answers again: a new worker takes over")
+                    return True
+            except (RedisError, OSError):
+                pass
+            stopping.wait(interval)
+        return False
+    finally:
+        client.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

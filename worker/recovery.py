@@ -21,6 +21,15 @@ the status line sees it, and RQ itself fails it only on its next maintenance pas
 least ``ttl`` apart (a live worker takes milliseconds) is claimed by the one sweeper
 whose ``LREM`` removes it, and put back at the front of the queue.
 
+A Redis that dies while a worker takes a job can leave it between those steps: in
+the registry (RQ records the execution, with its worker, first) but still marked
+``queued`` with no worker, and still on the intermediate list. The registry sweep
+finds the owner through the execution record, and takes the job off the intermediate
+list when it claims it (so it is requeued once). RQ quits on an error it cannot
+handle (Redis gone mid-job) with the job in the registry: a worker leaves the set of
+Sightline workers only when it holds no started job, so the others' sweep still
+recognises the job as abandoned.
+
 Running the batch again is safe: the store is idempotent on (product, message id)
 and a killed transaction was rolled back. Jobs of workers this module does not
 know (a plain ``rq worker``) are left to RQ's own maintenance. A job abandoned more
@@ -37,6 +46,7 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.defaults import RQ_KEY_PREFIX
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -81,10 +91,12 @@ class Recovery:
         if self._thread is not None:
             self._thread.join(timeout=5)
         try:
-            with self.connection.pipeline() as pipe:
-                pipe.delete(worker_alive_key(self.queue.name, self.worker_name))
-                pipe.srem(workers_key(self.queue.name), self.worker_name)
-                pipe.execute()
+            self.connection.delete(worker_alive_key(self.queue.name, self.worker_name))
+            # Leaving with a job in the started registry (RQ quits on an error it cannot
+            # handle, such as Redis going away mid-job): stay registered, so the others'
+            # sweep, finding no liveness key, requeues the job now.
+            if not self._running(self.worker_name):
+                self.connection.srem(workers_key(self.queue.name), self.worker_name)
         except RedisError as exc:
             log.warning("could not deregister worker %s: %s", self.worker_name, exc)
 
@@ -146,10 +158,9 @@ class Recovery:
         for raw in self.connection.zrange(registry.key, 0, -1):
             entry = _text(raw)
             job_id, _ = parse_composite_key(entry)
-            owner = self.connection.hget(Job.key_for(job_id), "worker_name")
-            if owner is None:
+            worker = self._owner(job_id, entry)
+            if worker is None:
                 continue  # no such job (any more): RQ's maintenance tidies the entry
-            worker = _text(owner)
             if worker == self.worker_name or worker not in known:
                 continue
             if self.connection.exists(worker_alive_key(self.queue.name, worker)):
@@ -157,17 +168,49 @@ class Recovery:
             # Dead. Exactly one sweeper wins the ZREM and requeues.
             if not self.connection.zrem(registry.key, entry):
                 continue
-            self.connection.srem(workers_key(self.queue.name), worker)
+            # Killed before it took the job off the intermediate list (Redis went away
+            # between the two steps): that sweep must not requeue it a second time.
+            self.connection.lrem(self.queue.intermediate_queue_key, 0, job_id)
+            if not self._running(worker):
+                self.connection.srem(workers_key(self.queue.name), worker)
             if self._requeue(job_id, worker):
                 requeued.append(job_id)
         return requeued
+
+    def _owner(self, job_id: str, entry: str) -> str | None:
+        """The worker running a started job: the job's ``worker_name``, else (RQ sets that
+        a step after the registry entry, and a Redis that died in between keeps the
+        entry alone) the worker of the entry's execution record."""
+        owner = self.connection.hget(Job.key_for(job_id), "worker_name")
+        if owner is None:
+            return None
+        if not owner:
+            owner = self.connection.hget(f"{RQ_KEY_PREFIX}:execution:{entry}", "worker_name")
+        return _text(owner) if owner else None
+
+    def _running(self, worker: str) -> bool:
+        """Whether ``worker`` still has a job in the started registry."""
+        registry = StartedJobRegistry(
+            self.queue.name, connection=self.connection, serializer=self.queue.serializer
+        )
+        for raw in self.connection.zrange(registry.key, 0, -1):
+            job_id, _ = parse_composite_key(_text(raw))
+            if self._owner(job_id, _text(raw)) == worker:
+                return True
+        return False
 
     def _requeue(self, job_id: str, worker: str) -> bool:
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=self.queue.serializer)
         except NoSuchJobError:
             return False
-        if job.get_status() != JobStatus.STARTED:
+        status = job.get_status()
+        # QUEUED: its worker died before marking it started (see ``_owner``), unless it
+        # is back in the queue already.
+        if status == JobStatus.QUEUED:
+            if job_id in self.queue.get_job_ids():
+                return False
+        elif status != JobStatus.STARTED:
             return False
         recoveries = int(job.meta.get(_RECOVERIES, 0)) + 1
         job.meta[_RECOVERIES] = recoveries

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from redis import Redis
+from redis.exceptions import RedisError
 
 from sightline.live import publish
 from sightline.redis_keys import Counter, counter_key
@@ -46,16 +47,22 @@ class Runtime:
         )
 
     def count(self, result: WriteResult, envelopes: int) -> None:
-        """Feed ``sightline up``'s live status; figures only, never the source of truth."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            name = self.settings.queue_name
-            pipe.incrby(counter_key(name, Counter.PROCESSED), envelopes)
-            pipe.incrby(counter_key(name, Counter.STORED), result.stored)
-            pipe.incrby(counter_key(name, Counter.DUPLICATES), result.duplicates)
-            pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
-            pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
-            pipe.incrby(counter_key(name, Counter.SUPPRESSED), result.suppressed)
-            pipe.execute()
+        """Feed ``sightline up``'s live status; figures only, never the source of truth.
+
+        Never raises: the batch is committed, and a Redis gone away now must not fail
+        the job (RQ would run it again, or quit with it in hand)."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                name = self.settings.queue_name
+                pipe.incrby(counter_key(name, Counter.PROCESSED), envelopes)
+                pipe.incrby(counter_key(name, Counter.STORED), result.stored)
+                pipe.incrby(counter_key(name, Counter.DUPLICATES), result.duplicates)
+                pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
+                pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
+                pipe.incrby(counter_key(name, Counter.SUPPRESSED), result.suppressed)
+                pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not count a stored batch of %d: %s", envelopes, exc)
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)

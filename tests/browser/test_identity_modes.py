@@ -37,7 +37,7 @@ from sightline.store.schema import aliases, users
 from tests.browser.live import LiveCollector
 from tests.browser.support import WAIT_SECONDS, Site, wait_until_delivered
 from tests.harness import REDIS_TIMEOUT
-from tests.servers import RedisServer
+from tests.servers import PostgresServer, RedisServer, new_postgres_database
 from worker.main import run_worker
 
 pytestmark = pytest.mark.browser
@@ -48,21 +48,32 @@ class Products:
         self.live, self.cookieless, self.first, self.server = live, cookieless, first, server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def modes(
-    tmp_path_factory: pytest.TempPathFactory, site: Site, sqlite_template: Path
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    site: Site,
+    sqlite_template: Path,
+    postgres_server: PostgresServer | None,
 ) -> Iterator[Products]:
-    """One real collector for the module (SQLite), with a product in each mode."""
+    """One real collector per store (SQLite, PostgreSQL), with a product in each mode."""
     workdir = tmp_path_factory.mktemp("identity-modes")
-    database = workdir / "sightline.db"
-    shutil.copyfile(sqlite_template, database)
+    if request.param == "sqlite":
+        shutil.copyfile(sqlite_template, workdir / "sightline.db")
+        database = f"sqlite:///{workdir / 'sightline.db'}"
+    elif postgres_server is None:
+        pytest.skip("initdb / pg_ctl not installed")
+    else:
+        database = new_postgres_database(postgres_server)
     redis = RedisServer(workdir / "redis")
     redis.start()
     settings = Settings.from_env(
         {
             "SIGHTLINE_DATA_DIR": str(workdir / "data"),
             "REDIS_URL": redis.url,
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database,
             "SIGHTLINE_FLUSH_LINGER_MS": "0",
             "SIGHTLINE_REDIS_TIMEOUT": REDIS_TIMEOUT,
         }

@@ -57,7 +57,7 @@ def todays_salt(system: System) -> bytes:
     return salt
 
 
-@SQLITE
+@SQLITE  # Redis only: the store plays no part
 def test_salts_rotate_daily_and_are_kept_two_days(system: System) -> None:
     async def salts_of(days: list[datetime]) -> list[bytes]:
         redis = AsyncRedis.from_url(system.settings.redis_url or "")
@@ -85,7 +85,6 @@ def test_salts_rotate_daily_and_are_kept_two_days(system: System) -> None:
     assert b"203.0.113.9" not in dump and AGENT.encode() not in dump
 
 
-@SQLITE
 def test_an_anonymous_pixel_hit_gets_its_visitors_id_of_the_day(system: System) -> None:
     product = system.product  # the default mode: the pixel follows the same rules
     key = product.write_keys[0]
@@ -107,7 +106,6 @@ def test_an_anonymous_pixel_hit_gets_its_visitors_id_of_the_day(system: System) 
     assert stored(system, product)[-1].anonymous_id == "known-1"
 
 
-@SQLITE
 def test_cookieless_batch_gets_the_id_and_consent_is_aliased(system: System) -> None:
     product = product_in(system, IdentityMode.COOKIELESS)
     batch: list[dict[str, Any]] = [
@@ -132,7 +130,6 @@ def test_cookieless_batch_gets_the_id_and_consent_is_aliased(system: System) -> 
     assert refused.status_code == 400 and "anonymousId" in refused.text
 
 
-@SQLITE
 def test_the_server_cookie_is_set_for_the_own_site_and_wins(system: System) -> None:
     product = product_in(system, IdentityMode.FIRST_PARTY, server_cookie=True)
     body = {
@@ -168,7 +165,6 @@ def test_same_site() -> None:
     assert not same_site(None, "https", "site.example")
 
 
-@SQLITE
 def test_the_cli_sets_the_mode_and_the_collector_applies_it(system: System) -> None:
     pid = system.product.id
     assert "identity cookieless" in run(system, "products", "identity", pid, "cookieless")
@@ -187,7 +183,6 @@ def test_the_cli_sets_the_mode_and_the_collector_applies_it(system: System) -> N
     assert event.anonymous_id and event.message_id == "c1"
 
 
-@SQLITE
 def test_single_messages_follow_the_same_rules(system: System) -> None:
     cookieless = product_in(system, IdentityMode.COOKIELESS)
     server = product_in(system, IdentityMode.FIRST_PARTY, server_cookie=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import sqlalchemy as sa
@@ -27,11 +27,13 @@ from click.testing import CliRunner
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from sightline.cli import main
+from sightline.embedded import EmbeddedRedis
 from sightline.ids import derived_id
 from sightline.queue import make_queue
+from sightline.settings import Settings
 from sightline.store.products import create_product
 from sightline.store.schema import events, users
-from tests.harness import System
+from tests.harness import REDIS_TIMEOUT, System, running_system
 from tests.jobs import JobWriter
 from tests.servers import PostgresServer
 from tests.worker.test_batch import forged, queued_envelopes_all, requeue
@@ -69,6 +71,7 @@ def worker_process(
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
+    LOGS[process.pid] = log
     try:
         yield process
     finally:
@@ -76,7 +79,18 @@ def worker_process(
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+        del LOGS[process.pid]
         log.close()
+
+
+LOGS: dict[int, IO[bytes]] = {}
+"""The stderr of each running ``worker_process``."""
+
+
+def _log(process: subprocess.Popen[bytes]) -> bytes:
+    log = LOGS[process.pid]
+    log.seek(0)
+    return log.read()
 
 
 def burst_worker(system: System) -> None:
@@ -328,3 +342,55 @@ def test_garbage_envelopes_never_stop_the_worker(system: System) -> None:
     assert FailedJobRegistry(system.settings.queue_name, connection=system.redis).count == 0
     assert len(system.events()) + len(system.dead_letters()) == len(garbage)
     assert derived_id("ok", "0") in {e.message_id for e in system.events()}
+
+
+def test_a_worker_waits_out_redis_dying_mid_batch(
+    tmp_path: Path, sqlite_template: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Redis SIGKILLed while the worker holds a batch, and away until RQ gives up on it:
+    the worker process stays, waits, and goes on once Redis (its append-only file) is
+    back; the batch is stored once. No process manager restarts anything."""
+    db = tmp_path / "faults.db"
+    shutil.copyfile(sqlite_template, db)
+    embedded = EmbeddedRedis(tmp_path / "redis")
+    embedded.start()
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": embedded.url,
+            "DATABASE_URL": f"sqlite:///{db}",
+            "SIGHTLINE_DATA_DIR": str(tmp_path / "data"),
+            "SIGHTLINE_FLUSH_LINGER_MS": "0",
+            "SIGHTLINE_REDIS_TIMEOUT": REDIS_TIMEOUT,
+        }
+    )
+    try:
+        with running_system(settings) as system, worker_process(system, write_delay=3) as worker:
+            track_batch(system, 50)
+            started = StartedJobRegistry(settings.queue_name, connection=system.redis)
+            wait_for(lambda: started.count == 1, 30, "the worker starts the batch")
+            assert embedded.pid is not None
+            os.kill(embedded.pid, signal.SIGKILL)
+            wait_for(lambda: embedded.exited() is not None, 10, "redis-server killed")
+            # Away until the worker has given the job up (its commit done, RQ's own
+            # bookkeeping failing past redis-py's retries): it says it waits.
+            wait_for(
+                lambda: worker.poll() is not None or b"waiting for Redis" in _log(worker),
+                60,
+                "the worker waits for Redis",
+            )
+            assert worker.poll() is None, _log(worker).decode(errors="replace")[-2000:]
+            embedded = EmbeddedRedis(tmp_path / "redis")
+            embedded.start()
+            system.redis.connection_pool.disconnect()
+            wait_for(lambda: stored(system) == 50 and system.queued_jobs() == 0, 45, "stored")
+            track_batch(system, 5, user="after")
+            wait_for(lambda: stored(system) == 55, 30, "a batch sent after")
+            assert worker.poll() is None
+            messages = [r.message_id for r in system.sql(sa.select(events.c.message_id))]
+            failed = FailedJobRegistry(settings.queue_name, connection=system.redis).count
+    finally:
+        embedded.stop()
+    assert len(messages) == len(set(messages)) == 55
+    assert failed == 0
+    with capsys.disabled():
+        print("\n[Redis SIGKILL mid-batch, away past RQ's retries] worker waited, 55 stored once")
