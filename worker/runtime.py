@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from redis import Redis
 
-from sightline.live import publish
+from sightline.live import Viewers, publish
 from sightline.redis_keys import Counter, counter_key
 from sightline.redisconn import connect
 from sightline.settings import Settings
@@ -31,6 +31,8 @@ class Runtime:
     """The user-agent parser, GeoIP reader and enrichment caches: built once per process."""
     bots_dropped: int = 0
     """Bot events this process dropped for products that drop them (never stored)."""
+    viewers: Viewers | None = field(default=None)
+    """Whether anyone watches the live stream (``sightline.live``): checked once a second."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
@@ -61,9 +63,17 @@ class Runtime:
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
 
     def publish(self, result: WriteResult) -> None:
-        """The batch's newly stored events to the live stream (after its commit)."""
-        if result.stored_rows:
-            publish(self.redis, self.settings.queue_name, result.stored_rows)
+        """The batch's newly stored events to the live stream (after its commit), only
+        while someone watches it (``sightline.live``)."""
+        if not result.stored_rows:
+            return
+        if self.viewers is None:
+            self.viewers = Viewers(self.settings.queue_name)
+        if not self.viewers.present(self.redis):
+            return
+        gap = self.viewers.gap_due
+        if publish(self.redis, self.settings.queue_name, result.stored_rows, gap=gap) and gap:
+            self.viewers.gap_due = False
 
     def close(self) -> None:
         self.enricher.close()
