@@ -12,7 +12,7 @@ from sightline.live import Viewers, publish
 from sightline.redis_keys import Counter, counter_key
 from sightline.redisconn import connect
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import WalCheckpointer, make_engine
 from sightline.store.migrate import require_current
 from sightline.store.writer import WriteResult
 from worker.batch import BatchProcessor
@@ -31,15 +31,21 @@ class Runtime:
     """The user-agent parser, GeoIP reader and enrichment caches: built once per process."""
     bots_dropped: int = 0
     """Bot events this process dropped for products that drop them (never stored)."""
+    checkpointer: WalCheckpointer | None = None
+    """SQLite: the WAL checkpointed in a thread of its own (``sightline.store.db``)."""
     viewers: Viewers | None = field(default=None)
     """Whether anyone watches the live stream (``sightline.live``): checked once a second."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = make_engine(settings.sqlalchemy_url, background_checkpoint=True)
         _refuse_a_schema_not_current(engine)
         enricher = Enricher.from_settings(settings)
+        checkpointer = WalCheckpointer.for_engine(engine)
+        if checkpointer is not None:
+            checkpointer.start()
         return cls(
+            checkpointer=checkpointer,
             settings=settings,
             engine=engine,
             redis=redis if redis is not None else connect(settings, timeout=5.0),
@@ -77,6 +83,8 @@ class Runtime:
 
     def close(self) -> None:
         self.enricher.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
         self.redis.close()
 
