@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,8 @@ CHECKPOINT_SECONDS = 1.0
 FALLBACK_AUTOCHECKPOINT = 20_000
 """Pages (of 4 KiB) after which a writer with a background checkpointer checkpoints
 itself anyway (the checkpointer stopped or cannot keep up); SQLite's default is 1,000."""
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled server connection may rest before a checkout pings it first."""
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 """Bytes of WAL file kept after a checkpoint (the rest is truncated)."""
 
@@ -35,14 +38,21 @@ def make_engine(url: str, *, background_checkpoint: bool = False, **kwargs: Any)
     ``background_checkpoint`` (SQLite; the worker's engine): commits leave checkpointing
     to a :class:`WalCheckpointer` thread instead of doing it themselves every 1,000 pages.
     """
-    # A ping per checkout finds connections a server dropped; a SQLite file has no server.
-    kwargs.setdefault("pool_pre_ping", sa.make_url(url).get_backend_name() != "sqlite")
+    # A ping finds connections a server dropped (a SQLite file has no server), but only
+    # after PING_AFTER_IDLE: a worker checks a connection out per batch, and a ping per
+    # checkout was one round trip in every batch (~10 % of a PostgreSQL worker, py-spy).
+    # A connection lost within that second fails its batch as an outage, which retries.
+    server = sa.make_url(url).get_backend_name() != "sqlite"
+    ping_after_idle = server and "pool_pre_ping" not in kwargs
     engine = sa.create_engine(
         url,
         json_serializer=_json_serializer,
         json_deserializer=msgspec.json.decode,
         **kwargs,
     )
+    if ping_after_idle:
+        event.listen(engine, "checkin", _checked_in)
+        event.listen(engine, "checkout", partial(_ping_if_idle, engine.dialect))
     if engine.dialect.name == "sqlite":
         event.listen(
             engine,
@@ -51,6 +61,24 @@ def make_engine(url: str, *, background_checkpoint: bool = False, **kwargs: Any)
         )
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """SQLAlchemy's pre-ping, for connections that rested (the documented recipe:
+    a ``DisconnectionError`` makes the pool replace the connection and check out again)."""
+    rested = record.info.get("checked_in_at")
+    if rested is not None and time.monotonic() - rested < PING_AFTER_IDLE:
+        return
+    try:
+        alive = dialect.do_ping(dbapi_connection)
+    except Exception as exc:
+        raise sa.exc.DisconnectionError(str(exc)) from exc
+    if not alive:
+        raise sa.exc.DisconnectionError("the connection did not answer a ping")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool) -> None:
