@@ -31,7 +31,7 @@ from collector.spool import Spool
 from sightline.envelope import Envelope
 from sightline.errors import ClientError, ErrorStyle, QueueUnavailable, TooManyRequests
 from sightline.queue import JobBuilder, make_queue
-from sightline.redis_keys import live_stream_key
+from sightline.redis_keys import live_stream_key, live_viewers_key
 from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
 from sightline.store.db import make_engine
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         live = LiveHub(
             lambda: connect_async(settings, timeout=BLOCK_MS / 1000 + settings.redis_timeout),
             live_stream_key(settings.queue_name),
+            live_viewers_key(settings.queue_name),
         )
         # GeoIP for products that do not keep full addresses (``collector.privacy``).
         edge_locator = await asyncio.to_thread(EdgeLocator.from_settings, settings)

@@ -7,6 +7,11 @@ queue is full (a slow or stalled client) is dropped on the spot: its response en
 neither the hub, nor other viewers, nor the workers ever wait for it. An EventSource
 reconnects by itself with ``Last-Event-ID`` and resumes from the stream.
 
+While at least one client is subscribed, the hub keeps the viewers key alive (set on
+every subscribe, refreshed every ``VIEWERS_REFRESH`` seconds): workers publish only
+while it exists (``sightline.live``). A gap entry in the stream (events stored while
+nobody watched were not published) goes out as ``event: reset``.
+
 A comment line (``: heartbeat``) goes out every ``HEARTBEAT_SECONDS`` so proxies keep
 the connection open. When the server stops (SIGINT / SIGTERM), every stream ends at
 once, so a viewer never holds a graceful shutdown open.
@@ -30,7 +35,14 @@ from redis.exceptions import RedisError
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sightline.live import FIELD_EVENT, FIELD_PRODUCT, FIELD_TYPE
+from sightline.live import (
+    FIELD_EVENT,
+    FIELD_GAP,
+    FIELD_PRODUCT,
+    FIELD_TYPE,
+    VIEWERS_REFRESH,
+    VIEWERS_TTL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +53,7 @@ BLOCK_MS = 1000
 RESUME_LIMIT = 10_000
 
 Entry = tuple[str, dict[str, bytes]]
+_GAP = FIELD_GAP.encode()
 
 
 @dataclass(eq=False)
@@ -52,6 +65,8 @@ class Subscriber:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants(self, fields: dict[bytes, bytes]) -> bool:
+        if _GAP in fields:
+            return True  # everyone: events may be missing
         product = fields.get(FIELD_PRODUCT.encode(), b"").decode()
         kind = fields.get(FIELD_TYPE.encode(), b"").decode()
         return (self.product_id is None or product == self.product_id) and (
@@ -73,9 +88,11 @@ def stream_id(value: str) -> tuple[int, int] | None:
 
 
 class LiveHub:
-    def __init__(self, connect: Callable[[], AsyncRedis], key: str) -> None:
+    def __init__(self, connect: Callable[[], AsyncRedis], key: str, viewers_key: str) -> None:
         self._connect = connect
         self.key = key
+        self.viewers_key = viewers_key
+        self._viewers_marked_at = float("-inf")
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._redis: AsyncRedis | None = None
@@ -119,11 +136,22 @@ class LiveHub:
     async def subscribe(self, product_id: str | None, types: frozenset[str]) -> Subscriber:
         subscriber = Subscriber(product_id, types)
         self._subscribers.add(subscriber)
+        self._redis = self._redis or self._connect()
+        await self._mark_viewing()  # before the first entry: workers publish from now on
         if self._task is None or self._task.done():
-            self._redis = self._redis or self._connect()
             start = await self._newest_id()
             self._task = asyncio.create_task(self._read_forever(start))
         return subscriber
+
+    async def _mark_viewing(self) -> None:
+        """Keep the viewers key alive (best effort: a Redis error is retried next time)."""
+        assert self._redis is not None
+        try:
+            await self._redis.set(self.viewers_key, b"1", ex=VIEWERS_TTL)
+        except RedisError as exc:
+            log.warning("live stream: cannot mark viewers in Redis: %s", exc)
+            return
+        self._viewers_marked_at = asyncio.get_running_loop().time()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
@@ -142,7 +170,10 @@ class LiveHub:
 
     async def _read_forever(self, last_id: str) -> None:
         assert self._redis is not None
+        loop = asyncio.get_running_loop()
         while True:
+            if self._subscribers and loop.time() - self._viewers_marked_at >= VIEWERS_REFRESH:
+                await self._mark_viewing()
             try:
                 found: Any = await self._redis.xread({self.key: last_id}, count=500, block=BLOCK_MS)
             except RedisError as exc:
@@ -288,5 +319,7 @@ class LiveResponse(StreamingResponse):
 
 def _message(entry: Entry) -> bytes:
     entry_id, fields = entry
+    if FIELD_GAP in fields:
+        return b"id: " + entry_id.encode() + b"\nevent: reset\ndata: {}\n\n"
     data = fields.get(FIELD_EVENT, b"{}")
     return b"id: " + entry_id.encode() + b"\nevent: event\ndata: " + data + b"\n\n"

@@ -42,6 +42,12 @@ def live_stream_key(queue_name: str) -> str:
     return f"{PREFIX}:{queue_name}:live"
 
 
+def live_viewers_key(queue_name: str) -> str:
+    """Set with a short TTL while a collector serves ``/api/v1/live`` to someone: workers
+    publish stored events to the live stream only while it exists (``sightline.live``)."""
+    return f"{PREFIX}:{queue_name}:live:viewers"
+
+
 def login_code_key(code_hash: str) -> str:
     """A one-time dashboard login code (by its SHA-256), with a short TTL."""
     return f"{PREFIX}:login:{code_hash}"

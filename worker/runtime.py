@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from redis import Redis
 from redis.exceptions import RedisError
 
-from sightline.live import publish
+from sightline.live import Viewers, publish
 from sightline.redis_keys import Counter, counter_key
 from sightline.redisconn import connect
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import WalCheckpointer, make_engine
 from sightline.store.migrate import require_current
 from sightline.store.writer import WriteResult
 from worker.batch import BatchProcessor
@@ -32,13 +32,21 @@ class Runtime:
     """The user-agent parser, GeoIP reader and enrichment caches: built once per process."""
     bots_dropped: int = 0
     """Bot events this process dropped for products that drop them (never stored)."""
+    checkpointer: WalCheckpointer | None = None
+    """SQLite: the WAL checkpointed in a thread of its own (``sightline.store.db``)."""
+    viewers: Viewers | None = field(default=None)
+    """Whether anyone watches the live stream (``sightline.live``): checked once a second."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
-        engine = make_engine(settings.sqlalchemy_url)
+        engine = make_engine(settings.sqlalchemy_url, background_checkpoint=True)
         _refuse_a_schema_not_current(engine)
         enricher = Enricher.from_settings(settings)
+        checkpointer = WalCheckpointer.for_engine(engine)
+        if checkpointer is not None:
+            checkpointer.start()
         return cls(
+            checkpointer=checkpointer,
             settings=settings,
             engine=engine,
             redis=redis if redis is not None else connect(settings, timeout=5.0),
@@ -68,12 +76,22 @@ class Runtime:
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
 
     def publish(self, result: WriteResult) -> None:
-        """The batch's newly stored events to the live stream (after its commit)."""
-        if result.stored_rows:
-            publish(self.redis, self.settings.queue_name, result.stored_rows)
+        """The batch's newly stored events to the live stream (after its commit), only
+        while someone watches it (``sightline.live``)."""
+        if not result.stored_rows:
+            return
+        if self.viewers is None:
+            self.viewers = Viewers(self.settings.queue_name)
+        if not self.viewers.present(self.redis):
+            return
+        gap = self.viewers.gap_due
+        if publish(self.redis, self.settings.queue_name, result.stored_rows, gap=gap) and gap:
+            self.viewers.gap_due = False
 
     def close(self) -> None:
         self.enricher.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
         self.redis.close()
 

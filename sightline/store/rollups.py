@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from sightline.store.schema import visitor_days
-from sightline.store.sql import cached_statement, dialect_insert
+from sightline.store.sql import bulk_insert, cached_statement, execute_rows
 
 VIEW_TYPES = frozenset(("page", "screen"))
+DELTA_COLUMNS = ("product_id", "day", "is_bot", "visitor", "is_user", "events", "pageviews")
 
 
 def utc_day(moment: datetime) -> datetime:
@@ -54,11 +55,12 @@ def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> 
     """Add the newly stored events to the daily rollup."""
     deltas = visitor_day_deltas(new_rows)
     if deltas:
-        conn.execute(cached_statement(conn, "upsert_visitor_days", _upsert_statement), deltas)
+        statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
+        execute_rows(conn, statement, DELTA_COLUMNS, deltas)
 
 
 def _upsert_statement(conn: sa.Connection) -> Any:
-    insert = dialect_insert(conn, visitor_days)
+    insert = bulk_insert(conn, visitor_days, DELTA_COLUMNS)
     new, old = insert.excluded, visitor_days.c
     return insert.on_conflict_do_update(
         index_elements=["product_id", "day", "is_bot", "visitor"],

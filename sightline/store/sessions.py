@@ -36,7 +36,14 @@ import sqlalchemy as sa
 
 from sightline.ids import uuid7
 from sightline.store.schema import sessions
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, greatest, least
+from sightline.store.sql import (
+    IN_CHUNK,
+    bulk_insert,
+    cached_statement,
+    execute_rows,
+    greatest,
+    least,
+)
 
 GAP = timedelta(minutes=30)
 VIEW_TYPES = frozenset(("page", "screen"))
@@ -55,6 +62,19 @@ FIRST_EVENT_COLUMNS = (
     "os",
     "device_type",
 )
+DELTA_COLUMNS = (
+    "product_id",
+    "visitor",
+    "session_id",
+    "assigned",
+    "started_at",
+    "ended_at",
+    "event_count",
+    "page_count",
+    "interaction_count",
+    *FIRST_EVENT_COLUMNS,
+)
+"""What :func:`session_deltas` fills: the columns the upsert writes."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -206,14 +226,15 @@ def _first_event(row: dict[str, Any]) -> dict[str, Any]:
 def record_sessions(
     conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]
 ) -> None:
-    """Add the newly stored events to their sessions (created when new)."""
+    """Add the newly stored events to their sessions (created when new): one statement."""
     deltas = session_deltas(new_rows, assigned)
     if deltas:
-        conn.execute(cached_statement(conn, "upsert_sessions", _upsert_statement), deltas)
+        statement = cached_statement(conn, "upsert_sessions", _upsert_statement)
+        execute_rows(conn, statement, DELTA_COLUMNS, deltas)
 
 
 def _upsert_statement(conn: sa.Connection) -> Any:
-    insert = dialect_insert(conn, sessions)
+    insert = bulk_insert(conn, sessions, DELTA_COLUMNS)
     new, old = insert.excluded, sessions.c
     earlier = new.started_at < old.started_at
     return insert.on_conflict_do_update(

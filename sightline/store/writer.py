@@ -232,6 +232,14 @@ _PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 _PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS)
 
 
+_STAGE_READY = "sightline_events_stage"
+
+
+def _forget_stage(conn: sa.Connection) -> None:
+    """A rolled back transaction may have created the stage: create it again next time."""
+    conn.connection.info.pop(_STAGE_READY, None)
+
+
 def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """PostgreSQL: ``COPY`` the rows into a session-local stage, then one ``INSERT ...
     SELECT ... ON CONFLICT DO NOTHING RETURNING``: no statement text per batch size to
@@ -241,8 +249,15 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     encode = _json.encode
     statement = _PG_COPY
+    info = conn.connection.info
     try:
-        cursor.execute(_PG_CREATE_STAGE)
+        if not info.get(_STAGE_READY):
+            # Once per connection (a round trip saved per batch), unless the transaction
+            # that created it rolls back: the stage goes with it (see _forget_stage).
+            if not sa.event.contains(conn.engine, "rollback", _forget_stage):
+                sa.event.listen(conn.engine, "rollback", _forget_stage)
+            cursor.execute(_PG_CREATE_STAGE)
+            info[_STAGE_READY] = True
         with cursor.copy(_PG_COPY) as copy:
             for r in rows:
                 copy.write_row(
@@ -254,6 +269,7 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
         cursor.execute(_PG_MERGE)
         return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
     except conn.dialect.loaded_dbapi.Error as exc:
+        info.pop(_STAGE_READY, None)
         # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
         # OperationalError (an outage: retry the batch) ...
         raise sa.exc.DBAPIError.instance(

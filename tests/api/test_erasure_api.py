@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from sightline.live import mark_viewing
 from sightline.redis_keys import live_stream_key
 from sightline.store.schema import events
 from tests.api.support import bearer, token
@@ -16,6 +17,7 @@ from tests.harness import System, basic
 
 
 def _setup(system: System) -> None:
+    mark_viewing(system.redis, system.settings.queue_name)  # someone watches: published
     for user in ("quincy", "rosa"):
         body = {"userId": user, "anonymousId": f"a-{user}", "event": "Hello"}
         assert system.send("/v1/track", body).status_code == 200

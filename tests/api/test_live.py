@@ -1,5 +1,6 @@
 """``/api/v1/live`` on a real server: events once stored, filters, heartbeat,
-``Last-Event-ID`` resume, and a slow client cut off without delaying storage."""
+``Last-Event-ID`` resume, a slow client cut off without delaying storage, and nothing
+published while nobody watches (a gap entry when someone watches again)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from redis import Redis
 
 from collector import live
 from collector.app import create_app
-from sightline.redis_keys import live_stream_key
+from sightline import live as published
+from sightline.redis_keys import live_stream_key, live_viewers_key
 from tests.api.support import LiveServer, SSEClient, bearer, token, track
 from tests.harness import System
 
@@ -66,9 +68,15 @@ def test_last_event_id_resumes_with_exactly_the_missed_events(
     system: System, server: LiveServer
 ) -> None:
     admin = token(system)
-    for name in ("one", "two", "three"):
-        track(system, name)
-    system.work()
+    watching = SSEClient(f"{server.url}/api/v1/live", bearer(admin))
+    try:
+        assert watching.status == 200
+        for name in ("one", "two", "three"):
+            track(system, name)
+        system.work()
+        assert json.loads(watching.next()["data"])["name"] == "one"
+    finally:
+        watching.close()  # and comes back within the viewers key's lifetime
     first, *missed = stream_ids(system)
     client = SSEClient(f"{server.url}/api/v1/live", bearer(admin) | {"Last-Event-ID": first})
     try:
@@ -148,3 +156,58 @@ def test_a_slow_client_is_cut_off_and_never_delays_storage(
         assert json.loads(fast.next()["data"])["name"] == "after"
     finally:
         fast.close()
+
+
+def test_nothing_is_published_while_nobody_watches(system: System, server: LiveServer) -> None:
+    redis = Redis.from_url(system.settings.redis_url or "")
+    try:
+        track(system, "unwatched")
+        system.work()
+        assert len(system.events()) == 1
+        assert redis.exists(live_viewers_key(system.settings.queue_name)) == 0
+        assert stream_ids(system) == []  # no XADD at all
+        client = SSEClient(f"{server.url}/api/v1/live", bearer(token(system)))
+        try:
+            assert client.status == 200
+            assert redis.ttl(live_viewers_key(system.settings.queue_name)) > 0
+            track(system, "watched")
+            system.work()
+            assert json.loads(client.next()["data"])["name"] == "watched"
+            assert len(stream_ids(system)) == 1
+        finally:
+            client.close()
+    finally:
+        redis.close()
+
+
+def test_viewers_again_after_none_publish_a_gap_that_resets_clients(
+    system: System, server: LiveServer
+) -> None:
+    redis = Redis.from_url(system.settings.redis_url or "")
+    queue_name = system.settings.queue_name
+    viewers = published.Viewers(queue_name, check_seconds=0)
+    row = {"product_id": system.product.id, "type": "track", "name": "x"}
+    admin = token(system)
+    try:
+        assert published.publish(redis, queue_name, [row]) == 1  # while someone watched
+        assert not viewers.present(redis) and not viewers.gap_due  # then nobody
+        watching = SSEClient(f"{server.url}/api/v1/live", bearer(admin))
+        try:
+            assert watching.status == 200
+            assert viewers.present(redis) and viewers.gap_due  # someone again
+            assert published.publish(redis, queue_name, [row], gap=True) == 1
+            first, gap_id, event_id = stream_ids(system)
+            reset = watching.next()
+            assert reset["event"] == "reset" and reset["id"] == gap_id
+            assert watching.next()["id"] == event_id
+        finally:
+            watching.close()
+        resumed = SSEClient(f"{server.url}/api/v1/live", bearer(admin) | {"Last-Event-ID": first})
+        try:
+            reset = resumed.next()
+            assert reset["event"] == "reset" and reset["id"] == gap_id
+            assert resumed.next()["id"] == event_id
+        finally:
+            resumed.close()
+    finally:
+        redis.close()

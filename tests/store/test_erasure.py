@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from sightline.live import mark_viewing
 from sightline.redis_keys import Counter, counter_key, live_stream_key
 from sightline.store.erasure import CLI, forget_user, is_suppressed
 from sightline.store.schema import (
@@ -244,6 +245,7 @@ def _live(system: System) -> list[dict[str, Any]]:
 
 
 def test_cli_forget_and_receipts(system: System) -> None:
+    mark_viewing(system.redis, system.settings.queue_name)  # someone watches: published
     _person(system, "carol", "anon-carol")
     _ok(system.send("/v1/track", {"userId": "dave", "event": "Kept"}))
     system.work()
