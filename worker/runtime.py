@@ -31,6 +31,8 @@ class Runtime:
     """The user-agent parser, GeoIP reader and enrichment caches: built once per process."""
     bots_dropped: int = 0
     """Bot events this process dropped for products that drop them (never stored)."""
+    refused_changes: int = 0
+    """User and account changes this process refused under the write-key policy."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
@@ -55,10 +57,18 @@ class Runtime:
             pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
             pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
             pipe.incrby(counter_key(name, Counter.SUPPRESSED), result.suppressed)
+            pipe.incrby(counter_key(name, Counter.REFUSED_CHANGES), result.refused_changes)
             pipe.execute()
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
+        if result.refused_changes:
+            self.refused_changes += result.refused_changes
+            log.warning(
+                "the write-key policy refused %d user/account changes (%d so far; events stored)",
+                result.refused_changes,
+                self.refused_changes,
+            )
 
     def publish(self, result: WriteResult) -> None:
         """The batch's newly stored events to the live stream (after its commit)."""
