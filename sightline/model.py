@@ -66,6 +66,16 @@ class Authority(str, Enum):
     """A write key of an ``open`` product: it may change everything, and owns nothing."""
 
 
+def authority_of(key: KeyKind | None, policy: ClientIdentity) -> Authority:
+    """Whose changes a message's are: its envelope's key under its product's policy.
+
+    ``None`` (an envelope from a collector before ``Envelope.key``) is applied as it was
+    accepted then: as a server key's."""
+    if key is not KeyKind.WRITE:
+        return Authority.SERVER
+    return Authority.OPEN_CLIENT if policy is ClientIdentity.OPEN else Authority.CLIENT
+
+
 class BotHandling(str, Enum):
     FLAG = "flag"
     DROP = "drop"

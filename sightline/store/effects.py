@@ -36,8 +36,6 @@ from sightline.model import (
     AttributeOp,
     AttributeType,
     Authority,
-    ClientIdentity,
-    KeyKind,
     Normalised,
 )
 from sightline.profile import Attribute, ProfileOpError, apply_ops
@@ -49,16 +47,6 @@ log = logging.getLogger(__name__)
 
 class IdentityError(ValueError):
     """A message asks for an impossible identity change (an account its own ancestor)."""
-
-
-def authority(key: KeyKind | None, policy: ClientIdentity) -> Authority:
-    """Whose changes a message's are: its envelope's key under its product's policy.
-
-    ``None`` (an envelope from a collector before ``Envelope.key``) is applied as it was
-    accepted then: as a server key's."""
-    if key is not KeyKind.WRITE:
-        return Authority.SERVER
-    return Authority.OPEN_CLIENT if policy is ClientIdentity.OPEN else Authority.CLIENT
 
 
 class _UserEffects:
