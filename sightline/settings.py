@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_DATA_DIR = "sightline-data"
 DEFAULT_QUEUE = "sightline"
 FSYNC_CHOICES = ("always", "everysec")
+METRICS_LOOPBACK_CHOICES = ("open", "token")
+MIN_METRICS_TOKEN = 16
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 
@@ -124,6 +126,22 @@ def _fsync(raw: str) -> str:
     return raw
 
 
+def _metrics_token(raw: str) -> str:
+    # Not echoed: it is a secret.
+    if len(raw) < MIN_METRICS_TOKEN or any(c.isspace() or not c.isprintable() for c in raw):
+        raise ValueError(
+            f"must be at least {MIN_METRICS_TOKEN} printable characters without spaces "
+            "(e.g. the output of `openssl rand -hex 32`)"
+        )
+    return raw
+
+
+def _metrics_loopback(raw: str) -> str:
+    if raw not in METRICS_LOOPBACK_CHOICES:
+        raise ValueError(f"must be one of {', '.join(METRICS_LOOPBACK_CHOICES)}, got {raw!r}")
+    return raw
+
+
 def _redis_url(raw: str) -> str:
     shown = hide_password(raw)
     try:
@@ -212,6 +230,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TRUSTED_PROXIES", "trusted_proxies", _text),
     Variable("SIGHTLINE_WORKERS", "workers", _non_negative_int),
     Variable("SIGHTLINE_COLLECTORS", "collectors", _positive_int),
+    Variable("SIGHTLINE_METRICS_TOKEN", "metrics_token", _metrics_token),
+    Variable("SIGHTLINE_METRICS_LOOPBACK", "metrics_loopback", _metrics_loopback),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -259,6 +279,12 @@ class Settings:
     """Worker processes ``sightline up`` runs and keeps running; 0: one per core."""
     collectors: int = 1
     """Collector processes ``sightline up`` runs on one listening socket."""
+    metrics_token: str | None = None
+    """The bearer token ``GET /metrics`` takes (a Prometheus scrape config's
+    ``authorization: credentials``); ``None``: only loopback scrapes are answered."""
+    metrics_loopback: str = "open"
+    """``open``: a scrape straight from a loopback address (no forwarding header) needs no
+    token; ``token``: every scrape needs it."""
 
     @property
     def worker_count(self) -> int:
