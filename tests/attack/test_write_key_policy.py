@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from sightline.cli import main
 from sightline.envelope import Envelope
+from sightline.ids import uuid7
 from sightline.model import KeyKind
 from sightline.queue import JOB_FUNCTION, make_queue
 from sightline.store.identity import events_of_user
@@ -245,6 +246,61 @@ def test_an_open_product_lets_a_write_key_change_what_a_server_set(system: Syste
     send(system, "identify", "again", userId="ann", traits={"email": "third@evil.example"})
     system.work()
     assert user(system, "ann")["email"] == ATTACKER_EMAIL and refused(system) == 1
+
+
+def envelope(system: System, key: KeyKind, message_id: str, **body: Any) -> Any:
+    """An envelope as a collector enqueues it (JSON values), for one job of several."""
+    kind = str(body["type"])
+    return msgspec.to_builtins(
+        Envelope(
+            id=uuid7(),
+            dialect="native",
+            kind=kind,
+            product_id=system.product.id,
+            received_at=datetime.now(UTC),
+            key=key,
+            body={"messageId": message_id} | body,
+        )
+    )
+
+
+def test_a_batch_applies_the_policy_in_message_order(system: System) -> None:
+    """Server and write-key messages about the same user in ONE job (one transaction):
+    each is judged by what the messages before it left, as one message at a time would."""
+    server, write = KeyKind.SERVER, KeyKind.WRITE
+    ann_first = {"email": SERVER_EMAIL, "plan": "enterprise"}
+    ann_then = {"email": ATTACKER_EMAIL, "plan": "free", "nickname": "annie"}
+    jobs = [
+        envelope(system, server, "b-1", type="identify", userId="ann", traits=ann_first),
+        envelope(system, write, "b-2", type="identify", userId="ann", traits=ann_then),
+        envelope(system, write, "b-3", type="group", userId="ann", groupId="evil-co"),
+        # The other way round: a page's changes, then the server's.
+        envelope(system, write, "b-4", type="identify", userId="bob", traits={"plan": "free"}),
+        envelope(system, write, "b-5", type="group", userId="bob", groupId="own-co"),
+        envelope(system, server, "b-6", type="identify", userId="bob", traits={"plan": "pro"}),
+    ]
+    make_queue(system.redis, system.settings.queue_name).enqueue_call(JOB_FUNCTION, args=(jobs,))
+    system.work()
+    assert stored(system) == {"b-1", "b-2", "b-3", "b-4", "b-5", "b-6"}
+    assert user(system, "ann") == {
+        "email": SERVER_EMAIL,
+        "mobile": None,
+        "server_owned": True,
+        "account": None,  # the server's user: a write key's group call moves it nowhere
+    }
+    assert attributes(system, "ann") == {
+        "email": (SERVER_EMAIL, True),
+        "plan": ("enterprise", True),
+        "nickname": ("annie", False),
+    }
+    assert user(system, "bob") == {
+        "email": None,
+        "mobile": None,
+        "server_owned": True,
+        "account": "own-co",  # linked while bob was the page's
+    }
+    assert attributes(system, "bob") == {"plan": ("pro", True)}
+    assert refused(system) == 4  # ann's e-mail column, e-mail and plan attributes, account
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
