@@ -395,8 +395,29 @@ def test_every_ingest_path_says_which_key_it_took(system: System) -> None:
         r = system.client.request(method, "/debug" + path, json=body, headers=headers)
         assert r.status_code == 200, (path, r.text)
         assert {e["key"] for e in r.json()["envelopes"]} == {"server"}, path
-    # The pixel takes the write key only.
-    pixel = system.client.get("/debug/p.gif", params={"k": write, "t": "identify", "uid": "u"})
-    assert pixel.status_code == 200, pixel.text
-    assert [e["key"] for e in pixel.json()["envelopes"]] == [KeyKind.WRITE.value]
+    # The pixels and the other trackers' formats: the write key (or the site id standing
+    # for it); Matomo's token_auth of a server key makes a request the server's.
+    agent = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125"}
+    page = "https://x.example/"
+    matomo = f"/debug/matomo.php?idsite={write}&rec=1&url=http%3A%2F%2Fx.example%2F"
+    snowplow = {"e": "pv", "aid": write, "eid": "6f4e0d2a-1c3b-4a5d-8e9f-0a1b2c3d4e5f", "url": page}
+    umami = {"type": "event", "payload": {"website": write, "url": "/", "hostname": "x.example"}}
+    for method, path, params, body, kind in (
+        ("GET", "/debug/p.gif", {"k": write, "t": "identify", "uid": "u"}, None, "write"),
+        (
+            "GET",
+            "/debug/pixel/v1/track",
+            {"writeKey": write, "userId": "u", "event": "E"},
+            None,
+            "write",
+        ),
+        ("GET", matomo, None, None, "write"),
+        ("GET", f"{matomo}&token_auth={server}", None, None, "server"),
+        ("GET", "/debug/i", snowplow | {"p": "web", "tv": "js-4.10.1"}, None, "write"),
+        ("POST", "/debug/api/event", None, {"n": "pageview", "u": page, "d": write}, "write"),
+        ("POST", "/debug/api/send", None, umami, "write"),
+    ):
+        r = system.client.request(method, path, params=params, json=body, headers=agent)
+        assert r.status_code == 200, (path, r.text)
+        assert {e["key"] for e in r.json()["envelopes"]} == {kind}, path
     assert system.queued_jobs() == 0
