@@ -14,6 +14,7 @@ import msgspec
 
 from sightline.envelope import Envelope
 from sightline.ids import uuid7
+from sightline.model import KeyKind
 
 PAGES = [
     "/",
@@ -103,6 +104,7 @@ class Workload:
                 user_agent=user_agent,
                 origin="https://shop.example",
                 sent_at=sent + timedelta(milliseconds=rng.randint(0, 900)),
+                key=KeyKind.WRITE,  # pages' traffic: the write-key policy applies
                 body=msgspec.Raw(encoder.encode(body)),
             )
 

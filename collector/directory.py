@@ -13,18 +13,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from enum import Enum
 
 import msgspec
 
+from sightline.model import KeyKind as KeyKind  # where the endpoints import it from
 from sightline.store.products import Product
 
 log = logging.getLogger(__name__)
-
-
-class KeyKind(str, Enum):
-    WRITE = "write"  # public, embedded in pages: may only send events
-    SERVER = "server"  # secret: may also manage products, accounts, users
 
 
 class Grant(msgspec.Struct, frozen=True):

@@ -18,7 +18,7 @@ from sightline.dialects.fields import is_ip_address
 from sightline.envelope import MAX_USER_AGENT, Envelope
 from sightline.errors import TooManyRequests
 from sightline.ids import uuid7
-from sightline.model import IpHandling
+from sightline.model import IpHandling, KeyKind
 from sightline.store.products import Product
 
 
@@ -67,6 +67,7 @@ async def accept(
     *,
     dialect: str,
     product_id: str,
+    key: KeyKind,
     payloads: Sequence[Payload],
     sent_at: datetime | None = None,
     ip: str | None = None,
@@ -75,8 +76,10 @@ async def accept(
 ) -> list[Envelope]:
     """Enqueue one envelope per payload; returns once Redis acknowledged them.
 
-    ``anonymous``: the client asked that its address not be kept (Snowplow's
-    ``SP-Anonymous``): the envelopes carry none, so no stage after this one sees it.
+    ``key``: the kind of key that authorised the payloads (``Envelope.key``: what the
+    worker lets them change). ``anonymous``: the client asked that its address not be
+    kept (Snowplow's ``SP-Anonymous``): the envelopes carry none, so no stage after this
+    one sees it.
     """
     received_at = datetime.now(UTC)
     client = request.client
@@ -115,6 +118,7 @@ async def accept(
             origin=origin,
             sent_at=sent_at,
             product_enabled=enabled,
+            key=key,
             body=kept.body,
         )
         for payload, kept in zip(payloads, protected, strict=True)

@@ -1,11 +1,22 @@
-"""Prometheus metrics of one collector app (its own registry: no process globals)."""
+"""Prometheus metrics of one collector app (its own registry: no process globals).
+
+``GET /metrics`` is not for whoever reaches the port (the port is public: pages send
+to it). It answers a request with ``Authorization: Bearer SIGHTLINE_METRICS_TOKEN``
+(what a Prometheus scrape config's ``authorization`` sends), and, unless
+``SIGHTLINE_METRICS_LOOPBACK=token``, a scrape straight from a loopback address. A
+request that a proxy relayed (it carries ``X-Forwarded-For``, ``Forwarded`` or
+``X-Real-IP``) is never a loopback scrape, even when the proxy runs on the same host.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -132,6 +143,51 @@ class RequestMetricsMiddleware:
             self.metrics.count_request(dialect, status)
 
 
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def is_loopback_scrape(request: Request) -> bool:
+    """The request came straight from this host: a loopback peer, relayed by nobody."""
+    client = request.client
+    if client is None or any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    try:
+        address = ipaddress.ip_address(client.host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _token_matches(request: Request, token: str) -> bool:
+    given = _bearer(request)
+    # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 401).
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
 async def metrics_endpoint(request: Request) -> Response:
+    settings = request.state.settings
+    token: str | None = settings.metrics_token
+    allowed = (token is not None and _token_matches(request, token)) or (
+        settings.metrics_loopback == "open" and is_loopback_scrape(request)
+    )
+    if not allowed and token is not None:
+        raise HTTPException(
+            401,
+            "GET /metrics needs Authorization: Bearer <SIGHTLINE_METRICS_TOKEN>",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    if not allowed:
+        raise HTTPException(
+            403,
+            "GET /metrics answers loopback scrapes only: set SIGHTLINE_METRICS_TOKEN "
+            "to scrape it from elsewhere",
+        )
     metrics: Metrics = request.state.metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,7 @@ import msgspec
 import sqlalchemy as sa
 
 from sightline.embedded import EmbeddedRedisError
+from sightline.model import ClientIdentity
 from sightline.preflight import check_redis, check_spool, open_store
 from sightline.settings import (
     FSYNC_CHOICES,
@@ -338,6 +339,35 @@ def products_identity(obj: Context, product_id: str, mode: str, server_cookie: b
         raise click.ClickException(f"no product {product_id!r}")
     cookie = ", server cookie sl_id" if product.server_cookie else ""
     click.echo(f"{product.id}: identity {product.identity_mode.value}{cookie}")
+
+
+@products.command("policy")
+@click.argument("product_id")
+@click.option(
+    "--client-identity",
+    type=click.Choice([c.value for c in ClientIdentity]),
+    help="restricted (the default): the write-key policy; open: write keys may change "
+    "what server keys may.",
+)
+@pass_context
+def products_policy(obj: Context, product_id: str, client_identity: str | None) -> None:
+    """What the product's public write keys may change of users and accounts; without an
+    option, show it. restricted: they create users and accounts and set what the page
+    knows, but e-mail, mobile, payment ids, account parents and whatever a server key set
+    are server-only (README, "What a write key can change"). Workers pick the change up
+    within 5 seconds."""
+    from sightline.store.products import get_product, set_client_identity
+
+    engine = obj.store()
+    with engine.begin() as conn:
+        product = (
+            set_client_identity(conn, product_id, ClientIdentity(client_identity))
+            if client_identity is not None
+            else get_product(conn, product_id)
+        )
+    if product is None:
+        raise click.ClickException(f"no product {product_id!r}")
+    click.echo(f"{product.id}: client identity {product.client_identity.value}")
 
 
 @products.command("keys")

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from sightline.model import KeyKind
+
 ENVELOPE_VERSION = 1
 MAX_USER_AGENT = 1024
 """The longest user agent kept (real ones are under 500 characters): the collector cuts
@@ -43,6 +45,12 @@ class Envelope(msgspec.Struct, kw_only=True, omit_defaults=True):
     events unused by it, so an event follows the switch that preceded it, however stale
     the worker's product cache. ``None`` (envelopes from before this field): the worker
     reads the product's current flag."""
+    key: KeyKind | None = None
+    """The kind of key the collector authenticated the payload with: ``write`` (public)
+    or ``server`` (secret); the worker applies the write-key policy to ``write``
+    (``sightline/store/effects.py``). ``None``: an envelope from a collector before this
+    field (queued across an upgrade, or an old dead letter replayed), applied as it was
+    accepted then, without the policy; every collector since sets it."""
     body: Any = None
     """The validated payload: ``msgspec.Raw`` in the collector, decoded JSON in the worker."""
 

@@ -37,6 +37,45 @@ class IpHandling(str, Enum):
     NONE = "none"
 
 
+class KeyKind(str, Enum):
+    """The kind of product key a payload was accepted with (``Envelope.key``)."""
+
+    WRITE = "write"  # public, embedded in pages: may only send events
+    SERVER = "server"  # secret: may also manage products, accounts, users
+
+
+class ClientIdentity(str, Enum):
+    """What a product lets its public write keys change of users and accounts
+    (``sightline products policy``; applied by ``sightline/store/effects.py``)."""
+
+    RESTRICTED = "restricted"
+    """The default: the write-key policy applies (README, "What a write key can change")."""
+    OPEN = "open"
+    """A write key may change what a server key may (the behaviour before the policy)."""
+
+
+class Authority(str, Enum):
+    """Whose changes a message's side effects are: what the worker's store applies."""
+
+    SERVER = "server"
+    """A server key (or an envelope from a collector before ``Envelope.key``): it may change
+    everything, and the users, accounts and attributes it changes become server-owned."""
+    CLIENT = "client"
+    """A write key of a ``restricted`` product: the write-key policy applies."""
+    OPEN_CLIENT = "open_client"
+    """A write key of an ``open`` product: it may change everything, and owns nothing."""
+
+
+def authority_of(key: KeyKind | None, policy: ClientIdentity) -> Authority:
+    """Whose changes a message's are: its envelope's key under its product's policy.
+
+    ``None`` (an envelope from a collector before ``Envelope.key``) is applied as it was
+    accepted then: as a server key's."""
+    if key is not KeyKind.WRITE:
+        return Authority.SERVER
+    return Authority.OPEN_CLIENT if policy is ClientIdentity.OPEN else Authority.CLIENT
+
+
 class BotHandling(str, Enum):
     FLAG = "flag"
     DROP = "drop"
@@ -152,3 +191,6 @@ class Normalised(msgspec.Struct, kw_only=True):
     users: tuple[UserChange, ...] = ()
     accounts: tuple[AccountChange, ...] = ()
     aliases: tuple[AliasChange, ...] = ()
+    authority: Authority = Authority.SERVER
+    """Set by the worker from the envelope's key and the product's policy; dialects leave
+    it (they do not know the key)."""

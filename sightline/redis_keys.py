@@ -16,6 +16,7 @@ class Counter(str, Enum):
     DEAD_LETTERS = "dead_letters"  # envelopes or messages a worker could not store
     BOTS_DROPPED = "bots_dropped"  # bot events of products that drop them
     SUPPRESSED = "suppressed"  # events of erased people (sightline users forget), dropped
+    REFUSED_CHANGES = "refused_changes"  # user/account changes the write-key policy refused
 
 
 def counter_key(queue_name: str, counter: Counter) -> str:

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_DATA_DIR = "sightline-data"
 DEFAULT_QUEUE = "sightline"
 FSYNC_CHOICES = ("always", "everysec")
+METRICS_LOOPBACK_CHOICES = ("open", "token")
+MIN_METRICS_TOKEN = 16
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 SPOOL_WORDS = ("off", "on")
@@ -134,6 +136,22 @@ def _fsync(raw: str) -> str:
     return raw
 
 
+def _metrics_token(raw: str) -> str:
+    # Not echoed: it is a secret.
+    if len(raw) < MIN_METRICS_TOKEN or any(c.isspace() or not c.isprintable() for c in raw):
+        raise ValueError(
+            f"must be at least {MIN_METRICS_TOKEN} printable characters without spaces "
+            "(e.g. the output of `openssl rand -hex 32`)"
+        )
+    return raw
+
+
+def _metrics_loopback(raw: str) -> str:
+    if raw not in METRICS_LOOPBACK_CHOICES:
+        raise ValueError(f"must be one of {', '.join(METRICS_LOOPBACK_CHOICES)}, got {raw!r}")
+    return raw
+
+
 def _redis_url(raw: str) -> str:
     shown = hide_password(raw)
     try:
@@ -235,6 +253,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIGHTLINE_SPOOL_MAX_BYTES", "spool_max_bytes", _positive_int),
     Variable("SIGHTLINE_RETENTION_DAYS", "retention_days", _positive_int),
     Variable("SIGHTLINE_SHARED_RATE_LIMITS", "shared_rate_limits", _flag),
+    Variable("SIGHTLINE_METRICS_TOKEN", "metrics_token", _metrics_token),
+    Variable("SIGHTLINE_METRICS_LOOPBACK", "metrics_loopback", _metrics_loopback),
 )
 """Every variable Sightline reads; an unset or empty variable leaves the field's default."""
 
@@ -293,6 +313,12 @@ class Settings:
     shared_rate_limits: bool = False
     """Count the products' rate limits in Redis, shared by every collector process (one
     round trip per request of a limited product), not in each process alone."""
+    metrics_token: str | None = None
+    """The bearer token ``GET /metrics`` takes (a Prometheus scrape config's
+    ``authorization: credentials``); ``None``: only loopback scrapes are answered."""
+    metrics_loopback: str = "open"
+    """``open``: a scrape straight from a loopback address (no forwarding header) needs no
+    token; ``token``: every scrape needs it."""
 
     @property
     def spool_dir(self) -> Path | None:

@@ -19,6 +19,8 @@ class Status(msgspec.Struct, frozen=True, kw_only=True):
     bots_dropped: int
     suppressed: int = 0
     """Events of erased people the workers dropped (``sightline users forget``)."""
+    refused_changes: int = 0
+    """User and account changes the write-key policy refused (their events were stored)."""
     queued_jobs: int
 
     @property

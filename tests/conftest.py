@@ -14,7 +14,7 @@ from redis import Redis
 from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
-from tests.harness import REDIS_TIMEOUT, System, running_system
+from tests.harness import METRICS_TOKEN, REDIS_TIMEOUT, System, running_system
 from tests.servers import (
     TEMPLATE_DB,
     PostgresServer,
@@ -97,6 +97,7 @@ def settings(tmp_path: Path, redis_url: str, database_url: str) -> Settings:
             "DATABASE_URL": database_url,
             "SIGHTLINE_FLUSH_LINGER_MS": "0",
             "SIGHTLINE_REDIS_TIMEOUT": REDIS_TIMEOUT,
+            "SIGHTLINE_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
 

@@ -26,6 +26,10 @@ REDIS_TIMEOUT = "5"
 a 503; only the outage tests set a short one, explicitly."""
 
 
+METRICS_TOKEN = "test-metrics-token-0123456789"
+"""The suite's SIGHTLINE_METRICS_TOKEN: the test client is no loopback peer."""
+
+
 def basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
 
@@ -49,6 +53,12 @@ class System:
     def send(self, path: str, body: Any, key: str | None = None, **kwargs: Any) -> Any:
         headers = basic(key or self.write_key) | kwargs.pop("headers", {})
         return self.client.post(path, json=body, headers=headers, **kwargs)
+
+    def metrics(self) -> str:
+        """``GET /metrics`` as Prometheus scrapes it (with the bearer token)."""
+        response = self.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert response.status_code == 200, response.text
+        return str(response.text)
 
     def work(self) -> None:
         """Run a worker in burst mode until the queue is empty."""

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sightline.dialects import UnknownDialect, resolve
 from sightline.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
 from sightline.ipaddr import anonymise_addresses
-from sightline.model import BotHandling, Event, IpHandling, Normalised
+from sightline.model import BotHandling, Event, IpHandling, Normalised, authority_of
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
 from sightline.store.schema import events
@@ -160,6 +160,10 @@ class BatchProcessor:
         if enabled is not None and enabled is not product.is_enabled:
             # The switch as it was when the event was accepted, not as this cache has it.
             product = msgspec.structs.replace(product, is_enabled=enabled)
+        # What the message may change of users and accounts: sightline.store.effects.
+        by = authority_of(envelope.key, product.client_identity)
+        if by is not normalised.authority:
+            normalised = msgspec.structs.replace(normalised, authority=by)
         try:
             return self._enrich(normalised, product, envelope), product
         except Rejected:

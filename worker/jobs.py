@@ -60,4 +60,5 @@ def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
         "duplicates": result.duplicates,
         "dead_letters": result.dead_letters,
         "suppressed": result.suppressed,
+        "refused_changes": result.refused_changes,
     }

@@ -36,6 +36,8 @@ class Runtime:
     """SQLite: the WAL checkpointed in a thread of its own (``sightline.store.db``)."""
     viewers: Viewers | None = field(default=None)
     """Whether anyone watches the live stream (``sightline.live``): checked once a second."""
+    refused_changes: int = 0
+    """User and account changes this process refused under the write-key policy."""
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis | None = None) -> Runtime:
@@ -68,12 +70,20 @@ class Runtime:
                 pipe.incrby(counter_key(name, Counter.DEAD_LETTERS), result.dead_letters)
                 pipe.incrby(counter_key(name, Counter.BOTS_DROPPED), result.bots_dropped)
                 pipe.incrby(counter_key(name, Counter.SUPPRESSED), result.suppressed)
+                pipe.incrby(counter_key(name, Counter.REFUSED_CHANGES), result.refused_changes)
                 pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("could not count a stored batch of %d: %s", envelopes, exc)
         if result.bots_dropped:
             self.bots_dropped += result.bots_dropped
             log.info("dropped %d bot events (%d so far)", result.bots_dropped, self.bots_dropped)
+        if result.refused_changes:
+            self.refused_changes += result.refused_changes
+            log.warning(
+                "the write-key policy refused %d user/account changes (%d so far; events stored)",
+                result.refused_changes,
+                self.refused_changes,
+            )
 
     def publish(self, result: WriteResult) -> None:
         """The batch's newly stored events to the live stream (after its commit), only

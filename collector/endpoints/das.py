@@ -239,6 +239,7 @@ def _create(kind: str) -> Handler:
             request,
             dialect=das.NAME,
             product_id=grant.product.id,
+            key=grant.kind,
             payloads=[Payload(kind, msgspec.Raw(raw))],
         )
         record = created_record(body, envelope)

@@ -133,6 +133,7 @@ def _ingest(kind: str, require: KeyKind) -> Handler:
             request,
             dialect=fuzy.NAME,
             product_id=grant.product.id,
+            key=grant.kind,
             payloads=[Payload(kind, body) for _, body in items],
         )
         return _json(FuzyAccepted(success=True, accepted=len(items)), 202)

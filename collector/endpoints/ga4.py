@@ -52,6 +52,7 @@ async def collect(request: Request) -> Response:
         request,
         dialect=ga4.NAME,
         product_id=grant.product.id,
+        key=KeyKind.SERVER,  # the api_secret is the product's server key (_authorize)
         payloads=[Payload(ga4.KIND, msgspec.Raw(raw))],
     )
     return Response(status_code=204)

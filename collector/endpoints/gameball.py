@@ -30,6 +30,7 @@ async def track_event(request: Request) -> Response:
         request,
         dialect=gameball.NAME,
         product_id=grant.product.id,
+        key=grant.kind,
         payloads=[Payload(kind, msgspec.Raw(raw))],
     )
     return Response(OK, media_type="application/json")

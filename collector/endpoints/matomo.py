@@ -62,7 +62,7 @@ async def _authenticated(directory: ProductDirectory, token: str | None, grant: 
 
 async def _prepare(
     request: Request, params: matomo_wire.Params, token: str | None
-) -> tuple[Grant, Payload] | None:
+) -> tuple[Grant, KeyKind, Payload] | None:
     """The product and payload of one tracking request; ``None``: nothing to track."""
     if not matomo_wire.is_tracked(params):
         return None
@@ -80,7 +80,8 @@ async def _prepare(
         raise InvalidInput("unknown site", [FieldError("idsite", reason)]) from None
     authenticated = await _authenticated(directory, params.get("token_auth") or token, grant)
     checked = matomo_wire.validate(params, now=datetime.now(UTC), authenticated=authenticated)
-    return grant, Payload(matomo.KIND, msgspec.Raw(_json.encode(checked)))
+    key = KeyKind.SERVER if authenticated else grant.kind
+    return grant, key, Payload(matomo.KIND, msgspec.Raw(_json.encode(checked)))
 
 
 def _answer(image: bool, status: int = 200, reason: str = "") -> Response:
@@ -106,14 +107,16 @@ async def _single(request: Request, params: matomo_wire.Params) -> Response:
         metrics.count_rejected(matomo.NAME, f"invalid_{exc.status}")
         return _answer(image, exc.status, _reason(exc))
     if prepared is not None:
-        grant, payload = prepared
-        await accept(request, dialect=matomo.NAME, product_id=grant.product.id, payloads=[payload])
+        grant, key, payload = prepared
+        await accept(
+            request, dialect=matomo.NAME, product_id=grant.product.id, key=key, payloads=[payload]
+        )
     return _answer(image)
 
 
 async def _bulk(request: Request, raw: bytes) -> Response:
     bulk = matomo_wire.decode_bulk(raw)
-    groups: dict[str, list[Payload]] = {}
+    groups: dict[tuple[str, KeyKind], list[Payload]] = {}
     tracked, invalid, errors = 0, [], []
     for index, item in enumerate(bulk.requests):
         try:
@@ -124,16 +127,18 @@ async def _bulk(request: Request, raw: bytes) -> Response:
             errors += [] if exc.errors else [FieldError(f"requests[{index}]", exc.message)]
             continue
         if prepared is not None:
-            grant, payload = prepared
-            groups.setdefault(grant.product.id, []).append(payload)
+            grant, key, payload = prepared
+            groups.setdefault((grant.product.id, key), []).append(payload)
             tracked += 1
     if errors and is_debug(request):
         raise InvalidInput("invalid bulk tracking request", errors)
     metrics: Metrics = request.state.metrics
     for _ in invalid:
         metrics.count_rejected(matomo.NAME, "invalid_request")
-    for product_id, payloads in groups.items():
-        await accept(request, dialect=matomo.NAME, product_id=product_id, payloads=payloads)
+    for (product_id, key), payloads in groups.items():
+        await accept(
+            request, dialect=matomo.NAME, product_id=product_id, key=key, payloads=payloads
+        )
     owner = await request.state.directory.resolve(bulk.token_auth) if bulk.token_auth else None
     answer = BulkAnswer(status="success", tracked=tracked, invalid=len(invalid))
     if owner is not None and owner.kind is KeyKind.SERVER:

@@ -87,6 +87,7 @@ def _message_endpoint(kind: str) -> Handler:
             request,
             dialect=native.NAME,
             product_id=grant.product.id,
+            key=grant.kind,
             payloads=[Payload(kind, msgspec.Raw(raw))],
             sent_at=message.sentAt,
         )
@@ -151,6 +152,7 @@ async def accept_batch(request: Request, key: str | None = None) -> Response:
         request,
         dialect=native.NAME,
         product_id=grant.product.id,
+        key=grant.kind,
         payloads=batch_payloads(parsed),
         sent_at=parsed.wire.sentAt,
     )

@@ -128,6 +128,7 @@ async def track_pixel(request: Request) -> Response:
             request,
             dialect=pixel.NAME,
             product_id=grant.product.id,
+            key=grant.kind,
             payloads=payloads,
             sent_at=sent_at,
         )

@@ -55,19 +55,20 @@ async def event(request: Request) -> Response:
     if not grants and is_debug(request):
         raise refusals[0]
     if grants:
-        await _accept(request, raw, list(grants))
+        await _accept(request, raw, list(grants.values()))
     headers = {DROPPED: str(len(refusals))} if refusals else None
     return Response(OK, status_code=202, media_type="text/plain", headers=headers)
 
 
-async def _accept(request: Request, raw: bytes, product_ids: list[str]) -> None:
+async def _accept(request: Request, raw: bytes, grants: list[Grant]) -> None:
     """One envelope per product, each with the visitor id of its product."""
     client = request.client
     ip = client.host if client else None
     agent = request.headers.get("user-agent")
     salt = await daily_salts(request).today()
     shown: list[Envelope] = []
-    for product_id in product_ids:
+    for grant in grants:
+        product_id = grant.product.id
         visitor = cookieless_visitor_id(salt, product_id, ip, agent)
         body = _json.encode({"visitor": visitor, "event": msgspec.Raw(raw)})
         try:
@@ -75,6 +76,7 @@ async def _accept(request: Request, raw: bytes, product_ids: list[str]) -> None:
                 request,
                 dialect=plausible.NAME,
                 product_id=product_id,
+                key=grant.kind,
                 payloads=[Payload(plausible.KIND, msgspec.Raw(body))],
             )
         except DebugAnswer as answer:  # a debug request: show every product's envelope

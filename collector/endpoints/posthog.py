@@ -207,6 +207,7 @@ async def capture(request: Request) -> Response:
         request,
         dialect=posthog.NAME,
         product_id=grant.product.id,
+        key=grant.kind,
         payloads=[Payload(posthog.KIND, msgspec.Raw(event)) for event in parsed.events],
         sent_at=parsed.sent_at or _sent_at(query.get("_")),
     )

@@ -57,15 +57,19 @@ async def track_event(request: Request) -> Response:
     event = pyze.validate_event(raw)
     directory = request.state.directory
     grant = await authorize(directory, event.appKey, origin=request.headers.get("origin"))
+    key = grant.kind
     header_key = _header_key(request)
     if header_key is not None:
         caller = await authorize(directory, header_key)
         if caller.product.id != grant.product.id:
             raise Forbidden("Need access to the provided app: the key is for another app")
+        if caller.kind is KeyKind.SERVER:
+            key = KeyKind.SERVER  # the server key in the header vouches for the event
     await accept(
         request,
         dialect=pyze.NAME,
         product_id=grant.product.id,
+        key=key,
         payloads=[Payload(pyze.EVENT_KIND, msgspec.Raw(raw))],
         sent_at=pyze.instant(event.sentAt) if event.sentAt is not None else None,
     )
@@ -81,6 +85,7 @@ async def upload_profiles(request: Request) -> Response:
         request,
         dialect=pyze.NAME,
         product_id=grant.product.id,
+        key=grant.kind,
         payloads=[Payload(pyze_profiles.PROFILE_KIND, msgspec.Raw(encode(p))) for p in profiles],
     )
     body = PyzeAccepted(

@@ -101,6 +101,7 @@ def _pixel_endpoint(kind: str) -> Handler:
                 request,
                 dialect=native.NAME,
                 product_id=grant.product.id,
+                key=grant.kind,
                 payloads=[payload],
                 sent_at=sent_at,
             )

@@ -98,17 +98,18 @@ async def track_post(request: Request) -> Response:
             items.append((fields.get("aid"), Payload(kind, msgspec.Raw(_json.encode(fields)))))
     if all(p.kind == snowplow.REJECTED for _, p in items):
         raise InvalidInput("invalid payload_data: no event can be stored", errors)
-    by_product: dict[str, list[Payload]] = {}
+    by_product: dict[tuple[str, KeyKind], list[Payload]] = {}
     grants: dict[str | None, Grant] = {}
     for index, (aid, payload) in enumerate(items):
         if aid not in grants:
             grants[aid] = await _grant(request, aid, f"data[{index}].aid")
-        by_product.setdefault(grants[aid].product.id, []).append(payload)
-    for product_id, payloads in by_product.items():
+        by_product.setdefault((grants[aid].product.id, grants[aid].kind), []).append(payload)
+    for (product_id, key), payloads in by_product.items():
         await accept(
             request,
             dialect=snowplow.NAME,
             product_id=product_id,
+            key=key,
             payloads=payloads,
             anonymous=kind == snowplow.ANONYMOUS_EVENT,
         )
@@ -128,6 +129,7 @@ async def track_get(request: Request) -> Response:
             request,
             dialect=snowplow.NAME,
             product_id=grant.product.id,
+            key=grant.kind,
             payloads=[Payload(kind, msgspec.Raw(_json.encode(fields)))],
             anonymous=kind == snowplow.ANONYMOUS_EVENT,
         )

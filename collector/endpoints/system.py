@@ -8,7 +8,7 @@ import msgspec
 
 from collector.metrics import metrics_endpoint
 from collector.openapi import docs_page, openapi_document
-from collector.routing import Endpoint
+from collector.routing import Endpoint, ErrorBody
 from collector.snippet import serve_extension_module, serve_snippet
 from collector.system import health
 
@@ -36,8 +36,13 @@ ENDPOINTS = (
         metrics_endpoint,
         "system.metrics",
         "Prometheus metrics",
-        responses={200: None},
+        responses={200: None, 401: ErrorBody, 403: ErrorBody},
         media="text/plain",
+        description=(
+            "With `Authorization: Bearer` and the collector's `SIGHTLINE_METRICS_TOKEN`; "
+            "without it, only a scrape straight from a loopback address (unless "
+            "`SIGHTLINE_METRICS_LOOPBACK=token`). `401` with a token set, `403` without."
+        ),
     ),
     Endpoint(
         "/s.js",

@@ -117,6 +117,7 @@ async def send(request: Request) -> Response:
         request,
         dialect=umami.NAME,
         product_id=product_id,
+        key=grant.kind,
         payloads=[Payload(call.type, msgspec.Raw(body))],
     )
     token = umami.write_cache(umami.Cache(p=product_id, v=visitor, s=visit, t=now))

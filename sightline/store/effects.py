@@ -3,12 +3,28 @@
 Applied in batch order, in bulk where the order allows it (users created and
 updated together, profile operations applied in Python then written once,
 aliases linked in a few statements).
+
+**The write-key policy.** A message's :class:`~sightline.model.Authority` (the worker
+sets it from the envelope's key and the product's ``client_identity``) decides what it
+may change. A server key changes everything, and what it creates or changes becomes
+server-owned (``users.server_owned``, ``accounts.server_owned``,
+``user_attributes.server_set``). A write key of a ``restricted`` product (the default)
+may create users and accounts, set profile attributes a server key did not set, link a
+user a server key does not own to an account, and name and describe accounts a server
+key does not own; it may never set e-mail, mobile or payment ids, nor an account's
+parent, nor make a server-owned user's id an alias of someone. What it may not do is
+dropped, the message's events are stored all the same, and each refused change is
+counted (``SideEffects.refused``; the worker's ``refused_changes`` counter). The
+checks read the ownership flags in the same few statements that already read the
+rows (the account row, the stored attributes, the users' payment ids), so the policy
+adds at most one query per batch (the users behind a write key's account links, or
+the aliases a write key links).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +35,7 @@ from sightline.model import (
     AliasChange,
     AttributeOp,
     AttributeType,
+    Authority,
     Normalised,
 )
 from sightline.profile import Attribute, ProfileOpError, apply_ops
@@ -35,12 +52,17 @@ class IdentityError(ValueError):
 class _UserEffects:
     """What a batch's messages change of one user, in batch order."""
 
-    __slots__ = ("ops", "payment_ids", "values")
+    __slots__ = ("client_account", "ops", "payment_ids", "server", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}  # email, mobile, account_id: the last one wins
         self.payment_ids: dict[str, str] | None = None
-        self.ops: list[AttributeOp] = []
+        self.ops: list[tuple[AttributeOp, Authority]] = []
+        self.server = False
+        """A server key's message changed the user in this batch: it becomes server-owned."""
+        self.client_account = False
+        """``values["account_id"]`` is a restricted write key's: dropped at the flush when
+        the stored user is server-owned."""
 
 
 class SideEffects:
@@ -61,37 +83,68 @@ class SideEffects:
         self.users: dict[tuple[str, str], _UserEffects] = {}
         self.links: list[tuple[str, AliasChange]] = []
         """The users' anonymous ids, linked before the messages' own aliases."""
+        self.refused = 0
+        """Changes the write-key policy refused (a field, an attribute operation, an alias)."""
+        self._client_links: set[tuple[str, str, str]] = set()
+        self._server_links: set[tuple[str, str, str]] = set()
 
-    def account_id(self, product_id: str, external_id: str) -> int:
+    def account_id(self, product_id: str, external_id: str, by_server: bool = False) -> int:
         key = (product_id, external_id)
         found = self.accounts.get(key)
         if found is None:
-            found = ensure_account(self.conn, product_id, external_id, self.now)
+            found = ensure_account(self.conn, product_id, external_id, self.now, by_server)
             self.accounts[key] = found
         return found
 
+    def restricted_links(self) -> set[tuple[str, str, str]]:
+        """(product, alias, user) links only restricted write keys asked for this batch."""
+        return self._client_links - self._server_links
+
+    def _note_link(self, product_id: str, alias: AliasChange, by: Authority) -> None:
+        seen = self._client_links if by is Authority.CLIENT else self._server_links
+        seen.add((product_id, alias.alias, alias.user_external_id))
+
     def apply(self, product_id: str, item: Normalised) -> None:
+        by = item.authority
+        restricted = by is Authority.CLIENT
         for account in item.accounts:
-            upsert_account(self.conn, product_id, account, self.now)
+            self.refused += upsert_account(self.conn, product_id, account, self.now, by)
+        for alias in item.aliases:
+            self._note_link(product_id, alias, by)
         for change in item.users:
             key = (product_id, change.external_id)
             user = self.users.get(key)
             if user is None:
                 user = self.users[key] = _UserEffects()
-            if change.email is not None:
-                user.values["email"] = change.email
-            if change.mobile is not None:
-                user.values["mobile"] = change.mobile
+            if restricted:
+                # E-mail, mobile and payment ids are server-only (they identify a person
+                # and merge channels): refused whoever owns the user.
+                self.refused += (change.email is not None) + (change.mobile is not None)
+                self.refused += bool(change.payment_ids)
+            else:
+                if change.email is not None:
+                    user.values["email"] = change.email
+                if change.mobile is not None:
+                    user.values["mobile"] = change.mobile
+                if change.payment_ids:
+                    user.payment_ids = {**(user.payment_ids or {}), **change.payment_ids}
             if change.account_external_id is not None:
-                user.values["account_id"] = self.account_id(product_id, change.account_external_id)
-            if change.payment_ids:
-                user.payment_ids = {**(user.payment_ids or {}), **change.payment_ids}
-            user.ops.extend(change.ops)
+                if restricted and user.server:
+                    self.refused += 1  # a server key's message of this batch owns the user
+                else:
+                    user.values["account_id"] = self.account_id(
+                        product_id, change.account_external_id, by is Authority.SERVER
+                    )
+                    user.client_account = restricted
+            if by is Authority.SERVER:
+                user.server = True
+            user.ops.extend((op, by) for op in change.ops)
             if change.anonymous_id is not None:
                 alias = AliasChange(
                     alias=change.anonymous_id, user_external_id=change.external_id, kind="anonymous"
                 )
                 self.links.append((product_id, alias))
+                self._note_link(product_id, alias, by)
 
     def flush(self, touched: set[tuple[str, str]]) -> None:
         """Write the gathered user changes; ``touched`` users get ``updated_at`` anyway."""
@@ -109,17 +162,29 @@ class SideEffects:
 
     def _update_users(self, ids: dict[tuple[str, str], int], touched: set[tuple[str, str]]) -> None:
         conn = self.conn
-        wanting = [ids[key] for key, user in self.users.items() if user.payment_ids]
+        # One read for the payment ids to merge and the ownership a write key's account
+        # link depends on.
+        wanting = [
+            ids[key] for key, user in self.users.items() if user.payment_ids or user.client_account
+        ]
         payment_ids: dict[int, Any] = {}
+        owned: set[int] = set()
         query = cached_statement(conn, "payment_ids", _payment_ids_query)
         for start in range(0, len(wanting), IN_CHUNK):
             chunk = {"ids": wanting[start : start + IN_CHUNK]}
-            for user_id, value in conn.execute(query, chunk):
+            for user_id, value, server_owned in conn.execute(query, chunk):
                 payment_ids[user_id] = value
+                if server_owned:
+                    owned.add(user_id)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for key, user in self.users.items():
             values = dict(user.values)
             user_id = ids[key]
+            if user.client_account and user_id in owned:
+                del values["account_id"]  # a server key owns the user: its account is theirs
+                self.refused += 1
+            if user.server:
+                values["server_owned"] = True
             if user.payment_ids:
                 values["payment_ids"] = {**(payment_ids.get(user_id) or {}), **user.payment_ids}
             if not values and key in touched:
@@ -140,24 +205,39 @@ class SideEffects:
         if not wanting:
             return
         current: dict[int, dict[str, Attribute]] = {user_id: {} for user_id, _ in wanting}
+        server_set: dict[int, set[str]] = {user_id: set() for user_id in current}
         user_ids = list(current)
         query = cached_statement(conn, "attributes", _attributes_query)
         for start in range(0, len(user_ids), IN_CHUNK):
             for row in conn.execute(query, {"ids": user_ids[start : start + IN_CHUNK]}):
                 current[row.user_id][row.name] = Attribute(AttributeType(row.type), row.value)
+                if row.server_set:
+                    server_set[row.user_id].add(row.name)
         removed: list[dict[str, Any]] = []
         kept: list[dict[str, Any]] = []
         for user_id, ops in wanting:
             attributes = current[user_id]
+            by_server = server_set[user_id]
             changed: dict[str, Attribute | None] = {}
-            for op in ops:
+            for op, by in ops:
+                if by is Authority.CLIENT and op.name in by_server:
+                    self.refused += 1  # a server key set it: a write key cannot change it
+                    continue
                 try:
-                    changed.update(apply_ops(attributes, (op,)))
+                    done = apply_ops(attributes, (op,))
                 except ProfileOpError as exc:
                     # The op does not fit what is stored (increment a string): skip it, keep
                     # the rest. Failing would retry the whole batch forever for one client's
                     # data.
                     log.warning("skipped a profile operation of user %s: %s", user_id, exc)
+                    continue
+                changed.update(done)
+                for name, attr in done.items():
+                    # The flag says who set it last; a removed attribute takes it along.
+                    if by is Authority.SERVER and attr is not None:
+                        by_server.add(name)
+                    else:
+                        by_server.discard(name)
             for name, attr in changed.items():
                 if attr is None:
                     removed.append({"_user_id": user_id, "_name": name})
@@ -169,6 +249,7 @@ class SideEffects:
                             "type": attr.type.value,
                             "value": attr.value,
                             "updated_at": self.now,
+                            "server_set": name in by_server,
                         }
                     )
         if removed:
@@ -178,7 +259,7 @@ class SideEffects:
 
 
 def _payment_ids_query(_conn: sa.Connection) -> Any:
-    return sa.select(users.c.id, users.c.payment_ids).where(
+    return sa.select(users.c.id, users.c.payment_ids, users.c.server_owned).where(
         users.c.id.in_(sa.bindparam("ids", expanding=True))
     )
 
@@ -189,6 +270,7 @@ def _attributes_query(_conn: sa.Connection) -> Any:
         user_attributes.c.name,
         user_attributes.c.type,
         user_attributes.c.value,
+        user_attributes.c.server_set,
     ).where(user_attributes.c.user_id.in_(sa.bindparam("ids", expanding=True)))
 
 
@@ -222,11 +304,15 @@ def _upsert_attributes(conn: sa.Connection) -> Any:
             "type": insert.excluded.type,
             "value": insert.excluded.value,
             "updated_at": insert.excluded.updated_at,
+            "server_set": insert.excluded.server_set,
         },
     )
 
 
-def ensure_account(conn: sa.Connection, product_id: str, external_id: str, now: datetime) -> int:
+def ensure_account(
+    conn: sa.Connection, product_id: str, external_id: str, now: datetime, by_server: bool = False
+) -> int:
+    """The account's id, creating it (server-owned when ``by_server``) if it is new."""
     found = conn.execute(
         sa.select(accounts.c.id).where(
             accounts.c.product_id == product_id, accounts.c.external_id == external_id
@@ -243,6 +329,7 @@ def ensure_account(conn: sa.Connection, product_id: str, external_id: str, now: 
             payment_ids={},
             created_at=now,
             updated_at=now,
+            server_owned=by_server,
         )
         .on_conflict_do_nothing(index_elements=["product_id", "external_id"])
     )
@@ -251,29 +338,48 @@ def ensure_account(conn: sa.Connection, product_id: str, external_id: str, now: 
 
 
 def upsert_account(
-    conn: sa.Connection, product_id: str, change: AccountChange, now: datetime
+    conn: sa.Connection,
+    product_id: str,
+    change: AccountChange,
+    now: datetime,
+    by: Authority = Authority.SERVER,
 ) -> int:
-    account_id = ensure_account(conn, product_id, change.external_id, now)
+    """Create or change the account as ``by`` may (module doc); how many of the changes
+    the write-key policy refused."""
+    by_server = by is Authority.SERVER
+    account_id = ensure_account(conn, product_id, change.external_id, now, by_server)
     row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).one()
+    name, traits, payment_ids = change.name, change.traits, change.payment_ids
+    parent = change.parent_external_id
+    refused = 0
+    if by is Authority.CLIENT:
+        if row.server_owned:  # a server key's account: a write key changes nothing of it
+            refused += (name is not None) + bool(traits)
+            name, traits = None, None
+        # Parents (what an account's tree, and so its events, are) and payment ids are
+        # server-only.
+        refused += bool(payment_ids) + (parent is not None)
+        payment_ids, parent = None, None
     values: dict[str, Any] = {"updated_at": now}
-    if change.name is not None:
-        values["name"] = change.name
-    if change.traits:
-        values["traits"] = {**(row.traits or {}), **change.traits}
-    if change.payment_ids:
-        values["payment_ids"] = {**(row.payment_ids or {}), **change.payment_ids}
-    if change.parent_external_id is not None:
-        if change.parent_external_id == change.external_id:
+    if by_server and not row.server_owned:
+        values["server_owned"] = True
+    if name is not None:
+        values["name"] = name
+    if traits:
+        values["traits"] = {**(row.traits or {}), **traits}
+    if payment_ids:
+        values["payment_ids"] = {**(row.payment_ids or {}), **payment_ids}
+    if parent is not None:
+        if parent == change.external_id:
             raise IdentityError(f"account {change.external_id} cannot be its own parent")
-        parent_id = ensure_account(conn, product_id, change.parent_external_id, now)
+        parent_id = ensure_account(conn, product_id, parent, now, by_server)
         if account_id in ancestors(conn, parent_id):
             raise IdentityError(
-                f"making {change.parent_external_id} the parent of {change.external_id} "
-                "would create a cycle"
+                f"making {parent} the parent of {change.external_id} would create a cycle"
             )
         values["parent_id"] = parent_id
     conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(**values))
-    return account_id
+    return refused
 
 
 def ancestors(conn: sa.Connection, account_id: int) -> list[int]:
@@ -291,15 +397,23 @@ def ancestors(conn: sa.Connection, account_id: int) -> list[int]:
 
 
 def link_aliases(
-    conn: sa.Connection, links: Sequence[tuple[str, AliasChange]], now: datetime
-) -> None:
+    conn: sa.Connection,
+    links: Sequence[tuple[str, AliasChange]],
+    now: datetime,
+    restricted: Collection[tuple[str, str, str]] = frozenset(),
+) -> int:
     """Link a batch's aliases in a few statements, not three per event.
 
     Segment-style messages carry both ids on every event after login, so the same
     anonymous id comes again and again: the existing links are read once and only
     new ones written. In batch order, the first link of an alias wins (as
     ``link_alias`` does), and a link never moves an alias to another user.
+
+    ``restricted``: the (product, alias, user) links only restricted write keys asked
+    for: one whose alias is a server-owned user's id is refused (it would make that
+    person's events, and their erasure, someone else's). Returns how many were refused.
     """
+    refused = 0
     wanted: dict[str, dict[str, AliasChange]] = {}
     for product_id, change in links:
         if change.alias != change.user_external_id:
@@ -312,6 +426,13 @@ def link_aliases(
             params = {"product_id": product_id, "aliases": names[start : start + IN_CHUNK]}
             existing.update(conn.execute(query, params).scalars())
         todo = [changes[name] for name in names if name not in existing]
+        if restricted:
+            asked = [
+                c.alias for c in todo if (product_id, c.alias, c.user_external_id) in restricted
+            ]
+            owned = _server_owned(conn, product_id, asked)
+            refused += sum(c.alias in owned for c in todo)
+            todo = [c for c in todo if c.alias not in owned]
         if not todo:
             continue
         user_ids = _ensure_users(conn, product_id, sorted({c.user_external_id for c in todo}), now)
@@ -328,6 +449,25 @@ def link_aliases(
                 for c in todo
             ],
         )
+    return refused
+
+
+def _server_owned(conn: sa.Connection, product_id: str, external_ids: list[str]) -> set[str]:
+    """Which of these ids are server-owned users' (one query per chunk; none for none)."""
+    query = cached_statement(conn, "server_owned_users", _server_owned_query)
+    found: set[str] = set()
+    for start in range(0, len(external_ids), IN_CHUNK):
+        params = {"product_id": product_id, "external_ids": external_ids[start : start + IN_CHUNK]}
+        found.update(conn.execute(query, params).scalars())
+    return found
+
+
+def _server_owned_query(_conn: sa.Connection) -> Any:
+    return sa.select(users.c.external_id).where(
+        users.c.product_id == sa.bindparam("product_id"),
+        users.c.external_id.in_(sa.bindparam("external_ids", expanding=True)),
+        users.c.server_owned,
+    )
 
 
 def _existing_aliases_query(_conn: sa.Connection) -> Any:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sightline.identity import IdentityMode
 from sightline.ids import new_key
-from sightline.model import BotHandling, IpHandling
+from sightline.model import BotHandling, ClientIdentity, IpHandling
 from sightline.origins import origin_of, parse_origin
 from sightline.store.queries import as_utc
 from sightline.store.schema import product_identifiers, product_keys, products
@@ -42,6 +42,9 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     own site."""
     identifiers: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     """Other trackers' names for this product, by format (``sightline products ids``)."""
+    client_identity: ClientIdentity = ClientIdentity.RESTRICTED
+    """What its write keys may change of users and accounts (``sightline products policy``;
+    the worker applies it: ``sightline/store/effects.py``)."""
     created_at: datetime | None = None
 
     def allows_origin(self, origin: str | None) -> bool:
@@ -149,6 +152,7 @@ def list_products(conn: sa.Connection) -> list[Product]:
                 **_rate_limits(row.settings),
                 identity_mode=_identity(row.settings)[0],
                 server_cookie=_identity(row.settings)[1],
+                client_identity=_client_identity(row.settings),
                 created_at=as_utc(row.created_at),
             )
         )
@@ -216,6 +220,37 @@ def set_identity(
         sa.update(products)
         .where(products.c.id == product_id)
         .values(settings=settings, updated_at=datetime.now(UTC))
+    )
+    return get_product(conn, product_id)
+
+
+POLICY = "policy"
+
+
+def _client_identity(settings: Any) -> ClientIdentity:
+    policy = settings.get(POLICY) if isinstance(settings, dict) else None
+    value = policy.get("client_identity") if isinstance(policy, dict) else None
+    try:
+        return ClientIdentity(value) if value is not None else ClientIdentity.RESTRICTED
+    except ValueError:
+        return ClientIdentity.RESTRICTED  # unknown: the safe default
+
+
+def set_client_identity(
+    conn: sa.Connection, product_id: str, value: ClientIdentity
+) -> Product | None:
+    """What the product's write keys may change of users and accounts (the write-key
+    policy: ``restricted``, the default, or ``open``); ``None``: no such product."""
+    current = conn.execute(
+        sa.select(products.c.settings).where(products.c.id == product_id)
+    ).scalar()
+    if current is None:
+        return None
+    policy = dict(current.get(POLICY) or {}) | {"client_identity": value.value}
+    conn.execute(
+        sa.update(products)
+        .where(products.c.id == product_id)
+        .values(settings=dict(current) | {POLICY: policy}, updated_at=datetime.now(UTC))
     )
     return get_product(conn, product_id)
 

@@ -70,6 +70,9 @@ accounts = sa.Table(
     sa.Column("payment_ids", JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # A server key created or changed it: a write key of a restricted product changes
+    # nothing of it (sightline/store/effects.py, "the write-key policy").
+    sa.Column("server_owned", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("product_id", "external_id", name="uq_accounts_product_external"),
 )
 
@@ -88,6 +91,9 @@ users = sa.Table(
     sa.Column("event_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # A server key created or changed it (identify, profile APIs): a write key of a
+    # restricted product may not move it to another account, nor make its id an alias.
+    sa.Column("server_owned", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("product_id", "external_id", name="uq_users_product_external"),
 )
 
@@ -99,6 +105,8 @@ user_attributes = sa.Table(
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("value", JSON, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # A server key set it last: a write key of a restricted product cannot change it.
+    sa.Column("server_set", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 aliases = sa.Table(

@@ -43,6 +43,9 @@ class WriteResult(msgspec.Struct):
     """Events from bots of products that drop them: counted, neither stored nor dead letters."""
     suppressed: int = 0
     """Events of erased people (a suppressed id, ``sightline users forget``): dropped, counted."""
+    refused_changes: int = 0
+    """User and account changes the write-key policy refused (``sightline.store.effects``);
+    their messages' events are stored."""
     stored_rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
     """The newly stored events as written (canonical records): published to the live
     stream once the transaction has committed (``sightline.live``)."""
@@ -54,6 +57,7 @@ class WriteResult(msgspec.Struct):
         self.dead_letters += other.dead_letters
         self.bots_dropped += other.bots_dropped
         self.suppressed += other.suppressed
+        self.refused_changes += other.refused_changes
 
 
 def write_batch(
@@ -90,7 +94,8 @@ def write_batch(
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
-    link_aliases(conn, effects.links + links, now)
+    refused = link_aliases(conn, effects.links + links, now, effects.restricted_links())
+    result.refused_changes = effects.refused + refused
     return result
 
 

@@ -16,7 +16,7 @@ def test_head_records_nothing_and_a_server_key_is_refused(system: System) -> Non
     with_secret = system.client.get("/p.gif", params=params | {"k": system.server_key})
     assert with_secret.status_code == 200  # an image tag still gets its image
     assert system.queued_jobs() == 0
-    metrics = system.client.get("/metrics").text
+    metrics = system.metrics()
     assert 'sightline_events_rejected_total{dialect="pixel",reason="auth_403"} 1.0' in metrics
     shown = system.client.get("/debug/p.gif", params=params | {"k": system.server_key})
     assert shown.status_code == 403 and "never a server key" in shown.text

@@ -34,7 +34,7 @@ def test_over_the_limit_is_a_429_with_retry_after(system: System) -> None:
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["code"] == "rate_limited"
-    metrics = system.client.get("/metrics").text
+    metrics = system.metrics()
     assert 'sightline_rate_limited_total{dialect="native",scope="ip"}' in metrics
     batch = {"batch": [{"type": "track", "userId": "u", "event": "B"}] * 50}
     assert system.send("/v1/batch", batch).status_code == 429  # a batch costs its events

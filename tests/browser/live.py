@@ -84,6 +84,7 @@ class LiveCollector:
                 conn, "Browser end-to-end", allowed_origins=origins
             )
         self.write_key = self.product.write_keys[0]
+        self.server_key = self.product.server_keys[0]
         self.server = ServerThread(create_app(settings))
         self.url = self.server.url
         self.down = False

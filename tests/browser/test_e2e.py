@@ -232,8 +232,9 @@ def test_identify_then_track_and_the_user_profile(
         linked = conn.execute(
             sa.select(aliases.c.alias, aliases.c.kind).where(aliases.c.user_id == user.id)
         ).all()
-    assert user.external_id == "user-42" and user.email == "ada@example.com"
-    assert traits["plan"] == "pro"
+    # A page's (write key's) e-mail stays a trait; the user's e-mail is server-only.
+    assert user.external_id == "user-42" and user.email is None
+    assert (traits["plan"], traits["email"]) == ("pro", "ada@example.com")
     # the visitor's anonymous id now leads to the user: their earlier page view is theirs
     assert (view["anonymousId"], "anonymous") in [tuple(row) for row in linked]
 

@@ -150,7 +150,8 @@ def test_capture_identify_group_alias_and_profile(
     assert by_name["engagement"].type is EventType.ENGAGEMENT
     assert len({e.message_id for e in events}) == len(events)
     user = profile(live.engine, live.product.id, "user-42")
-    assert (user["email"], user["account"]) == ("ann@example.com", "acme")
+    # A page's (write key's) e-mail stays an attribute; the user's e-mail is server-only.
+    assert (user["email"], user["account"]) == (None, "acme")
     # posthog-js adds its own person properties ($initial_*, $current_url ...) to ours
     assert {k: user["attributes"][k] for k in ("email", "plan", "first")} == {
         "email": "ann@example.com",

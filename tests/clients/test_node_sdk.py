@@ -31,7 +31,7 @@ def test_segment_analytics_node(live: LiveCollector) -> None:
             node,
             str(Path(__file__).with_name("segment_node.cjs")),
             live.url,
-            live.write_key,
+            live.server_key,  # a server SDK: the server key
             script.sdk,
         ],
         cwd=ROOT,
@@ -41,5 +41,5 @@ def test_segment_analytics_node(live: LiveCollector) -> None:
         check=False,
     )
     assert (run.returncode, run.stdout.strip()) == (0, "ok"), run.stderr
-    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}")
+    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}", server_key=True)
     assert stored["track"].context["library"]["name"] == "@segment/analytics-node"

@@ -53,7 +53,7 @@ def test_segment_analytics_python(live: LiveCollector, gzip: bool) -> None:
     assert version("segment-analytics-python") == "2.4.0"
     errors: list[Any] = []
     client = segment_analytics.Client(
-        live.write_key,
+        live.server_key,  # a server SDK: the server key (README, "What a write key can change")
         host=live.url,
         gzip=gzip,
         on_error=lambda exc, batch: errors.append(exc),
@@ -61,7 +61,7 @@ def test_segment_analytics_python(live: LiveCollector, gzip: bool) -> None:
     )
     script = Script(f"segment-py-{'gz' if gzip else 'plain'}")
     run_script(client, script, errors)
-    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}")
+    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}", server_key=True)
     assert stored["track"].context["library"]["name"] == "analytics-python"
 
 
@@ -69,13 +69,13 @@ def test_rudder_sdk_python_with_its_defaults(live: LiveCollector) -> None:
     assert version("rudder-sdk-python") == "2.1.9"
     errors: list[Any] = []
     client = rudder_analytics.Client(
-        live.write_key,
+        live.server_key,
         host=live.url,  # its dataPlaneUrl; gzip stays on, as by default
         on_error=lambda exc, batch: errors.append(exc),
         max_retries=1,
     )
     script = Script("rudder-py")
     run_script(client, script, errors)
-    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}")
+    stored = check_stored(live, script, anonymous_id=f"anon-{script.sdk}", server_key=True)
     assert stored["track"].context["library"]["name"] == "analytics-python"
     assert stored["identify"].context["traits"]["email"] == TRAITS["email"]

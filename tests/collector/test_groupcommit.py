@@ -108,7 +108,7 @@ def test_one_flush_is_one_rq_job_holding_every_envelope(system: System) -> None:
     assert job.func_name == "worker.jobs.process_batch" and len(job.args[0]) == 40
     assert job.description == "process_batch(40 envelopes)"
     assert system.status().accepted == 40
-    metrics = system.client.get("/metrics").text
+    metrics = system.metrics()
     assert 'sightline_requests_total{dialect="native",status="200"} 1.0' in metrics
     assert 'sightline_events_enqueued_total{dialect="native"} 40.0' in metrics
     assert "sightline_flush_batch_size_count 1.0" in metrics

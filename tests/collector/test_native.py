@@ -84,6 +84,7 @@ def test_identify_creates_the_user_with_typed_traits_and_links_the_anonymous_id(
                 "name": "Ada",
             },
         },
+        key=system.server_key,  # a server's identify: the e-mail is the user's
     )
     system.work()
     [user] = system.sql(sa.select(users))
@@ -106,8 +107,10 @@ def test_group_builds_an_account_tree_and_places_the_user(system: System) -> Non
             "groupId": "acme-retail",
             "traits": {"name": "Acme Retail", "parentId": "acme"},
         },
+        key=system.server_key,  # account parents are server-only
     )
-    system.send("/v1/group", {"userId": "u2", "groupId": "acme", "traits": {"name": "Acme Corp"}})
+    acme = {"userId": "u2", "groupId": "acme", "traits": {"name": "Acme Corp"}}
+    system.send("/v1/group", acme, key=system.server_key)  # its parent's: the server's
     system.work()
     rows = {r.external_id: r for r in system.sql(sa.select(accounts))}
     assert rows["acme-retail"].parent_id == rows["acme"].id

@@ -35,7 +35,7 @@ def fallback(
 
 def rejected(system: System, reason: str) -> float:
     prefix = f'sightline_events_rejected_total{{dialect="pixel",reason="{reason}"}} '
-    for line in system.client.get("/metrics").text.splitlines():
+    for line in system.metrics().splitlines():
         if line.startswith(prefix):
             return float(line.removeprefix(prefix))
     return 0.0
@@ -101,8 +101,7 @@ def test_unusable_keys_still_get_an_image_and_are_counted(
     assert_gif(*pixel(system, **params))
     assert system.queued_jobs() == 0
     assert (
-        'sightline_events_rejected_total{dialect="pixel",reason="auth_401"} 1.0'
-        in system.client.get("/metrics").text
+        'sightline_events_rejected_total{dialect="pixel",reason="auth_401"} 1.0' in system.metrics()
     )
 
 

@@ -60,10 +60,12 @@ def fuzy_js(system: System, body: bytes, token: str | None = None, **headers: st
 
 
 def test_fuzy_js_event_is_stored_with_every_field(system: System) -> None:
-    first = fuzy_js(system, SDK_FULL)
+    # fuzy-js on a server (the server key): its payment ids are the user's too.
+    first = fuzy_js(system, SDK_FULL, system.server_key)
     assert first.status_code == 202, first.text
     assert first.json() == {"success": True, "accepted": 1}
-    assert fuzy_js(system, SDK_FULL).status_code == 202  # the SDK retried: same eventId
+    # the SDK retried: same eventId
+    assert fuzy_js(system, SDK_FULL, system.server_key).status_code == 202
     system.work()
     (event,) = [e for e in system.events() if e.dialect == "fuzy"]
     assert (event.name, event.type.value) == ("Plan upgraded", "track")
@@ -257,7 +259,8 @@ def test_account_tree_users_and_events(system: System) -> None:
     assert system.client.put("/v3/account", json=accounts, headers=headers).status_code == 202
     user = {"id": "ann", "email": "ann@acme.test", "account_id": "acme-retail-eu", "name": "Ann"}
     assert system.client.post("/v3/user", json=user, headers=headers).status_code == 202
-    # A fully populated SDK user object: the user joins the account and gets its payment ids.
+    # A fully populated SDK user object from a page (the write key): the user joins the
+    # account; its payment ids are server-only (the write-key policy) and refused.
     event = (
         b'{"eventType":"page_view/dashboard","timestamp":"2024-03-01T12:00:00.000Z",'
         b'"user":{"userId":"bob","accountId":"globex","paymentProcessorCustomerId":"cus_bob"},'
@@ -288,7 +291,7 @@ def test_account_tree_users_and_events(system: System) -> None:
     )
     bob = system.client.get("/v3/user/bob", headers=headers).json()
     assert bob["account_id"] == "globex"
-    assert bob["payment_ids"] == {"paymentProcessorCustomerId": "cus_bob"}
+    assert bob["payment_ids"] == {}
     assert system.client.get("/v3/user/nobody", headers=headers).status_code == 404
 
     (stored,) = [e for e in system.events() if e.name == "page_view/dashboard"]

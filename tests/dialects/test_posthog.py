@@ -143,7 +143,9 @@ def test_identify_aliases_the_anonymous_id_and_sets_traits(system: System) -> No
     assert (upgraded.user_id, upgraded.name) == ("user-7", "Upgraded")
     assert alias_owners(system.engine, system.product.id) == {"dev-1": "user-7"}
     assert profile(system.engine, system.product.id, "user-7") == {
-        "email": "ann@example.com",
+        # A write key's e-mail stays an attribute; the user's e-mail (what identifies the
+        # person) is server-only: README, "What a write key can change".
+        "email": None,
         "account": None,
         "attributes": {"email": "ann@example.com", "plan": "team", "first_plan": "pro"},
     }
@@ -421,7 +423,8 @@ def live(settings: Settings, redis_server: RedisServer) -> Iterator[LiveCollecto
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 def test_posthog_python(live: LiveCollector, compress: bool) -> None:
-    client = Posthog(live.write_key, host=live.url, gzip=compress, sync_mode=True, max_retries=0)
+    # A server SDK: the server key, so the e-mail it sets is the user's (a write key's is not).
+    client = Posthog(live.server_key, host=live.url, gzip=compress, sync_mode=True, max_retries=0)
     client.capture(
         "Signed Up",
         distinct_id="py-1",

@@ -9,7 +9,7 @@ statements; on a populated one it copies the table once (done inside the migrati
 transaction: nothing is half-converted if it fails). SQLite: nothing to do.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 18:00:00
 """
 
@@ -30,7 +30,7 @@ from sightline.store.partitions import (
 )
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
