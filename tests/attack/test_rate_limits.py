@@ -75,7 +75,7 @@ def test_shared_limits_count_in_redis(settings: Settings) -> None:
         # The address's refusals used none of the key's limit (both windows open together).
         counted = [int(system.redis.get(k) or 0) for k in system.redis.keys("sightline:rate:*")]
         assert all(n <= 3 for n in counted)
-        metrics = system.client.get("/metrics").text
+        metrics = system.metrics()
         assert 'sightline_rate_limited_total{dialect="native",scope="ip"}' in metrics
 
 
