@@ -5,6 +5,8 @@ default partition), retention drops old months and keeps new ones."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -220,6 +222,46 @@ def test_months_ahead_and_the_default_partition(database_url: str) -> None:
         # running it again creates nothing
         with engine.begin() as conn:
             assert ensure_partitions(conn, now=far) == []
+    finally:
+        engine.dispose()
+
+
+def test_writes_during_a_split_of_the_default(database_url: str) -> None:
+    """A write of an event of a month being created waits for the month, then lands in
+    it: it neither fails the new partition's constraint (its row routed to the default
+    partition before the month was attached) nor stays in the default."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if not is_partitioned(conn):
+                pytest.skip("SQLite: one table")
+        month = add_months(THIS_MONTH, -7)
+        assert _write(engine, _event("first", month + timedelta(days=1))) == (1, 0)
+        results: list[object] = []
+
+        def write_late() -> None:
+            try:
+                results.append(_write(engine, _event("late", month + timedelta(days=2))))
+            except Exception as exc:  # the failure this test is about
+                results.append(exc)
+
+        writer = threading.Thread(target=write_late)
+        with engine.begin() as conn:
+            assert create_month(conn, month) is True
+            writer.start()
+            deadline = time.monotonic() + 30
+            with engine.connect() as probe:  # the writer waits for a lock of ours
+                while (
+                    time.monotonic() < deadline
+                    and not probe.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    ).scalar()
+                ):
+                    probe.rollback()
+                    time.sleep(0.05)
+        writer.join(30)
+        assert results == [(1, 0)]
+        assert _where(engine) == {"first": partition_name(month), "late": partition_name(month)}
     finally:
         engine.dispose()
 
