@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 from sightline.store.identity import identities
 from sightline.store.queries import as_utc
+from sightline.store.rollups import BREAKDOWN_COLUMNS, unrecord_events
 from sightline.store.schema import (
     aliases,
     dead_letters,
@@ -249,6 +250,39 @@ class _Run:
             if n < self.chunk_size:
                 return
 
+    def delete_events(self, where: sa.ColumnElement[bool]) -> None:
+        """Delete the matching events in transactions of at most ``chunk_size``, each
+        taking its events out of the breakdowns' rollup (``value_days``) as it goes."""
+        columns = [events.c[name] for name in _ROLLUP_COLUMNS]
+        while True:
+            with self.engine.begin() as conn:
+                found = [
+                    row._asdict()
+                    for row in conn.execute(sa.select(*columns).where(where).limit(self.chunk_size))
+                ]
+                if found:
+                    unrecord_events(conn, found)
+                    n = conn.execute(
+                        sa.delete(events).where(events.c.id.in_([r["id"] for r in found]))
+                    ).rowcount
+                    self.add(conn, {"events": n})
+            self.transactions += 1
+            if len(found) < self.chunk_size:
+                return
+
+
+_ROLLUP_COLUMNS = (
+    "id",
+    "product_id",
+    "timestamp",
+    "is_bot",
+    "type",
+    "user_id",
+    "anonymous_id",
+    *BREAKDOWN_COLUMNS.values(),
+)
+"""What ``unrecord_events`` reads of an event."""
+
 
 def _limited_delete(
     table: sa.Table, keys: Sequence[sa.Column[Any]], where: sa.ColumnElement[bool], limit: int
@@ -291,20 +325,14 @@ def forget_user(
     with engine.connect() as conn:
         ids = person_ids(conn, product_id, external_id)
     for part in _chunks(ids):
-        run.delete_chunks(
-            "events",
-            lambda limit, part=part: _limited_delete(
-                events,
-                (events.c.id,),
-                sa.and_(
-                    events.c.product_id == product_id,
-                    sa.or_(
-                        events.c.user_id.in_(part),
-                        sa.and_(events.c.user_id.is_(None), events.c.anonymous_id.in_(part)),
-                    ),
+        run.delete_events(
+            sa.and_(
+                events.c.product_id == product_id,
+                sa.or_(
+                    events.c.user_id.in_(part),
+                    sa.and_(events.c.user_id.is_(None), events.c.anonymous_id.in_(part)),
                 ),
-                limit,
-            ),
+            )
         )
     for table in _visitor_tables():
         keys = [c for c in table.primary_key.columns]

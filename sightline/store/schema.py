@@ -270,6 +270,40 @@ visitor_days = sa.Table(
     sa.Column("pageviews", sa.Integer, nullable=False),
 )
 
+value_days = sa.Table(
+    "value_days",
+    metadata,
+    # A breakdown's daily rollup (sightline/store/rollups.py): the events and page views of
+    # one value of one breakdown ("page", "referrer" ... "event") per UTC day, bots apart.
+    # value '' stands for events without the dimension (the column is NULL). Kept by the
+    # writer in the batch's transaction from the newly stored events only.
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    sa.Column("dimension", sa.String(16), primary_key=True),
+    sa.Column("is_bot", sa.Boolean, primary_key=True),
+    sa.Column("day", Time, primary_key=True),  # midnight UTC
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("pageviews", sa.Integer, nullable=False),
+)
+
+value_visitors = sa.Table(
+    "value_visitors",
+    metadata,
+    # The visitors of each breakdown value (sightline/store/rollups.py): one row per visitor
+    # and value per period of 63 UTC days, a bit set for each day they had an event with
+    # the value. A range's exact unique visitors per value: distinct visitors of the rows
+    # whose bits meet the range's days. Keyed by (product_id, visitor): an erasure
+    # deletes a person's rows (sightline/store/erasure.py).
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    sa.Column("dimension", sa.String(16), primary_key=True),
+    sa.Column("is_bot", sa.Boolean, primary_key=True),
+    sa.Column("period", sa.Integer, primary_key=True),  # days since 1970-01-01 // 63
+    sa.Column("value", sa.Text, primary_key=True),
+    # the user id, else the anonymous id (events with neither have no visitor row)
+    sa.Column("visitor", sa.String(255), primary_key=True),
+    sa.Column("days", sa.BigInteger, nullable=False),  # bit n: the period's n-th day
+)
+
 suppression_lists = sa.Table(
     "suppression_lists",
     metadata,
