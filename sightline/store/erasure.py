@@ -39,6 +39,7 @@ from urllib.parse import quote, quote_plus
 import msgspec
 import sqlalchemy as sa
 
+from sightline.store.db import read_connection
 from sightline.store.identity import identities
 from sightline.store.queries import as_utc
 from sightline.store.rollups import BREAKDOWN_COLUMNS, unrecord_events
@@ -322,7 +323,7 @@ def forget_user(
         )
         run.add(conn, {"suppressed_ids": added})
     run.transactions += 1
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         ids = person_ids(conn, product_id, external_id)
     for part in _chunks(ids):
         run.delete_events(
@@ -501,7 +502,7 @@ def _delete_dead_letters(run: _Run, ids: Sequence[str]) -> None:
     page = min(DEAD_LETTER_PAGE, run.chunk_size)
     after = 0
     while True:
-        with run.engine.connect() as conn:
+        with read_connection(run.engine) as conn:
             rows = conn.execute(
                 sa.select(dead_letters.c.id, dead_letters.c.envelope)
                 .where(dead_letters.c.product_id == run.product_id, dead_letters.c.id > after)
@@ -528,7 +529,7 @@ def _delete_profile(run: _Run, ids: Sequence[str]) -> None:
     """Attributes and anonymous ids in chunks; then the rest of the aliases, the account
     links and the user rows together."""
     product_id = run.product_id
-    with run.engine.connect() as conn:
+    with read_connection(run.engine) as conn:
         user_ids: list[int] = []
         for part in _chunks(ids):
             user_ids.extend(

@@ -24,6 +24,7 @@ import msgspec
 import sqlalchemy as sa
 
 from sightline.model import Event
+from sightline.store.db import read_connection
 from sightline.store.identity import account_condition, user_condition
 from sightline.store.lookups import (
     AccountRecord,
@@ -186,7 +187,7 @@ def iter_events(engine: sa.Engine, query: EventQuery, *, chunk: int = 2000) -> I
     keyset chunks, each its own short read transaction (a long export never holds the
     WAL from checkpointing). Events stored during an export may or may not be in it.
     """
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         if conn.dialect.name == "postgresql":
             select = sa.select(events).where(*_where(conn, query)).order_by(*_NEWEST_FIRST)
             result = conn.execution_options(stream_results=True, yield_per=chunk).execute(select)
