@@ -1,6 +1,7 @@
 """Read latency on a million stored events: the stats endpoint and the events list.
 
     python bench/query.py [--events 1000000] [--repeat 30] [--database-url URL | --postgres]
+                          [--explain]
 
 Set-up (not timed): a fresh database (a SQLite file in a temp dir; a throwaway
 PostgreSQL cluster with ``--postgres``, like the suite's; or ``--database-url``),
@@ -21,7 +22,9 @@ First **before**: without the stats indexes (``ix_events_stats``,
 ``ix_sessions_product_started``), with ``ix_events_product_anonymous`` as it was
 (without ``user_id``) and without the daily rollup (``visitor_days``, still filled);
 then **after**, with all of them as migrated. Prints one JSON line: p50 / p95 / max in
-milliseconds. Goal: p95 < 500 ms each.
+milliseconds. Goal: p95 < 500 ms each. ``--explain``: then, on stderr, the plan of each
+user's events query as the endpoint runs it (``EXPLAIN ANALYZE`` on PostgreSQL,
+``EXPLAIN QUERY PLAN`` on SQLite) with its time.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from sightline.embedded import EmbeddedRedis
 from sightline.envelope import envelope_from_job
 from sightline.ids import uuid7
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import make_engine, read_connection
 from sightline.store.dimensions import add_dimensions
 from sightline.store.migrate import upgrade
 from sightline.store.products import Product, create_product
@@ -76,6 +79,8 @@ STATS_INDEXES = ("ix_events_stats", "ix_sessions_product_started", "ix_events_pr
 EARLIER_FORMS = {"ix_events_product_anonymous": ("product_id", "anonymous_id")}
 """Indexes that had another form before: measured in it first (migrations 0001 -> 0005)."""
 DAYS = 30
+USERS = ["user-0", "user-3", "user-30", "user-300", "user-3000"]
+"""Heavy to light: the events-by-user requests go through these in turn."""
 CHUNK = 50_000
 _json = msgspec.json.Encoder()
 
@@ -237,10 +242,10 @@ def measure(
     query = StatsQuery(
         product_id=product.id, start=start, end=end, breakdowns=("page",), rollups=after
     )
-    users = ["user-0", "user-3", "user-30", "user-300", "user-3000"]  # heavy to light
+    users = USERS
 
     def store(_: int) -> None:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             traffic_stats(conn, query)
 
     results: dict[str, Any] = {"stats_store": timed(store, repeat)}
@@ -255,6 +260,35 @@ def measure(
         repeat,
     )
     return results
+
+
+def explain_user_reads(client: TestClient, engine: sa.Engine) -> None:
+    """Each user's events query as the endpoint runs it, and its plan, on stderr."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM events" in statement and "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    queries: list[tuple[str, str, Any]] = []
+    sa.event.listen(sa.Engine, "before_cursor_execute", capture)
+    try:
+        for user in USERS:
+            captured.clear()
+            _ok(client.get("/api/v1/events", params={"user": user, "limit": "50"}))
+            queries.extend((user, statement, parameters) for statement, parameters in captured)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", capture)
+    postgres = engine.dialect.name == "postgresql"
+    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
+    for user, statement, parameters in queries:
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(prefix + statement, parameters).all()
+        took = (time.perf_counter() - started) * 1000
+        print(f"-- {user} ({took:.0f} ms)\n{statement}\n{parameters}", file=sys.stderr)
+        for row in plan:
+            print("   " + " ".join(str(v) for v in row), file=sys.stderr)
 
 
 @contextmanager
@@ -291,6 +325,9 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None, help="an empty database to fill")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL cluster")
+    parser.add_argument(
+        "--explain", action="store_true", help="the plans of the users' events queries (stderr)"
+    )
     args = parser.parse_args()
 
     with (
@@ -318,6 +355,8 @@ def main() -> None:
             before = measure(client, engine, product, args.repeat_before, now, after=False)
             add_stats_indexes(engine)
             after = measure(client, engine, product, args.repeat, now, after=True)
+            if args.explain:
+                explain_user_reads(client, engine)
         engine.dispose()
         print(
             json.dumps(

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from sightline.model import Event
 from sightline.store.db import read_connection
-from sightline.store.identity import account_condition, user_condition
+from sightline.store.identity import account_condition, person_condition
 from sightline.store.lookups import (
     AccountRecord,
     UserRecord,
@@ -149,7 +149,7 @@ def _where(conn: sa.Connection, query: EventQuery) -> list[sa.ColumnElement[bool
             raise ValueError("a user or account filter needs a product")
         if query.user is not None:
             person = _person(conn, query.product_id, query.user)
-            where.append(user_condition(query.product_id, person))
+            where.append(person_condition(conn, query.product_id, person))
         if query.account is not None:
             where.append(account_condition(query.product_id, query.account))
     for path, value in query.properties:
@@ -297,7 +297,7 @@ def user_profile(conn: sa.Connection, product_id: str, user: str) -> UserProfile
     return UserProfile(
         user=record,
         accounts=chain,
-        last_events=_newest(conn, product_id, user_condition(product_id, record.id)),
+        last_events=_newest(conn, product_id, person_condition(conn, product_id, record.id)),
     )
 
 

@@ -50,6 +50,9 @@ BREAKDOWN_COLUMNS: dict[str, str] = {
 }
 """Breakdown name -> the ``events`` column it groups by (``value_*`` rows are keyed by
 the breakdown name)."""
+VISITORS, USERS = "visitors", "users"
+"""Two more ``value_visitors`` dimensions, value ``NO_VALUE``: every visitor (the
+totals' unique visitors) and every user id (their unique users) of the period."""
 NO_VALUE = ""
 """The ``value`` of rollup rows for events without the dimension (a NULL column; the
 dimension columns are never empty strings, ``sightline.store.dimensions``)."""
@@ -135,6 +138,13 @@ def value_deltas(
             if visitor is not None:
                 vkey = (product_id, name, bot, period, value, visitor)
                 seen[vkey] = seen.get(vkey, 0) | 1 << bit
+        if visitor is not None:
+            vkey = (product_id, VISITORS, bot, period, NO_VALUE, visitor)
+            seen[vkey] = seen.get(vkey, 0) | 1 << bit
+        user_id = row["user_id"]
+        if user_id is not None:
+            vkey = (product_id, USERS, bot, period, NO_VALUE, user_id)
+            seen[vkey] = seen.get(vkey, 0) | 1 << bit
     day_rows = [
         {
             "product_id": k[0],

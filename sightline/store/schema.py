@@ -284,6 +284,9 @@ value_days = sa.Table(
     sa.Column("value", sa.Text, primary_key=True),
     sa.Column("events", sa.Integer, nullable=False),
     sa.Column("pageviews", sa.Integer, nullable=False),
+    # SQLite: the rows live in the key's b-tree, so a range of keys is read with its counts
+    # (no lookup per row into a rowid table).
+    sqlite_with_rowid=False,
 )
 
 value_visitors = sa.Table(
@@ -292,7 +295,9 @@ value_visitors = sa.Table(
     # The visitors of each breakdown value (sightline/store/rollups.py): one row per visitor
     # and value per period of 63 UTC days, a bit set for each day they had an event with
     # the value. A range's exact unique visitors per value: distinct visitors of the rows
-    # whose bits meet the range's days. Keyed by (product_id, visitor): an erasure
+    # whose bits meet the range's days. Two more dimensions, "visitors" and "users" (value
+    # ''), hold every visitor and user id: the totals' uniques. Keyed by (product_id,
+    # visitor): an erasure
     # deletes a person's rows (sightline/store/erasure.py).
     sa.Column("product_id", sa.String(40), primary_key=True),
     sa.Column("dimension", sa.String(16), primary_key=True),
@@ -302,6 +307,7 @@ value_visitors = sa.Table(
     # the user id, else the anonymous id (events with neither have no visitor row)
     sa.Column("visitor", sa.String(255), primary_key=True),
     sa.Column("days", sa.BigInteger, nullable=False),  # bit n: the period's n-th day
+    sqlite_with_rowid=False,
 )
 
 suppression_lists = sa.Table(

@@ -26,7 +26,14 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from sightline.store.rollups import BREAKDOWN_COLUMNS, NO_VALUE, period_masks, utc_day
+from sightline.store.rollups import (
+    BREAKDOWN_COLUMNS,
+    NO_VALUE,
+    USERS,
+    VISITORS,
+    period_masks,
+    utc_day,
+)
 from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 
 INTERVALS = ("hour", "day", "week")
@@ -267,16 +274,62 @@ def traffic_series(conn: sa.Connection, query: StatsQuery) -> list[Point]:
     return list(points.values())
 
 
+def _rollup_totals(conn: sa.Connection, query: StatsQuery, totals: Counts) -> None:
+    """Whole UTC days: events and page views summed over the ``event`` breakdown's
+    ``value_days`` rows (every event has a name), unique visitors and users counted in
+    ``value_visitors`` (its ``visitors`` and ``users`` dimensions)."""
+    d = value_days.c
+    where = [d.dimension == "event", d.day >= _utc(query.start), d.day < _utc(query.end)]
+    if query.product_id is not None:
+        where.append(d.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(d.is_bot.is_(False))
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(d.events), 0).label("events"),
+            sa.func.coalesce(sa.func.sum(d.pageviews), 0).label("pageviews"),
+        ).where(*where)
+    ).one()
+    totals.events, totals.pageviews = int(row.events), int(row.pageviews)
+    for name in (VISITORS, USERS):
+        seen, unique = _seen(query, name)
+        count = int(conn.execute(sa.select(unique).where(*seen)).scalar_one())
+        if name == VISITORS:
+            totals.visitors = count
+        else:
+            totals.users = count
+
+
+def _seen(query: StatsQuery, dimension: str) -> tuple[list[sa.ColumnElement[bool]], Any]:
+    """The ``value_visitors`` rows of ``dimension`` whose day bits meet the range's, and
+    how to count their distinct visitors."""
+    v = value_visitors.c
+    masks = period_masks(_utc(query.start), _utc(query.end))
+    low, high = min(masks), max(masks)
+    where: list[sa.ColumnElement[bool]] = [v.dimension == dimension]
+    if query.product_id is not None:
+        where.append(v.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(v.is_bot.is_(False))
+    if low == high:
+        where += [v.period == low, v.days.bitwise_and(sa.literal(masks[low], sa.BigInteger)) != 0]
+    else:
+        mask = sa.case({p: sa.literal(m, sa.BigInteger) for p, m in masks.items()}, value=v.period)
+        where += [v.period.between(low, high), v.days.bitwise_and(mask) != 0]
+    # One row per visitor (and value) when a single product, period and bot flag are read.
+    single = low == high and query.product_id is not None and not query.include_bots
+    return where, sa.func.count() if single else sa.func.count(sa.distinct(v.visitor))
+
+
 def traffic_totals(conn: sa.Connection, query: StatsQuery) -> Counts:
     """The whole range's counts (uniques over the range, not summed per interval)."""
     totals = Counts()
-    if uses_rollup(query):
-        counted = sa.select(*_rollup_counts(False)).where(*_rollup_where(query))
+    if uses_value_rollup(query):
+        _rollup_totals(conn, query, totals)
     else:
-        counted = sa.select(*_event_counts()).where(*_event_where(query))
-    row = conn.execute(counted).one()
-    totals.events, totals.pageviews = int(row.events), int(row.pageviews)
-    totals.users, totals.visitors = int(row.users), int(row.visitors)
+        row = conn.execute(sa.select(*_event_counts()).where(*_event_where(query))).one()
+        totals.events, totals.pageviews = int(row.events), int(row.pageviews)
+        totals.users, totals.visitors = int(row.users), int(row.visitors)
     row = conn.execute(sa.select(*_session_counts()).where(*_session_where(query))).one()
     _fill_sessions(totals, row.sessions, row.bounces, row.viewed)
     return totals
@@ -339,22 +392,8 @@ def _rollup_breakdown(conn: sa.Connection, query: StatsQuery, by: str) -> Any:
         .group_by(d.value)
         .subquery("counts")
     )
+    where, unique = _seen(query, by)
     v = value_visitors.c
-    masks = period_masks(start, end)
-    low, high = min(masks), max(masks)
-    mask: Any = (
-        sa.literal(masks[low], sa.BigInteger)
-        if low == high
-        else sa.case({p: sa.literal(m, sa.BigInteger) for p, m in masks.items()}, value=v.period)
-    )
-    where = [v.dimension == by, v.period.between(low, high), v.days.bitwise_and(mask) != 0]
-    if query.product_id is not None:
-        where.append(v.product_id == query.product_id)
-    if not query.include_bots:
-        where.append(v.is_bot.is_(False))
-    # One row per visitor and value when a single product, period and bot flag are read.
-    single = low == high and query.product_id is not None and not query.include_bots
-    unique = sa.func.count() if single else sa.func.count(sa.distinct(v.visitor))
     seen = (
         sa.select(v.value, unique.label("visitors"))
         .where(*where)

@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from sightline.store.erasure import CLI, forget_user
 from sightline.store.rollups import PERIOD_DAYS, day_number
 from sightline.store.schema import value_days, value_visitors
-from sightline.store.stats import BREAKDOWNS, StatsQuery, breakdown, uses_value_rollup
+from sightline.store.stats import (
+    BREAKDOWNS,
+    StatsQuery,
+    breakdown,
+    traffic_totals,
+    uses_value_rollup,
+)
 from tests.harness import System
 
 AGENTS = [
@@ -90,7 +96,8 @@ def _send(system: System, seed: int, count: int) -> None:
 
 
 def _assert_agrees(system: System, rng: random.Random, products: list[str | None]) -> int:
-    """Random whole-day ranges: every breakdown from the rollups is the events' one."""
+    """Random whole-day ranges: the totals and every breakdown from the rollups are the
+    events' ones."""
     first = _first_day()
     checked = 0
     with system.engine.connect() as conn:
@@ -107,6 +114,7 @@ def _assert_agrees(system: System, rng: random.Random, products: list[str | None
                     )
                     raw = msgspec.structs.replace(query, rollups=False)
                     assert uses_value_rollup(query) and not uses_value_rollup(raw)
+                    assert traffic_totals(conn, query) == traffic_totals(conn, raw)
                     for by in BREAKDOWNS:
                         found = breakdown(conn, query, by)
                         assert found == breakdown(conn, raw, by), (a, b, product_id, bots, by)

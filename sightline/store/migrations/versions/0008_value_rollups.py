@@ -1,4 +1,4 @@
-"""value_days and value_visitors (the breakdowns' daily rollups), filled from the events
+"""value_days and value_visitors (the breakdowns' and totals' rollups), filled from the events
 
 Revision ID: 0008
 Revises: 0006
@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(
             "product_id", "dimension", "is_bot", "day", "value", name=op.f("pk_value_days")
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "value_visitors",
@@ -65,6 +66,7 @@ def upgrade() -> None:
             "visitor",
             name=op.f("pk_value_visitors"),
         ),
+        sqlite_with_rowid=False,
     )
     backfill(op.get_bind())
 
@@ -79,6 +81,18 @@ def backfill(conn: sa.Connection) -> None:
         day = "substr(timestamp, 1, 10) || ' 00:00:00.000000'"
         number = "CAST(julianday(substr(timestamp, 1, 10)) - 2440587.5 AS INTEGER)"
         bit = f"(1 << ({number} % {PERIOD_DAYS}))"
+
+    def visitors(name: str, value: str, visitor: str) -> None:
+        # Each day is one bit: the sum of a row's distinct day bits is their OR.
+        conn.exec_driver_sql(
+            "INSERT INTO value_visitors (product_id, dimension, is_bot, period, value, visitor, "
+            f"days) SELECT product_id, '{name}', is_bot, period, value, visitor, SUM(bit) FROM "
+            f"(SELECT DISTINCT product_id, is_bot, {number} / {PERIOD_DAYS} AS period, "
+            f"{value} AS value, {visitor} AS visitor, {bit} AS bit "
+            f"FROM events WHERE {visitor} IS NOT NULL) AS seen "
+            "GROUP BY product_id, is_bot, period, value, visitor"
+        )
+
     for name, column in BREAKDOWN_COLUMNS.items():
         value = f"COALESCE({column}, '')"
         conn.exec_driver_sql(
@@ -87,15 +101,9 @@ def backfill(conn: sa.Connection) -> None:
             "SUM(CASE WHEN type IN ('page', 'screen') THEN 1 ELSE 0 END) "
             f"FROM events GROUP BY product_id, is_bot, {day}, {value}"
         )
-        # Each day is one bit: the sum of a row's distinct day bits is their OR.
-        conn.exec_driver_sql(
-            "INSERT INTO value_visitors (product_id, dimension, is_bot, period, value, visitor, "
-            f"days) SELECT product_id, '{name}', is_bot, period, value, visitor, SUM(bit) FROM "
-            f"(SELECT DISTINCT product_id, is_bot, {number} / {PERIOD_DAYS} AS period, "
-            f"{value} AS value, COALESCE(user_id, anonymous_id) AS visitor, {bit} AS bit "
-            "FROM events WHERE COALESCE(user_id, anonymous_id) IS NOT NULL) AS seen "
-            "GROUP BY product_id, is_bot, period, value, visitor"
-        )
+        visitors(name, value, "COALESCE(user_id, anonymous_id)")
+    visitors("visitors", "''", "COALESCE(user_id, anonymous_id)")
+    visitors("users", "''", "user_id")
 
 
 def downgrade() -> None:
