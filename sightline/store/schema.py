@@ -167,10 +167,13 @@ events = sa.Table(
     # The idempotency key: a job run twice, or a client retry, stores nothing twice.
     sa.UniqueConstraint("product_id", "message_id", name="uq_events_product_message"),
     sa.Index("ix_events_product_timestamp", "product_id", "timestamp"),
-    sa.Index("ix_events_product_user", "product_id", "user_id"),
-    # With user_id: "anonymous id in (...) and user id is null" (the read API's user filter,
-    # sightline/store/identity.py) is one index range, not a scan of every anonymous event.
-    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id", "user_id"),
+    # With the time: a person's newest events (the read API's user filter,
+    # sightline/store/identity.py) are ranges of these two, in time order, whatever the
+    # planner guesses of how many there are (migration 0008).
+    sa.Index("ix_events_product_user", "product_id", "user_id", "timestamp"),
+    # With user_id: "anonymous id in (...) and user id is null" is one index range, not a
+    # scan of every anonymous event.
+    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id", "user_id", "timestamp"),
     sa.Index("ix_events_product_account", "product_id", "account_id"),
     sa.Index("ix_events_product_entity", "product_id", "entity_type", "entity_id"),
     # The read API (sightline/store/reads.py): newest first, keyset on (timestamp, id).

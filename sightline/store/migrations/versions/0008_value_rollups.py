@@ -1,4 +1,5 @@
-"""value_days and value_visitors (the breakdowns' and totals' rollups), filled from the events
+"""value_days and value_visitors (the breakdowns' and totals' rollups), filled from the events;
+the time in the user and anonymous-id indexes of events
 
 Revision ID: 0008
 Revises: 0006
@@ -69,6 +70,17 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     backfill(op.get_bind())
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_product_user")
+        batch_op.create_index(
+            "ix_events_product_user", ["product_id", "user_id", "timestamp"], unique=False
+        )
+        batch_op.drop_index("ix_events_product_anonymous")
+        batch_op.create_index(
+            "ix_events_product_anonymous",
+            ["product_id", "anonymous_id", "user_id", "timestamp"],
+            unique=False,
+        )
 
 
 def backfill(conn: sa.Connection) -> None:
@@ -107,5 +119,12 @@ def backfill(conn: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_product_anonymous")
+        batch_op.create_index(
+            "ix_events_product_anonymous", ["product_id", "anonymous_id", "user_id"], unique=False
+        )
+        batch_op.drop_index("ix_events_product_user")
+        batch_op.create_index("ix_events_product_user", ["product_id", "user_id"], unique=False)
     op.drop_table("value_visitors")
     op.drop_table("value_days")
