@@ -64,7 +64,7 @@ from sightline.store.dimensions import add_dimensions
 from sightline.store.migrate import upgrade
 from sightline.store.products import Product, create_product
 from sightline.store.rollups import record_visitor_days, utc_day
-from sightline.store.schema import events, sessions
+from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 from sightline.store.sessions import record_sessions
 from sightline.store.stats import StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
@@ -360,6 +360,15 @@ def main() -> None:
             session_count = conn.execute(
                 sa.select(sa.func.count()).select_from(sessions)
             ).scalar_one()
+            count = sa.select(sa.func.count())
+            rollup_rows = {
+                "visitor_days": conn.execute(count.select_from(visitor_days)).scalar_one(),
+                "value_days": conn.execute(count.select_from(value_days)).scalar_one(),
+                "value_visitors": conn.execute(count.select_from(value_visitors)).scalar_one(),
+                "value_visitors_page": conn.execute(
+                    count.where(value_visitors.c.dimension == "page")
+                ).scalar_one(),
+            }
         with TestClient(create_app(settings)) as client:
             client.headers.update({"Authorization": f"Bearer {key}"})
             before = measure(client, engine, product, args.repeat_before, now, after=False)
@@ -375,6 +384,7 @@ def main() -> None:
                     "database": kind,
                     "events": stored,
                     "sessions": session_count,
+                    "rollup_rows": rollup_rows,
                     "repeat": {"before": args.repeat_before, "after": args.repeat},
                     "setup_s": round(setup, 1),
                     "before": before,
