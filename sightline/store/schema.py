@@ -302,14 +302,25 @@ value_visitors = sa.Table(
     # ''), hold every visitor and user id: the totals' uniques. Keyed by (product_id,
     # visitor): an erasure
     # deletes a person's rows (sightline/store/erasure.py).
-    sa.Column("product_id", sa.String(40), primary_key=True),
-    sa.Column("dimension", sa.String(16), primary_key=True),
-    sa.Column("is_bot", sa.Boolean, primary_key=True),
-    sa.Column("period", sa.Integer, primary_key=True),  # days since 1970-01-01 // 63
-    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("product_id", sa.String(40), nullable=False),
+    sa.Column("dimension", sa.String(16), nullable=False),
+    sa.Column("is_bot", sa.Boolean, nullable=False),
+    sa.Column("period", sa.Integer, nullable=False),  # days since 1970-01-01 // 63
+    sa.Column("value", sa.Text, nullable=False),
     # the user id, else the anonymous id (events with neither have no visitor row)
-    sa.Column("visitor", sa.String(255), primary_key=True),
+    sa.Column("visitor", sa.String(255), nullable=False),
     sa.Column("days", sa.BigInteger, nullable=False),  # bit n: the period's n-th day
+    # PostgreSQL: the key's index carries the days, so a range is read from the index alone
+    # (an index-only scan); SQLite: the rows live in the key's b-tree (WITHOUT ROWID).
+    sa.PrimaryKeyConstraint(
+        "product_id",
+        "dimension",
+        "is_bot",
+        "period",
+        "value",
+        "visitor",
+        postgresql_include=["days"],
+    ),
     sqlite_with_rowid=False,
 )
 

@@ -66,6 +66,7 @@ def upgrade() -> None:
             "value",
             "visitor",
             name=op.f("pk_value_visitors"),
+            postgresql_include=["days"],
         ),
         sqlite_with_rowid=False,
     )
