@@ -4,7 +4,9 @@ Named functions over a connection, portable between SQLite and PostgreSQL: the
 dimensions are plain columns of ``events`` that the writer fills from the enriched
 context (``sightline.store.dimensions``), sessions come from the ``sessions`` table the
 worker keeps (``sightline.store.sessions``). Times are UTC; intervals start on the hour,
-at midnight, or on Monday at midnight (ISO weeks).
+at midnight, or on Monday at midnight (ISO weeks). Ranges of whole UTC days read the
+daily rollups the writer keeps (``sightline.store.rollups``): the same, exact, numbers
+as the events give (``StatsQuery(rollups=False)`` reads the events; tests compare).
 
 Definitions:
 
