@@ -7,7 +7,7 @@
 databases beside it. Three figures, each printed in one JSON line:
 
 - the worker's event write (``COPY`` into the stage, then one ``INSERT ... SELECT``)
-  into the unpartitioned table of revision 0006 (dedup: its unique index) and into
+  into the unpartitioned table of revision 0008 (dedup: its unique index) and into
   the partitioned one (dedup: ``event_keys`` first), batch by batch in turn, so both
   see the same machine, after ``--preload`` events were stored in each (larger
   indexes, as a database that has run a while holds);
@@ -45,7 +45,7 @@ OLD_MERGE = (
     f"SELECT {', '.join(_EVENT_COLUMNS)} FROM sightline_events_in "
     "ON CONFLICT (product_id, message_id) DO NOTHING RETURNING product_id, message_id"
 )
-"""The statement of revision 0006's writer (the unique index of events)."""
+"""The statement of revision 0008's writer (the unique index of events)."""
 
 
 def rows(count: int, rng: random.Random) -> list[tuple[Any, ...]]:
@@ -132,7 +132,7 @@ def main() -> None:
     rng = random.Random(12)
     tag = uuid.uuid4().hex[:8]
 
-    plain = writer(database(args.postgres_url, f"bench_plain_{tag}", "0006"), OLD_MERGE)
+    plain = writer(database(args.postgres_url, f"bench_plain_{tag}", "0008"), OLD_MERGE)
     parted = writer(database(args.postgres_url, f"bench_parted_{tag}", "head"), _PG_MERGE)
     for _ in range(0, args.preload, 5000):
         chunk = rows(5000, rng)
@@ -166,7 +166,7 @@ def main() -> None:
             flush=True,
         )
 
-    url = database(args.postgres_url, f"bench_convert_{tag}", "0006")
+    url = database(args.postgres_url, f"bench_convert_{tag}", "0008")
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         load = rows(args.convert_rows, rng)
         with conn.cursor() as cur, cur.copy(_PG_COPY.replace("sightline_events_in", "events")) as c:

@@ -1,6 +1,7 @@
 """Read latency on a million stored events: the stats endpoint and the events list.
 
     python bench/query.py [--events 1000000] [--repeat 30] [--database-url URL | --postgres]
+                          [--explain]
 
 Set-up (not timed): a fresh database (a SQLite file in a temp dir; a throwaway
 PostgreSQL cluster with ``--postgres``, like the suite's; or ``--database-url``),
@@ -19,10 +20,14 @@ store function ``GET /api/v1/stats`` calls, and the endpoint itself through the 
 collector app: HTTP via Starlette's TestClient, a read key), and
 ``GET /api/v1/events?user=...`` (newest 50 of a user, heavy and light users in turn).
 First **before**: without the stats indexes (``ix_events_stats``,
-``ix_sessions_product_started``), with ``ix_events_product_anonymous`` as it was
-(without ``user_id``) and without the daily rollup (``visitor_days``, still filled);
+``ix_sessions_product_started``), with ``ix_events_product_anonymous`` and
+``ix_events_product_user`` as they were (without ``user_id`` and the time; without the
+time) and without the rollups (``visitor_days``, ``value_days``, ``value_visitors``,
+still filled);
 then **after**, with all of them as migrated. Prints one JSON line: p50 / p95 / max in
-milliseconds. Goal: p95 < 500 ms each.
+milliseconds. Goal: p95 < 500 ms each. ``--explain``: then, on stderr, the plan of each
+user's events query as the endpoint runs it (``EXPLAIN ANALYZE`` on PostgreSQL,
+``EXPLAIN QUERY PLAN`` on SQLite) with its time.
 """
 
 from __future__ import annotations
@@ -55,13 +60,13 @@ from sightline.embedded import EmbeddedRedis
 from sightline.envelope import envelope_from_job
 from sightline.ids import uuid7
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import make_engine, read_connection
 from sightline.store.dimensions import add_dimensions
 from sightline.store.migrate import upgrade
 from sightline.store.partitions import split_default
 from sightline.store.products import Product, create_product
 from sightline.store.rollups import record_visitor_days, utc_day
-from sightline.store.schema import events, sessions
+from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 from sightline.store.sessions import record_sessions
 from sightline.store.stats import StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
@@ -73,11 +78,21 @@ from sightline.store.writer import (
 )
 from worker.enricher import Enricher
 
-STATS_INDEXES = ("ix_events_stats", "ix_sessions_product_started", "ix_events_product_anonymous")
+STATS_INDEXES = (
+    "ix_events_stats",
+    "ix_sessions_product_started",
+    "ix_events_product_anonymous",
+    "ix_events_product_user",
+)
 """The indexes this benchmark measures without (their earlier form), then with."""
-EARLIER_FORMS = {"ix_events_product_anonymous": ("product_id", "anonymous_id")}
-"""Indexes that had another form before: measured in it first (migrations 0001 -> 0005)."""
+EARLIER_FORMS = {
+    "ix_events_product_anonymous": ("product_id", "anonymous_id"),
+    "ix_events_product_user": ("product_id", "user_id"),
+}
+"""Indexes that had another form before: measured in it first (migrations 0001 -> 0008)."""
 DAYS = 30
+USERS = ["user-0", "user-3", "user-30", "user-300", "user-3000"]
+"""Heavy to light: the events-by-user requests go through these in turn."""
 CHUNK = 50_000
 _json = msgspec.json.Encoder()
 
@@ -243,10 +258,10 @@ def measure(
     query = StatsQuery(
         product_id=product.id, start=start, end=end, breakdowns=("page",), rollups=after
     )
-    users = ["user-0", "user-3", "user-30", "user-300", "user-3000"]  # heavy to light
+    users = USERS
 
     def store(_: int) -> None:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             traffic_stats(conn, query)
 
     results: dict[str, Any] = {"stats_store": timed(store, repeat)}
@@ -261,6 +276,35 @@ def measure(
         repeat,
     )
     return results
+
+
+def explain_user_reads(client: TestClient, engine: sa.Engine) -> None:
+    """Each user's events query as the endpoint runs it, and its plan, on stderr."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM events" in statement and "ORDER BY" in statement:
+            captured.append((statement, parameters))
+
+    queries: list[tuple[str, str, Any]] = []
+    sa.event.listen(sa.Engine, "before_cursor_execute", capture)
+    try:
+        for user in USERS:
+            captured.clear()
+            _ok(client.get("/api/v1/events", params={"user": user, "limit": "50"}))
+            queries.extend((user, statement, parameters) for statement, parameters in captured)
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", capture)
+    postgres = engine.dialect.name == "postgresql"
+    prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
+    for user, statement, parameters in queries:
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(prefix + statement, parameters).all()
+        took = (time.perf_counter() - started) * 1000
+        print(f"-- {user} ({took:.0f} ms)\n{statement}\n{parameters}", file=sys.stderr)
+        for row in plan:
+            print("   " + " ".join(str(v) for v in row), file=sys.stderr)
 
 
 @contextmanager
@@ -297,6 +341,9 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default=None, help="an empty database to fill")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL cluster")
+    parser.add_argument(
+        "--explain", action="store_true", help="the plans of the users' events queries (stderr)"
+    )
     args = parser.parse_args()
 
     with (
@@ -319,11 +366,22 @@ def main() -> None:
             session_count = conn.execute(
                 sa.select(sa.func.count()).select_from(sessions)
             ).scalar_one()
+            count = sa.select(sa.func.count())
+            rollup_rows = {
+                "visitor_days": conn.execute(count.select_from(visitor_days)).scalar_one(),
+                "value_days": conn.execute(count.select_from(value_days)).scalar_one(),
+                "value_visitors": conn.execute(count.select_from(value_visitors)).scalar_one(),
+                "value_visitors_page": conn.execute(
+                    count.where(value_visitors.c.dimension == "page")
+                ).scalar_one(),
+            }
         with TestClient(create_app(settings)) as client:
             client.headers.update({"Authorization": f"Bearer {key}"})
             before = measure(client, engine, product, args.repeat_before, now, after=False)
             add_stats_indexes(engine)
             after = measure(client, engine, product, args.repeat, now, after=True)
+            if args.explain:
+                explain_user_reads(client, engine)
         engine.dispose()
         print(
             json.dumps(
@@ -332,6 +390,7 @@ def main() -> None:
                     "database": kind,
                     "events": stored,
                     "sessions": session_count,
+                    "rollup_rows": rollup_rows,
                     "repeat": {"before": args.repeat_before, "after": args.repeat},
                     "setup_s": round(setup, 1),
                     "before": before,

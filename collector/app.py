@@ -34,7 +34,7 @@ from sightline.queue import JobBuilder, make_queue
 from sightline.redis_keys import live_stream_key, live_viewers_key
 from sightline.redisconn import connect, connect_async
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import make_engine, read_connection
 from sightline.store.migrate import require_current
 from sightline.store.products import list_products
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await write_async(async_redis, builder.commands(envelopes))
 
         def load_keys() -> KeyTable:
-            with engine.connect() as conn:
+            with read_connection(engine) as conn:
                 return KeyTable.from_products(list_products(conn))
 
         def on_flush(size: int, acknowledged: bool) -> None:

@@ -35,6 +35,7 @@ from sightline.settings import (
     hide_database_password,
 )
 from sightline.signals import stop_on_sigterm
+from sightline.store.db import read_connection
 from sightline.store.migrate import SchemaNotCurrent
 
 _json = msgspec.json.Encoder()
@@ -476,7 +477,7 @@ def products_list(obj: Context, as_json: bool) -> None:
     from sightline.store.products import list_products
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         found = list_products(conn)
     for product in found:
         if as_json:
@@ -504,7 +505,7 @@ def events_list(obj: Context, product_id: str | None, limit: int, as_json: bool)
     from sightline.store.queries import recent_events
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         found = recent_events(conn, product_id=product_id, limit=limit)
     for event in found:
         if as_json:
@@ -594,7 +595,7 @@ def tokens_list(obj: Context, include_revoked: bool) -> None:
     from sightline.store.tokens import list_tokens
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         found = list_tokens(conn, include_revoked=include_revoked)
     for record in found:
         scope = "every product" if record.is_admin else record.product_id
@@ -704,7 +705,7 @@ def users_forget(obj: Context, product_id: str, user_id: str, chunk_size: int) -
     from sightline.store.products import get_product
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         if get_product(conn, product_id) is None:
             raise click.ClickException(f"no product {printable(product_id)!r}")
     erasure = forget_user(engine, product_id, user_id, requested_by=CLI, chunk_size=chunk_size)
@@ -749,7 +750,7 @@ def users_receipts(obj: Context, product_id: str | None, as_json: bool) -> None:
     from sightline.store.erasure import list_receipts
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         found = list_receipts(conn, product_id)
     for receipt in found:
         if as_json:
@@ -777,7 +778,7 @@ def deadletters_list(obj: Context, include_replayed: bool, as_json: bool) -> Non
     from sightline.store.queries import list_dead_letters
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         found = list_dead_letters(conn, include_replayed=include_replayed)
     for letter in found:
         if as_json:
@@ -798,7 +799,7 @@ def deadletters_replay(obj: Context) -> None:
     from worker.enricher import Enricher
 
     engine = obj.store()
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         letters = list_dead_letters(conn)
     if not letters:
         click.echo("no dead letters to replay")

@@ -16,6 +16,8 @@ from sqlalchemy import event
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
+READ_ONLY = "sightline_read_only"
+"""Execution option of a connection that only reads (:func:`read_connection`)."""
 
 CHECKPOINT_SECONDS = 1.0
 """How often a worker's :class:`WalCheckpointer` moves SQLite's WAL into the database."""
@@ -100,7 +102,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: bool
     dbapi_connection.isolation_level = None
 
 
+def read_connection(engine: sa.Engine) -> sa.Connection:
+    """A connection for reads only: on SQLite its transactions are deferred (``BEGIN``),
+    a snapshot of the database (WAL) that neither waits for a writer nor blocks one (a
+    worker storing a batch). Never write on it: a deferred transaction that tries to
+    write after another commit fails with "database is locked". Use it as ``with
+    read_connection(engine) as conn: ...``."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 def _sqlite_begin(conn: sa.Connection) -> None:
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the write lock up front, so two writers wait (busy_timeout)
     # instead of one failing with "database is locked" when it upgrades a read lock.
     conn.exec_driver_sql("BEGIN IMMEDIATE")

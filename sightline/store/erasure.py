@@ -39,8 +39,10 @@ from urllib.parse import quote, quote_plus
 import msgspec
 import sqlalchemy as sa
 
+from sightline.store.db import read_connection
 from sightline.store.identity import identities
 from sightline.store.queries import as_utc
+from sightline.store.rollups import BREAKDOWN_COLUMNS, unrecord_events
 from sightline.store.schema import (
     aliases,
     dead_letters,
@@ -249,6 +251,39 @@ class _Run:
             if n < self.chunk_size:
                 return
 
+    def delete_events(self, where: sa.ColumnElement[bool]) -> None:
+        """Delete the matching events in transactions of at most ``chunk_size``, each
+        taking its events out of the breakdowns' rollup (``value_days``) as it goes."""
+        columns = [events.c[name] for name in _ROLLUP_COLUMNS]
+        while True:
+            with self.engine.begin() as conn:
+                found = [
+                    row._asdict()
+                    for row in conn.execute(sa.select(*columns).where(where).limit(self.chunk_size))
+                ]
+                if found:
+                    unrecord_events(conn, found)
+                    n = conn.execute(
+                        sa.delete(events).where(events.c.id.in_([r["id"] for r in found]))
+                    ).rowcount
+                    self.add(conn, {"events": n})
+            self.transactions += 1
+            if len(found) < self.chunk_size:
+                return
+
+
+_ROLLUP_COLUMNS = (
+    "id",
+    "product_id",
+    "timestamp",
+    "is_bot",
+    "type",
+    "user_id",
+    "anonymous_id",
+    *BREAKDOWN_COLUMNS.values(),
+)
+"""What ``unrecord_events`` reads of an event."""
+
 
 def _limited_delete(
     table: sa.Table, keys: Sequence[sa.Column[Any]], where: sa.ColumnElement[bool], limit: int
@@ -288,23 +323,17 @@ def forget_user(
         )
         run.add(conn, {"suppressed_ids": added})
     run.transactions += 1
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         ids = person_ids(conn, product_id, external_id)
     for part in _chunks(ids):
-        run.delete_chunks(
-            "events",
-            lambda limit, part=part: _limited_delete(
-                events,
-                (events.c.id,),
-                sa.and_(
-                    events.c.product_id == product_id,
-                    sa.or_(
-                        events.c.user_id.in_(part),
-                        sa.and_(events.c.user_id.is_(None), events.c.anonymous_id.in_(part)),
-                    ),
+        run.delete_events(
+            sa.and_(
+                events.c.product_id == product_id,
+                sa.or_(
+                    events.c.user_id.in_(part),
+                    sa.and_(events.c.user_id.is_(None), events.c.anonymous_id.in_(part)),
                 ),
-                limit,
-            ),
+            )
         )
     for table in _visitor_tables():
         keys = [c for c in table.primary_key.columns]
@@ -473,7 +502,7 @@ def _delete_dead_letters(run: _Run, ids: Sequence[str]) -> None:
     page = min(DEAD_LETTER_PAGE, run.chunk_size)
     after = 0
     while True:
-        with run.engine.connect() as conn:
+        with read_connection(run.engine) as conn:
             rows = conn.execute(
                 sa.select(dead_letters.c.id, dead_letters.c.envelope)
                 .where(dead_letters.c.product_id == run.product_id, dead_letters.c.id > after)
@@ -500,7 +529,7 @@ def _delete_profile(run: _Run, ids: Sequence[str]) -> None:
     """Attributes and anonymous ids in chunks; then the rest of the aliases, the account
     links and the user rows together."""
     product_id = run.product_id
-    with run.engine.connect() as conn:
+    with read_connection(run.engine) as conn:
         user_ids: list[int] = []
         for part in _chunks(ids):
             user_ids.extend(

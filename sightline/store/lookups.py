@@ -16,6 +16,7 @@ import msgspec
 import sqlalchemy as sa
 
 from sightline.model import Event
+from sightline.store.db import read_connection
 from sightline.store.products import (
     Product,
     ProductSettings,
@@ -293,8 +294,9 @@ def search_entity_events(conn: sa.Connection, search: EntitySearch) -> tuple[lis
 
 
 def read(engine: sa.Engine, query: Callable[[sa.Connection], T]) -> T:
-    """Run ``query`` on a connection of its own (call it through ``asyncio.to_thread``)."""
-    with engine.connect() as conn:
+    """Run ``query`` on a read-only connection of its own (call it through
+    ``asyncio.to_thread``): on SQLite a deferred transaction, which never blocks a writer."""
+    with read_connection(engine) as conn:
         return query(conn)
 
 

@@ -24,7 +24,8 @@ import msgspec
 import sqlalchemy as sa
 
 from sightline.model import Event
-from sightline.store.identity import account_condition, user_condition
+from sightline.store.db import read_connection
+from sightline.store.identity import account_condition, person_branches, user_condition
 from sightline.store.lookups import (
     AccountRecord,
     UserRecord,
@@ -129,7 +130,11 @@ def _person(conn: sa.Connection, product_id: str, user: str) -> str:
     return owner if owner is not None else user
 
 
-def _where(conn: sa.Connection, query: EventQuery) -> list[sa.ColumnElement[bool]]:
+def _where(
+    conn: sa.Connection, query: EventQuery, *, person: bool = True
+) -> list[sa.ColumnElement[bool]]:
+    """The query's conditions; ``person=False``: without the user filter's (the caller
+    applies :func:`_person` instead)."""
     where: list[sa.ColumnElement[bool]] = []
     if query.product_id is not None:
         where.append(events.c.product_id == query.product_id)
@@ -146,9 +151,9 @@ def _where(conn: sa.Connection, query: EventQuery) -> list[sa.ColumnElement[bool
     if query.user is not None or query.account is not None:
         if query.product_id is None:
             raise ValueError("a user or account filter needs a product")
-        if query.user is not None:
-            person = _person(conn, query.product_id, query.user)
-            where.append(user_condition(query.product_id, person))
+        if query.user is not None and person:
+            owner = _person(conn, query.product_id, query.user)
+            where.append(user_condition(query.product_id, owner))
         if query.account is not None:
             where.append(account_condition(query.product_id, query.account))
     for path, value in query.properties:
@@ -169,10 +174,27 @@ def list_events(
     conn: sa.Connection, query: EventQuery, *, limit: int = 50, cursor: str | None = None
 ) -> EventPage:
     """One page of matching events, newest first (``BadCursor`` for a cursor we did not give)."""
-    where = _where(conn, query)
+    branches = None
+    if query.user is not None and query.product_id is not None:
+        owner = _person(conn, query.product_id, query.user)
+        branches = person_branches(conn, query.product_id, owner)
+    where = _where(conn, query, person=branches is None)
     if cursor is not None:
         where.append(_older_than(*decode_cursor(cursor)))
-    rows = conn.execute(sa.select(events).where(*where).order_by(*_NEWEST_FIRST).limit(limit + 1))
+    if branches is None:
+        select = sa.select(events).where(*where).order_by(*_NEWEST_FIRST).limit(limit + 1)
+    else:
+        # A person's events: the newest of each alternative (each a range of its index in
+        # time order), then the newest of both.
+        parts = [
+            sa.select(events).where(*where, b).order_by(*_NEWEST_FIRST).limit(limit + 1).subquery()
+            for b in branches
+        ]
+        both = sa.union_all(*(sa.select(part) for part in parts)).subquery("person")
+        select = (
+            sa.select(both).order_by(both.c.timestamp.desc(), both.c.id.desc()).limit(limit + 1)
+        )
+    rows = conn.execute(select)
     found = [event_from_row(row) for row in rows]
     more = len(found) > limit
     found = found[:limit]
@@ -186,7 +208,7 @@ def iter_events(engine: sa.Engine, query: EventQuery, *, chunk: int = 2000) -> I
     keyset chunks, each its own short read transaction (a long export never holds the
     WAL from checkpointing). Events stored during an export may or may not be in it.
     """
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         if conn.dialect.name == "postgresql":
             select = sa.select(events).where(*_where(conn, query)).order_by(*_NEWEST_FIRST)
             result = conn.execution_options(stream_results=True, yield_per=chunk).execute(select)
@@ -296,7 +318,9 @@ def user_profile(conn: sa.Connection, product_id: str, user: str) -> UserProfile
     return UserProfile(
         user=record,
         accounts=chain,
-        last_events=_newest(conn, product_id, user_condition(product_id, record.id)),
+        last_events=_newest(
+            conn, product_id, sa.or_(*person_branches(conn, product_id, record.id))
+        ),
     )
 
 

@@ -1,30 +1,93 @@
-"""The stats' daily rollup: one row per (product, UTC day, bot flag, visitor).
+"""The stats' daily rollups, kept by the writer in each batch's transaction.
 
-Counting a day's unique visitors over raw events means a ``COUNT(DISTINCT ...)`` over
-every event of the day; over ``visitor_days`` it is a count of rows (a visitor's row
-holds their events and page views of that day). ``sightline.store.stats`` reads it for
-ranges of whole UTC days per day or week, and the events table otherwise. The writer
-adds the newly stored events of each batch in the batch's transaction (idempotent with
-the events' ``ON CONFLICT`` rule: only new events count).
+- ``visitor_days``: one row per (product, UTC day, bot flag, visitor) with their events
+  and page views that day. A day's unique visitors are a count of rows instead of a
+  ``COUNT(DISTINCT ...)`` over every event of the day; ``sightline.store.stats`` reads it
+  for the totals and series of ranges of whole UTC days per day or week.
+- ``value_days``: one row per (product, breakdown, bot flag, UTC day, value) with the
+  events and page views of that value that day: a breakdown's events and page views
+  over whole days are sums of these rows.
+- ``value_visitors``: one row per (product, breakdown, bot flag, period, value, visitor)
+  with a bit set for each day of the period the visitor had an event with that value
+  (a period is ``PERIOD_DAYS`` UTC days; bit ``n`` is the period's ``n``-th day). A
+  breakdown's unique visitors over a range of whole days are **exact**: the distinct
+  visitors of the rows whose day bits meet the range's (a row per period a visitor came
+  in, not per day nor per event). Unique visitors cannot be summed from daily counts;
+  this keeps the set, which is much smaller than the events (see docs/stats.md).
+
+Only the newly stored events count (idempotent with the events' ``ON CONFLICT`` rule).
+Rows are written in key order (a stable lock order between workers), one
+``INSERT ... ON CONFLICT DO UPDATE`` per table per batch. An erasure deletes a person's
+``visitor_days`` and ``value_visitors`` rows (keyed by visitor) and subtracts their
+events from ``value_days`` (:func:`unrecord_events`, in the transaction that deletes
+the events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from sightline.store.schema import visitor_days
+from sightline.store.schema import value_days, value_visitors, visitor_days
 from sightline.store.sql import bulk_insert, cached_statement, execute_rows
 
 VIEW_TYPES = frozenset(("page", "screen"))
 DELTA_COLUMNS = ("product_id", "day", "is_bot", "visitor", "is_user", "events", "pageviews")
+VALUE_DAY_COLUMNS = ("product_id", "dimension", "is_bot", "day", "value", "events", "pageviews")
+VALUE_VISITOR_COLUMNS = ("product_id", "dimension", "is_bot", "period", "value", "visitor", "days")
+BREAKDOWN_COLUMNS: dict[str, str] = {
+    "page": "page_path",
+    "referrer": "referrer_host",
+    "channel": "channel",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "country": "country",
+    "browser": "browser",
+    "os": "os",
+    "device": "device_type",
+    "event": "name",
+}
+"""Breakdown name -> the ``events`` column it groups by (``value_*`` rows are keyed by
+the breakdown name)."""
+VISITORS, USERS = "visitors", "users"
+"""Two more ``value_visitors`` dimensions, value ``NO_VALUE``: every visitor (the
+totals' unique visitors) and every user id (their unique users) of the period."""
+NO_VALUE = ""
+"""The ``value`` of rollup rows for events without the dimension (a NULL column; the
+dimension columns are never empty strings, ``sightline.store.dimensions``)."""
+PERIOD_DAYS = 63
+"""Days per ``value_visitors`` row: bits 0-62 of a signed 64-bit integer."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_day(moment: datetime) -> datetime:
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_number(moment: datetime) -> int:
+    """Days since 1970-01-01 of the UTC day holding ``moment``."""
+    return (utc_day(moment) - _EPOCH).days
+
+
+def period_masks(start: datetime, end: datetime) -> dict[int, int]:
+    """The ``value_visitors`` periods of the whole UTC days from ``start`` up to before
+    ``end``, each with the bits of those days."""
+    masks: dict[int, int] = {}
+    for n in range(day_number(start), day_number(end)):
+        period, bit = divmod(n, PERIOD_DAYS)
+        masks[period] = masks.get(period, 0) | 1 << bit
+    return masks
+
+
+def _visitor(row: dict[str, Any]) -> str | None:
+    """``COALESCE(user_id, anonymous_id)``, as the stats count visitors."""
+    user_id: str | None = row["user_id"]
+    return user_id if user_id is not None else row["anonymous_id"]
 
 
 def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,12 +114,107 @@ def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [deltas[k] for k in sorted(deltas)]
 
 
+def value_deltas(
+    rows: Iterable[dict[str, Any]], sign: int = 1
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What event rows add to ``value_days`` (times ``sign``) and ``value_visitors``,
+    each sorted by key."""
+    counts: dict[tuple[str, str, bool, datetime, str], list[int]] = {}
+    seen: dict[tuple[str, str, bool, int, str, str], int] = {}
+    columns = tuple(BREAKDOWN_COLUMNS.items())
+    for row in rows:
+        day = utc_day(row["timestamp"])
+        period, bit = divmod((day - _EPOCH).days, PERIOD_DAYS)
+        product_id, bot = row["product_id"], bool(row["is_bot"])
+        view = sign if row["type"] in VIEW_TYPES else 0
+        visitor = _visitor(row)
+        for name, column in columns:
+            value = row[column]
+            value = NO_VALUE if value is None else value
+            key = (product_id, name, bot, day, value)
+            count = counts.get(key)
+            if count is None:
+                counts[key] = [sign, view]
+            else:
+                count[0] += sign
+                count[1] += view
+            if visitor is not None:
+                vkey = (product_id, name, bot, period, value, visitor)
+                seen[vkey] = seen.get(vkey, 0) | 1 << bit
+        if visitor is not None:
+            vkey = (product_id, VISITORS, bot, period, NO_VALUE, visitor)
+            seen[vkey] = seen.get(vkey, 0) | 1 << bit
+        user_id = row["user_id"]
+        if user_id is not None:
+            vkey = (product_id, USERS, bot, period, NO_VALUE, user_id)
+            seen[vkey] = seen.get(vkey, 0) | 1 << bit
+    day_rows = [
+        {
+            "product_id": k[0],
+            "dimension": k[1],
+            "is_bot": k[2],
+            "day": k[3],
+            "value": k[4],
+            "events": counts[k][0],
+            "pageviews": counts[k][1],
+        }
+        for k in sorted(counts)
+    ]
+    visitor_rows = [
+        {
+            "product_id": k[0],
+            "dimension": k[1],
+            "is_bot": k[2],
+            "period": k[3],
+            "value": k[4],
+            "visitor": k[5],
+            "days": seen[k],
+        }
+        for k in sorted(seen)
+    ]
+    return day_rows, visitor_rows
+
+
 def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
-    """Add the newly stored events to the daily rollup."""
+    """Add the newly stored events to the daily rollups (``visitor_days``,
+    ``value_days``, ``value_visitors``): the writer's one hook for them."""
     deltas = visitor_day_deltas(new_rows)
     if deltas:
         statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
         execute_rows(conn, statement, DELTA_COLUMNS, deltas)
+    day_rows, visitor_rows = value_deltas(new_rows)
+    if day_rows:
+        statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
+        execute_rows(conn, statement, VALUE_DAY_COLUMNS, day_rows)
+    if visitor_rows:
+        statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)
+        execute_rows(conn, statement, VALUE_VISITOR_COLUMNS, visitor_rows)
+
+
+def unrecord_events(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Take events about to be deleted (an erasure) out of ``value_days``; rows left
+    without events go. (``visitor_days`` and ``value_visitors`` rows are the erased
+    visitor's own: the erasure deletes them.)"""
+    day_rows, _ = value_deltas(rows, sign=-1)
+    if not day_rows:
+        return
+    keys = ("product_id", "dimension", "is_bot", "day", "value")
+    c = value_days.c
+    key = [c[k] == sa.bindparam(f"k_{k}", type_=c[k].type) for k in keys]
+    params = [
+        {"d_events": r["events"], "d_pageviews": r["pageviews"], **{f"k_{k}": r[k] for k in keys}}
+        for r in day_rows
+    ]
+    conn.execute(
+        sa.update(value_days)
+        .where(*key)
+        .values(
+            events=c.events + sa.bindparam("d_events"),
+            pageviews=c.pageviews + sa.bindparam("d_pageviews"),
+        ),
+        params,
+    )
+    conn.execute(sa.delete(value_days).where(*key, c.events <= 0), params)
 
 
 def _upsert_statement(conn: sa.Connection) -> Any:
@@ -69,4 +227,25 @@ def _upsert_statement(conn: sa.Connection) -> Any:
             "events": old.events + new.events,
             "pageviews": old.pageviews + new.pageviews,
         },
+    )
+
+
+def _value_days_statement(conn: sa.Connection) -> Any:
+    insert = bulk_insert(conn, value_days, VALUE_DAY_COLUMNS)
+    new, old = insert.excluded, value_days.c
+    return insert.on_conflict_do_update(
+        index_elements=["product_id", "dimension", "is_bot", "day", "value"],
+        set_={"events": old.events + new.events, "pageviews": old.pageviews + new.pageviews},
+    )
+
+
+def _value_visitors_statement(conn: sa.Connection) -> Any:
+    insert = bulk_insert(conn, value_visitors, VALUE_VISITOR_COLUMNS)
+    new, old = insert.excluded, value_visitors.c
+    days = old.days.bitwise_or(new.days)
+    # A visitor seen again on a day already set changes nothing: no row version written.
+    return insert.on_conflict_do_update(
+        index_elements=["product_id", "dimension", "is_bot", "period", "value", "visitor"],
+        set_={"days": days},
+        where=days != old.days,
     )

@@ -184,10 +184,13 @@ events = sa.Table(
         "product_id", "message_id", name="uq_events_product_message", info={ONLY_ON: "sqlite"}
     ).ddl_if(dialect="sqlite"),
     sa.Index("ix_events_product_timestamp", "product_id", "timestamp"),
-    sa.Index("ix_events_product_user", "product_id", "user_id"),
-    # With user_id: "anonymous id in (...) and user id is null" (the read API's user filter,
-    # sightline/store/identity.py) is one index range, not a scan of every anonymous event.
-    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id", "user_id"),
+    # With the time: a person's newest events (the read API's user filter,
+    # sightline/store/identity.py) are ranges of these two, in time order, whatever the
+    # planner guesses of how many there are (migration 0008).
+    sa.Index("ix_events_product_user", "product_id", "user_id", "timestamp"),
+    # With user_id: "anonymous id in (...) and user id is null" is one index range, not a
+    # scan of every anonymous event.
+    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id", "user_id", "timestamp"),
     sa.Index("ix_events_product_account", "product_id", "account_id"),
     sa.Index("ix_events_product_entity", "product_id", "entity_type", "entity_id"),
     # The read API (sightline/store/reads.py): newest first, keyset on (timestamp, id).
@@ -305,6 +308,57 @@ visitor_days = sa.Table(
     sa.Column("is_user", sa.Boolean, nullable=False),
     sa.Column("events", sa.Integer, nullable=False),
     sa.Column("pageviews", sa.Integer, nullable=False),
+)
+
+value_days = sa.Table(
+    "value_days",
+    metadata,
+    # A breakdown's daily rollup (sightline/store/rollups.py): the events and page views of
+    # one value of one breakdown ("page", "referrer" ... "event") per UTC day, bots apart.
+    # value '' stands for events without the dimension (the column is NULL). Kept by the
+    # writer in the batch's transaction from the newly stored events only.
+    sa.Column("product_id", sa.String(40), primary_key=True),
+    sa.Column("dimension", sa.String(16), primary_key=True),
+    sa.Column("is_bot", sa.Boolean, primary_key=True),
+    sa.Column("day", Time, primary_key=True),  # midnight UTC
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column("events", sa.Integer, nullable=False),
+    sa.Column("pageviews", sa.Integer, nullable=False),
+    # SQLite: the rows live in the key's b-tree, so a range of keys is read with its counts
+    # (no lookup per row into a rowid table).
+    sqlite_with_rowid=False,
+)
+
+value_visitors = sa.Table(
+    "value_visitors",
+    metadata,
+    # The visitors of each breakdown value (sightline/store/rollups.py): one row per visitor
+    # and value per period of 63 UTC days, a bit set for each day they had an event with
+    # the value. A range's exact unique visitors per value: distinct visitors of the rows
+    # whose bits meet the range's days. Two more dimensions, "visitors" and "users" (value
+    # ''), hold every visitor and user id: the totals' uniques. Keyed by (product_id,
+    # visitor): an erasure
+    # deletes a person's rows (sightline/store/erasure.py).
+    sa.Column("product_id", sa.String(40), nullable=False),
+    sa.Column("dimension", sa.String(16), nullable=False),
+    sa.Column("is_bot", sa.Boolean, nullable=False),
+    sa.Column("period", sa.Integer, nullable=False),  # days since 1970-01-01 // 63
+    sa.Column("value", sa.Text, nullable=False),
+    # the user id, else the anonymous id (events with neither have no visitor row)
+    sa.Column("visitor", sa.String(255), nullable=False),
+    sa.Column("days", sa.BigInteger, nullable=False),  # bit n: the period's n-th day
+    # PostgreSQL: the key's index carries the days, so a range is read from the index alone
+    # (an index-only scan); SQLite: the rows live in the key's b-tree (WITHOUT ROWID).
+    sa.PrimaryKeyConstraint(
+        "product_id",
+        "dimension",
+        "is_bot",
+        "period",
+        "value",
+        "visitor",
+        postgresql_include=["days"],
+    ),
+    sqlite_with_rowid=False,
 )
 
 suppression_lists = sa.Table(

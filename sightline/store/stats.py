@@ -4,7 +4,9 @@ Named functions over a connection, portable between SQLite and PostgreSQL: the
 dimensions are plain columns of ``events`` that the writer fills from the enriched
 context (``sightline.store.dimensions``), sessions come from the ``sessions`` table the
 worker keeps (``sightline.store.sessions``). Times are UTC; intervals start on the hour,
-at midnight, or on Monday at midnight (ISO weeks).
+at midnight, or on Monday at midnight (ISO weeks). Ranges of whole UTC days read the
+daily rollups the writer keeps (``sightline.store.rollups``): the same, exact, numbers
+as the events give (``StatsQuery(rollups=False)`` reads the events; tests compare).
 
 Definitions:
 
@@ -26,23 +28,18 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from sightline.store.rollups import utc_day
-from sightline.store.schema import events, sessions, visitor_days
+from sightline.store.rollups import (
+    BREAKDOWN_COLUMNS,
+    NO_VALUE,
+    USERS,
+    VISITORS,
+    period_masks,
+    utc_day,
+)
+from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 
 INTERVALS = ("hour", "day", "week")
-BREAKDOWNS: dict[str, str] = {
-    "page": "page_path",
-    "referrer": "referrer_host",
-    "channel": "channel",
-    "utm_source": "utm_source",
-    "utm_medium": "utm_medium",
-    "utm_campaign": "utm_campaign",
-    "country": "country",
-    "browser": "browser",
-    "os": "os",
-    "device": "device_type",
-    "event": "name",
-}
+BREAKDOWNS: dict[str, str] = BREAKDOWN_COLUMNS
 """Breakdown name -> the ``events`` column it groups by."""
 VIEW_TYPES = ("page", "screen")
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
@@ -279,33 +276,89 @@ def traffic_series(conn: sa.Connection, query: StatsQuery) -> list[Point]:
     return list(points.values())
 
 
+def _rollup_totals(conn: sa.Connection, query: StatsQuery, totals: Counts) -> None:
+    """Whole UTC days: events and page views summed over the ``event`` breakdown's
+    ``value_days`` rows (every event has a name), unique visitors and users counted in
+    ``value_visitors`` (its ``visitors`` and ``users`` dimensions)."""
+    d = value_days.c
+    where = [d.dimension == "event", d.day >= _utc(query.start), d.day < _utc(query.end)]
+    if query.product_id is not None:
+        where.append(d.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(d.is_bot.is_(False))
+    row = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(d.events), 0).label("events"),
+            sa.func.coalesce(sa.func.sum(d.pageviews), 0).label("pageviews"),
+        ).where(*where)
+    ).one()
+    totals.events, totals.pageviews = int(row.events), int(row.pageviews)
+    for name in (VISITORS, USERS):
+        seen, unique = _seen(query, name)
+        count = int(conn.execute(sa.select(unique).where(*seen)).scalar_one())
+        if name == VISITORS:
+            totals.visitors = count
+        else:
+            totals.users = count
+
+
+def _seen(query: StatsQuery, dimension: str) -> tuple[list[sa.ColumnElement[bool]], Any]:
+    """The ``value_visitors`` rows of ``dimension`` whose day bits meet the range's, and
+    how to count their distinct visitors."""
+    v = value_visitors.c
+    masks = period_masks(_utc(query.start), _utc(query.end))
+    low, high = min(masks), max(masks)
+    where: list[sa.ColumnElement[bool]] = [v.dimension == dimension]
+    if query.product_id is not None:
+        where.append(v.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(v.is_bot.is_(False))
+    if low == high:
+        where += [v.period == low, v.days.bitwise_and(sa.literal(masks[low], sa.BigInteger)) != 0]
+    else:
+        mask = sa.case({p: sa.literal(m, sa.BigInteger) for p, m in masks.items()}, value=v.period)
+        where += [v.period.between(low, high), v.days.bitwise_and(mask) != 0]
+    # One row per visitor (and value) when a single product, period and bot flag are read.
+    single = low == high and query.product_id is not None and not query.include_bots
+    return where, sa.func.count() if single else sa.func.count(sa.distinct(v.visitor))
+
+
 def traffic_totals(conn: sa.Connection, query: StatsQuery) -> Counts:
     """The whole range's counts (uniques over the range, not summed per interval)."""
     totals = Counts()
-    if uses_rollup(query):
-        counted = sa.select(*_rollup_counts(False)).where(*_rollup_where(query))
+    if uses_value_rollup(query):
+        _rollup_totals(conn, query, totals)
     else:
-        counted = sa.select(*_event_counts()).where(*_event_where(query))
-    row = conn.execute(counted).one()
-    totals.events, totals.pageviews = int(row.events), int(row.pageviews)
-    totals.users, totals.visitors = int(row.users), int(row.visitors)
+        row = conn.execute(sa.select(*_event_counts()).where(*_event_where(query))).one()
+        totals.events, totals.pageviews = int(row.events), int(row.pageviews)
+        totals.users, totals.visitors = int(row.users), int(row.visitors)
     row = conn.execute(sa.select(*_session_counts()).where(*_session_where(query))).one()
     _fill_sessions(totals, row.sessions, row.bounces, row.viewed)
     return totals
 
 
+def uses_value_rollup(query: StatsQuery) -> bool:
+    """Whether ``value_days`` and ``value_visitors`` answer the breakdowns: whole UTC days
+    (any interval: a breakdown covers the whole range)."""
+    start, end = _utc(query.start), _utc(query.end)
+    return query.rollups and start == utc_day(start) and end == utc_day(end)
+
+
 def breakdown(conn: sa.Connection, query: StatsQuery, by: str) -> Breakdown:
     """The top values of one dimension (``BREAKDOWNS``) by visitors, then events."""
-    column = events.c[BREAKDOWNS[by]].label("value")
-    visitors = sa.func.count(sa.distinct(_visitor())).label("visitors")
-    count = sa.func.count().label("events")
-    rows = conn.execute(
-        sa.select(column, count, _views().label("pageviews"), visitors)
-        .where(*_event_where(query))
-        .group_by(column)
-        .order_by(visitors.desc(), count.desc(), column)
-        .limit(query.limit)
-    )
+    if uses_value_rollup(query):
+        rows = _rollup_breakdown(conn, query, by)
+    else:
+        column = events.c[BREAKDOWNS[by]].label("value")
+        visitors = sa.func.count(sa.distinct(_visitor())).label("visitors")
+        count = sa.func.count().label("events")
+        rows = conn.execute(
+            sa.select(column, count, _views().label("pageviews"), visitors)
+            .where(*_event_where(query))
+            .group_by(column)
+            .order_by(visitors.desc(), count.desc(), column)
+            .limit(query.limit)
+        )
     return Breakdown(
         by=by,
         rows=[
@@ -317,6 +370,45 @@ def breakdown(conn: sa.Connection, query: StatsQuery, by: str) -> Breakdown:
             )
             for row in rows
         ],
+    )
+
+
+def _rollup_breakdown(conn: sa.Connection, query: StatsQuery, by: str) -> Any:
+    """A breakdown of whole UTC days: events and page views summed from ``value_days``,
+    exact unique visitors from ``value_visitors`` (distinct visitors of the rows whose
+    day bits meet the range's); the same rows, in the same order, as from the events."""
+    start, end = _utc(query.start), _utc(query.end)
+    d = value_days.c
+    where = [d.dimension == by, d.day >= start, d.day < end]
+    if query.product_id is not None:
+        where.append(d.product_id == query.product_id)
+    if not query.include_bots:
+        where.append(d.is_bot.is_(False))
+    counts = (
+        sa.select(
+            d.value,
+            sa.func.sum(d.events).label("events"),
+            sa.func.sum(d.pageviews).label("pageviews"),
+        )
+        .where(*where)
+        .group_by(d.value)
+        .subquery("counts")
+    )
+    where, unique = _seen(query, by)
+    v = value_visitors.c
+    seen = (
+        sa.select(v.value, unique.label("visitors"))
+        .where(*where)
+        .group_by(v.value)
+        .subquery("seen")
+    )
+    visitors = sa.func.coalesce(seen.c.visitors, 0).label("visitors")
+    value = counts.c.value if by == "event" else sa.func.nullif(counts.c.value, NO_VALUE)
+    return conn.execute(
+        sa.select(value.label("value"), counts.c.events, counts.c.pageviews, visitors)
+        .select_from(counts.outerjoin(seen, seen.c.value == counts.c.value))
+        .order_by(visitors.desc(), counts.c.events.desc(), value)
+        .limit(query.limit)
     )
 
 

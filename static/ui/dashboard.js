@@ -42,6 +42,10 @@
     events: new Map(),
     chart: null,
     chartData: null,
+    trafficSource: null,
+    trafficTimer: null,
+    trafficPoll: null,
+    trafficAt: 0,
     opener: null,
   };
 
@@ -202,6 +206,7 @@
 
   function showLogin() {
     closeLive();
+    closeTrafficStream();
     $("nav").hidden = true;
     $("who").hidden = true;
     document.querySelectorAll(".view").forEach(function (v) { v.hidden = true; });
@@ -257,6 +262,8 @@
       else a.removeAttribute("aria-current");
     });
     if (name !== "live") closeLive();
+    if (name !== "traffic") closeTrafficStream();
+    else openTrafficStream();
     ({ live: openLive, traffic: loadTraffic, people: loadPeople, deadletters: loadDeadLetters,
        products: loadProducts })[name]();
     if (moveFocus) $("view-" + name).querySelector("h1").focus();
@@ -439,11 +446,16 @@
         to: new Date(new Date(to + "T00:00:00Z").getTime() + DAY).toISOString(),
       };
     }
-    // Up to the next minute: an event sent a moment ago is in the range.
-    var end = Math.ceil((Date.now() + 1) / 60000) * 60000;
+    if (range === "1") {
+      // Up to the next minute: an event sent a moment ago is in the range.
+      var end = Math.ceil((Date.now() + 1) / 60000) * 60000;
+      return { from: new Date(end - DAY).toISOString(), to: new Date(end).toISOString() };
+    }
+    // Whole UTC days, today's included: what the stats' daily rollups answer.
+    var tomorrow = (Math.floor(Date.now() / DAY) + 1) * DAY;
     return {
-      from: new Date(end - Number(range) * DAY).toISOString(),
-      to: new Date(end).toISOString(),
+      from: new Date(tomorrow - Number(range) * DAY).toISOString(),
+      to: new Date(tomorrow).toISOString(),
     };
   }
 
@@ -479,6 +491,7 @@
       bots: $("traffic-bots").checked ? "include" : "",
       limit: 10,
     };
+    state.trafficAt = Date.now();
     $("view-traffic").setAttribute("aria-busy", "true");
     return api("/api/v1/stats?" + qs(params))
       .then(function (stats) {
@@ -490,6 +503,48 @@
       .catch(showError)
       .then(function () { $("view-traffic").removeAttribute("aria-busy"); });
   }
+
+  // While the traffic view is shown in a visible tab, its stats are asked again when the
+  // live stream says events were stored (at most every REFRESH_MS), and every POLL_MS
+  // anyway (a stream that dropped, a day that turned): new traffic shows without a reload.
+  var REFRESH_MS = 5000;
+  var POLL_MS = 60000;
+
+  function openTrafficStream() {
+    closeTrafficStream();
+    if (document.hidden) return;
+    var source = new EventSource("/api/v1/live?" + qs({ product: state.product }));
+    state.trafficSource = source;
+    source.addEventListener("event", scheduleTraffic);
+    source.addEventListener("reset", scheduleTraffic);
+    state.trafficPoll = setInterval(scheduleTraffic, POLL_MS);
+  }
+
+  function closeTrafficStream() {
+    if (state.trafficSource) state.trafficSource.close();
+    clearInterval(state.trafficPoll);
+    clearTimeout(state.trafficTimer);
+    state.trafficSource = state.trafficPoll = state.trafficTimer = null;
+  }
+
+  function scheduleTraffic() {
+    if (state.trafficTimer) return; // one refresh pending at a time
+    var wait = Math.max(0, state.trafficAt + REFRESH_MS - Date.now());
+    state.trafficTimer = setTimeout(function () {
+      state.trafficTimer = null;
+      if (state.view === "traffic" && !document.hidden) loadTraffic();
+    }, wait);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (state.view !== "traffic" || !state.session) return;
+    if (document.hidden) {
+      closeTrafficStream();
+    } else {
+      loadTraffic();
+      openTrafficStream();
+    }
+  });
 
   function renderTotals(t) {
     var rate = t.bounce_rate === null ? "–" : Math.round(t.bounce_rate * 100) + " %";

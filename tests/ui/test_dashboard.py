@@ -274,6 +274,24 @@ def test_traffic_chart_and_top_pages_change(page: Page, up: Up, shots: Path) -> 
     page.screenshot(path=shots / "ui-traffic.png", full_page=True)
 
 
+def test_traffic_refreshes_itself_as_events_arrive(page: Page, up: Up) -> None:
+    """No click, no reload: the live stream says events were stored, the view asks again."""
+    views = page.locator("#totals .card", has_text="Page views").locator("dd")
+    expect(views).to_have_text("8")
+    page.evaluate("window.notReloaded = true")
+    up.page_view("/refreshed", "anon-refresh-0")
+    up.page_view("/refreshed", "anon-refresh-1")
+    # Refreshes are at most 5 s apart; the worker stores within a second or two.
+    expect(views).to_have_text("10", timeout=30_000)
+    expect(page.locator("#breakdown-page")).to_contain_text("/refreshed")
+    assert page.evaluate("window.notReloaded") is True
+    # Another view closes the traffic stream; coming back opens it again.
+    go(page, "live")
+    go(page, "traffic")
+    up.page_view("/refreshed", "anon-refresh-2")
+    expect(views).to_have_text("11", timeout=30_000)
+
+
 def test_a_user_and_an_account_with_their_identity_graph(page: Page, up: Up, shots: Path) -> None:
     go(page, "people")
     page.locator("#people-table").get_by_role("button", name="ada").click()

@@ -9,7 +9,7 @@ statements; on a populated one it copies the table once (done inside the migrati
 transaction: nothing is half-converted if it fails). SQLite: nothing to do.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-30 18:00:00
 """
 
@@ -30,7 +30,7 @@ from sightline.store.partitions import (
 )
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -38,8 +38,8 @@ OLD = "events_unpartitioned"
 
 INDEXES = {
     "ix_events_product_timestamp": "product_id, timestamp",
-    "ix_events_product_user": "product_id, user_id",
-    "ix_events_product_anonymous": "product_id, anonymous_id, user_id",
+    "ix_events_product_user": "product_id, user_id, timestamp",
+    "ix_events_product_anonymous": "product_id, anonymous_id, user_id, timestamp",
     "ix_events_product_account": "product_id, account_id",
     "ix_events_product_entity": "product_id, entity_type, entity_id",
     "ix_events_timestamp_id": "timestamp, id",
