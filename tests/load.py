@@ -115,7 +115,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
     while time.monotonic() - start < timeout:
         if check():
             return time.monotonic() - start
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(f"{what}: not within {timeout} s")
 
 

@@ -35,6 +35,7 @@ from sightline.store.db import make_engine
 from sightline.store.products import ensure_default_product
 from sightline.store.schema import events
 from tests.harness import running_system
+from tests.load import wait_for
 from tests.servers import RedisServer, free_port
 from tests.test_up import read_until, stop, wait_for_names
 from tests.test_up import sightline as up_process
@@ -160,13 +161,6 @@ def _answers(running: Collector) -> bool:
     except httpx.TransportError:
         return False
     return True
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from sightline.store.products import create_product
 from sightline.store.schema import events, users
 from tests.harness import REDIS_TIMEOUT, System, running_system
 from tests.jobs import JobWriter
+from tests.load import wait_for
 from tests.servers import PostgresServer
 from tests.worker.test_batch import forged, queued_envelopes_all, requeue
 from worker.jobs import OUTAGE_INTERVALS, outage_retry
@@ -102,15 +103,6 @@ def burst_worker(system: System) -> None:
         capture_output=True,
         timeout=60,
     )
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def stored(system: System) -> int:
