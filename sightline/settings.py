@@ -243,6 +243,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIGHTLINE_MAX_RETRIES", "max_retries", _non_negative_int),
     Variable("SIGHTLINE_OUTAGE_RETRY_HOURS", "outage_retry_hours", _non_negative_float),
     Variable("SIGHTLINE_WORKER_LIVENESS_TTL", "worker_liveness_ttl", _positive_float),
+    Variable("SIGHTLINE_WORKER_MAX_EVENTS", "worker_max_events", _positive_int),
     Variable("SIGHTLINE_HOST", "host", _text),
     Variable("PORT", "port", _port),
     Variable("SIGHTLINE_FSYNC", "fsync", _fsync),
@@ -289,6 +290,9 @@ class Settings:
     worker_liveness_ttl: float = 3.0
     """Seconds a worker's liveness key outlives its last heartbeat: a job whose worker
     has none for that long was abandoned (SIGKILL, lost host) and is requeued."""
+    worker_max_events: int = 2000
+    """Envelopes a worker stores in one transaction, taken from as many queued jobs
+    (collector flushes) as hold them when the queue has a backlog; 1: a job at a time."""
     host: str = "127.0.0.1"
     """The collector's listening address (``sightline up`` / ``sightline collector``)."""
     port: int = 8000

@@ -8,7 +8,6 @@ import signal
 import threading
 
 from redis.exceptions import RedisError
-from rq import SimpleWorker
 from rq.exceptions import StopRequested
 
 from sightline.queue import make_queue
@@ -18,6 +17,7 @@ from sightline.settings import Settings
 from worker import runtime
 from worker.maintenance import Maintenance
 from worker.recovery import Recovery
+from worker.rqworker import SightlineWorker
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
 
     ``SimpleWorker`` runs jobs in this process: the GeoIP reader, user-agent cache
     and database pool loaded once serve every job, where a forking worker would
-    rebuild them per job (measured: ~190 jobs/s against ~80/s). A :class:`Recovery`
+    rebuild them per job (measured: ~190 jobs/s against ~80/s). Ours,
+    :class:`~worker.rqworker.SightlineWorker`, stores a backlog of jobs (up to
+    ``SIGHTLINE_WORKER_MAX_EVENTS`` envelopes) in one transaction. A :class:`Recovery`
     thread requeues, within seconds, the jobs of workers that died mid-job.
 
     RQ quits when Redis goes away under a job (its bookkeeping raises). This process
@@ -44,9 +46,10 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     worked = False
     try:
         while True:
-            worker = SimpleWorker(
+            worker = SightlineWorker(
                 [queue], connection=connection, serializer=JSONSerializer, name=name
             )
+            worker.max_events = settings.worker_max_events
             recovery = Recovery(
                 connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
             )

@@ -57,7 +57,8 @@ from sightline.redis_keys import worker_alive_key, workers_key
 log = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
-_RECOVERIES = "sightline_recoveries"
+RECOVERIES = "sightline_recoveries"
+"""The job meta field counting how often a job was requeued from a dead worker."""
 
 
 def _text(value: object) -> str:
@@ -212,8 +213,8 @@ class Recovery:
                 return False
         elif status != JobStatus.STARTED:
             return False
-        recoveries = int(job.meta.get(_RECOVERIES, 0)) + 1
-        job.meta[_RECOVERIES] = recoveries
+        recoveries = int(job.meta.get(RECOVERIES, 0)) + 1
+        job.meta[RECOVERIES] = recoveries
         job.save_meta()  # type: ignore[no-untyped-call]
         if recoveries > MAX_RECOVERIES:
             message = f"abandoned {recoveries} times (last by worker {worker}): not requeued"

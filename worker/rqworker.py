@@ -1,0 +1,218 @@
+"""The RQ worker class: several queued batches in ONE transaction, RQ's bookkeeping pipelined.
+
+The collector writes one job per group-commit flush. Under moderate load a flush holds a
+handful of events, and RQ's per-job bookkeeping (about twenty Redis round trips: the
+execution record, the job's status, its deletion, the worker's heartbeat and state) plus
+one database transaction per job cost far more than the events themselves. So when the
+queue has a backlog, :class:`SightlineWorker` takes up to ``SIGHTLINE_WORKER_MAX_EVENTS``
+envelopes' worth of jobs and
+
+1. claims them as RQ does (``LMOVE`` onto the intermediate list, then, in ONE
+   ``MULTI``/``EXEC``, each job's execution record, StartedJobRegistry entry, worker
+   name and ``started`` status, and its removal from the intermediate list): every
+   claimed job is where :mod:`worker.recovery` looks for the jobs of a dead worker;
+2. stores all their envelopes in one batch, one transaction (``worker.jobs.process_batch``:
+   a bad envelope is still a dead letter, its neighbours stored);
+3. finishes them all in one pipeline, after the commit (a worker killed in between
+   leaves them started: they are requeued and run again, and the store, idempotent on
+   (product, message id), stores nothing twice).
+
+If the combined batch raises (a bug, not an outage), each job is run again on its own,
+RQ's way, so only the job at fault fails; through a database outage every job gets
+RQ's ``Retry`` as it would alone. A job recovered after its worker died is run on its own
+(so a job that kills its worker never takes its neighbours to the failed registry), as
+is anything not a plain ``process_batch`` job. The worker's heartbeat and state, which RQ
+writes several times per job, are written at most once a second and when they change.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from redis.client import Pipeline
+from rq import Queue, Retry, SimpleWorker
+from rq.executions import Execution
+from rq.job import Job
+from rq.results import Result
+from rq.timeouts import JobTimeoutException
+from rq.utils import now
+from rq.worker.base import WorkerStatus
+
+from sightline.queue import JOB_FUNCTION
+from worker import jobs
+from worker.recovery import RECOVERIES
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 1.0
+"""Seconds between the worker heartbeats RQ would send several times per job. RQ's worker
+key lives ``worker_ttl + 60`` s (minutes); liveness is :mod:`worker.recovery`'s key."""
+CLAIM_ROUND = 64
+"""Most jobs moved off the queue in one round trip."""
+
+
+class SightlineWorker(SimpleWorker):
+    """A :class:`~rq.SimpleWorker` that stores a backlog of batch jobs in one transaction."""
+
+    max_events: int = 1
+    """Envelopes one transaction may take from several jobs; 1 runs each job alone."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if (
+            timeout is None
+            and pipeline is None
+            and self.last_heartbeat is not None
+            and (now() - self.last_heartbeat).total_seconds() < HEARTBEAT_INTERVAL
+        ):
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == self.get_state():
+            return
+        super().set_state(state, pipeline)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if not _combinable(job):
+            super().execute_job(job, queue)
+            return
+        batch = [job, *self._claim(queue, self.max_events - _size(job))]
+        executions = self._start(batch, queue)
+        envelopes = [envelope for j in batch for envelope in j.args[0]]
+        timeout = max(j.timeout or queue.DEFAULT_TIMEOUT for j in batch)
+        try:
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                result = jobs.process_batch(envelopes)
+        except Exception:
+            if len(batch) == 1:
+                self._finalize_failure(job, queue, executions[0], sys.exc_info())
+                self.set_state(WorkerStatus.IDLE)
+                return
+            log.exception("a batch of %d jobs failed: running each on its own", len(batch))
+            for each, execution in zip(batch, executions, strict=True):
+                self.perform_job(each, queue, execution)
+            self.set_state(WorkerStatus.IDLE)
+            return
+        ended = now()
+        for each in batch:
+            each.ended_at = ended
+        if isinstance(result, Retry):
+            for each, execution in zip(batch, executions, strict=True):
+                self.handle_job_retry(each, queue, result, queue.started_job_registry, execution)
+            self.set_state(WorkerStatus.IDLE)
+            return
+        self._finish(batch, executions)
+
+    def _claim(self, queue: Queue, budget: int) -> list[Job]:
+        """Move queued jobs holding up to ``budget`` envelopes onto the intermediate list
+        (as RQ's dequeue does, one job at a time); a job that is not to be combined goes
+        back to the front of the queue."""
+        claimed: list[Job] = []
+        while budget > 0:
+            average = max(1, math.ceil(sum(map(_size, claimed)) / len(claimed))) if claimed else 1
+            count = max(1, min(CLAIM_ROUND, budget // average))
+            with self.connection.pipeline(transaction=False) as pipe:
+                for _ in range(count):
+                    pipe.lmove(queue.key, queue.intermediate_queue_key)
+                moved = [_text(raw) for raw in pipe.execute() if raw is not None]
+            if not moved:
+                break
+            back: list[str] = []
+            gone: list[str] = []
+            for job_id, job in zip(
+                moved,
+                Job.fetch_many(moved, connection=self.connection, serializer=self.serializer),
+                strict=True,
+            ):
+                if job is None:
+                    gone.append(job_id)  # deleted since it was queued (RQ skips it too)
+                elif budget > 0 and _combinable(job):
+                    claimed.append(job)
+                    budget -= _size(job)
+                else:
+                    back.append(job_id)
+            if back or gone:
+                with self.connection.pipeline() as pipe:
+                    for job_id in [*back, *gone]:
+                        pipe.lrem(queue.intermediate_queue_key, 1, job_id)
+                    if back:
+                        pipe.lpush(queue.key, *reversed(back))  # their places at the front
+                    pipe.execute()
+            if len(moved) < count or back:
+                break
+        return claimed
+
+    def _start(self, batch: Sequence[Job], queue: Queue) -> list[Execution]:
+        """RQ's two steps of starting a job (``prepare_execution``, ``prepare_job_execution``)
+        for every job of ``batch``, in one transaction."""
+        executions: list[Execution] = []
+        with self.connection.pipeline() as pipe:
+            ttl = 0
+            for job in batch:
+                ttl = self.get_heartbeat_ttl(job)
+                execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+                self.executions[execution.id] = execution
+                executions.append(execution)
+                job.prepare_for_execution(self.name, pipeline=pipe)
+                pipe.persist(job.key)
+                pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(ttl, pipeline=pipe)
+            pipe.execute()
+        self.procline(f"Processing {len(batch)} jobs from {queue.name}")  # type: ignore[no-untyped-call]
+        return executions
+
+    def _finish(self, batch: Sequence[Job], executions: Sequence[Execution]) -> None:
+        """What RQ does for a successful job kept for no time (``result_ttl=0``): the job,
+        its execution and registry entries deleted; the worker's counters."""
+        working = timedelta()
+        with self.connection.pipeline() as pipe:
+            for job, execution in zip(batch, executions, strict=True):
+                execution.delete(job=job, pipeline=pipe)
+                self.executions.pop(execution.id, None)
+                pipe.delete(
+                    job.key,
+                    job.dependents_key,
+                    job.dependencies_key,
+                    job.execution_registry.key,
+                    Result.get_key(job.id),  # type: ignore[no-untyped-call]
+                )
+                assert job.started_at is not None and job.ended_at is not None
+                working += job.ended_at - job.started_at
+            pipe.hincrby(self.key, "successful_job_count", len(batch))
+            self.increment_total_working_time(working, pipe)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            pipe.execute()
+
+
+def _combinable(job: Job) -> bool:
+    """A plain ``process_batch`` job as the collector writes it, never yet abandoned."""
+    return (
+        job.func_name == JOB_FUNCTION
+        and job.result_ttl == 0
+        and not job.meta.get(RECOVERIES)
+        and job.group_id is None
+        and job.repeats_left is None
+        and not job.has_rate_limit
+        and not job.webhooks
+        and not job._success_callback_name
+        and not job._failure_callback_name
+        and not job._dependency_ids
+        and len(job.args) == 1
+        and not job.kwargs
+        and isinstance(job.args[0], list)
+    )
+
+
+def _size(job: Job) -> int:
+    envelopes: list[Any] = job.args[0]
+    return len(envelopes)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
