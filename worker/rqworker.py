@@ -81,7 +81,7 @@ class SightlineWorker(SimpleWorker):
         if not _combinable(job):
             super().execute_job(job, queue)
             return
-        batch = [job, *self._claim(queue, self.max_events - _size(job))]
+        batch = [job, *self._claim(queue, self.max_events - _size(job), _size(job))]
         executions = self._start(batch, queue)
         envelopes = [envelope for j in batch for envelope in j.args[0]]
         timeout = max(j.timeout or queue.DEFAULT_TIMEOUT for j in batch)
@@ -108,14 +108,14 @@ class SightlineWorker(SimpleWorker):
             return
         self._finish(batch, executions)
 
-    def _claim(self, queue: Queue, budget: int) -> list[Job]:
+    def _claim(self, queue: Queue, budget: int, estimate: int) -> list[Job]:
         """Move queued jobs holding up to ``budget`` envelopes onto the intermediate list
-        (as RQ's dequeue does, one job at a time); a job that is not to be combined goes
-        back to the front of the queue."""
+        (as RQ's dequeue does, one job at a time), ``estimate`` envelopes a job to begin
+        with; a job that is not to be combined goes back to the front of the queue."""
         claimed: list[Job] = []
         while budget > 0:
-            average = max(1, math.ceil(sum(map(_size, claimed)) / len(claimed))) if claimed else 1
-            count = max(1, min(CLAIM_ROUND, budget // average))
+            average = math.ceil(sum(map(_size, claimed)) / len(claimed)) if claimed else estimate
+            count = max(1, min(CLAIM_ROUND, budget // max(1, average)))
             with self.connection.pipeline(transaction=False) as pipe:
                 for _ in range(count):
                     pipe.lmove(queue.key, queue.intermediate_queue_key)

@@ -1,0 +1,199 @@
+"""Several queued jobs in one transaction (``worker.rqworker``): what each job would do alone.
+
+The worker takes a backlog of collector flushes (up to ``SIGHTLINE_WORKER_MAX_EVENTS``
+envelopes) and stores them in one batch; a poisoned envelope is still a dead letter
+beside stored neighbours, a job that raises fails alone, a recovered job runs alone, and
+RQ's bookkeeping leaves nothing behind in Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+import worker.batch
+from sightline.queue import make_queue
+from sightline.store.schema import events
+from tests.harness import System
+from tests.jobs import JobWriter
+from tests.load import wait_for
+from tests.worker.test_batch import forged
+from tests.worker.test_faults import event_count_of, stored, track_batch, worker_process
+from worker import jobs
+from worker.recovery import RECOVERIES
+
+
+def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the worker stores (one per transaction)."""
+    sizes: list[int] = []
+    process_batch = jobs.process_batch
+
+    def recording(envelopes: list[Any]) -> Any:
+        sizes.append(len(envelopes))
+        return process_batch(envelopes)
+
+    monkeypatch.setattr(jobs, "process_batch", recording)
+    return sizes
+
+
+def write_jobs(system: System, *batches: list[Any]) -> list[str]:
+    queue = make_queue(system.redis, system.settings.queue_name)
+    writer = JobWriter(queue, max_retries=1, job_timeout=60)
+    for batch in batches:
+        writer.write(batch)
+    return list(queue.job_ids)
+
+
+def track(system: System, message_id: str, name: str = "E", user: str = "u") -> dict[str, Any]:
+    return forged(system, id=f"env-{message_id}", body={"userId": user, "event": name,
+                                                        "messageId": message_id})  # fmt: skip
+
+
+def assert_rq_left_nothing(system: System) -> None:
+    queue = make_queue(system.redis, system.settings.queue_name)
+    assert queue.count == 0
+    assert system.redis.llen(queue.intermediate_queue_key) == 0
+    assert StartedJobRegistry(queue.name, connection=system.redis).count == 0
+    assert system.redis.keys("rq:job:*") == []
+    assert system.redis.keys("rq:execution:*") == []
+    assert system.redis.keys("rq:executions:*") == []
+    for key in system.redis.keys("rq:worker:*:executions"):
+        assert system.redis.scard(key) == 0
+
+
+def send(system: System, kind: str, message_id: str, **body: Any) -> None:
+    """One request, one collector flush: one job (the server key: account parents)."""
+    response = system.send(f"/v1/{kind}", {"messageId": message_id} | body, key=system.server_key)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_backlog_is_stored_in_one_transaction_with_its_dead_letters(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send(system, "group", "g-a", userId="a", groupId="A")
+    send(system, "group", "g-b", userId="b", groupId="B", traits={"parentId": "A"})
+    system.work()
+    sizes = record_batches(monkeypatch)
+    # Among good jobs: a cycle (A under B) the store refuses, and garbage.
+    send(system, "track", "fine-1", userId="a", event="E")
+    send(system, "group", "g-cycle", userId="a", groupId="A", traits={"parentId": "B"})
+    send(system, "track", "fine-2", userId="b", event="E")
+    write_jobs(system, [{"not": "an envelope"}, track(system, "fine-3")])
+    assert system.queued_jobs() == 4
+    system.work()
+    assert sizes == [5], "the four jobs in one batch"
+    assert {e.message_id for e in system.events()} == {"g-a", "g-b", "fine-1", "fine-2", "fine-3"}
+    assert sorted(d.reason for d in system.dead_letters()) == ["envelope", "identity"]
+    assert_rq_left_nothing(system)
+    status = system.status()
+    assert (status.processed, status.stored, status.dead_letters) == (7, 5, 2)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_batch_is_bounded_by_max_events(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = record_batches(monkeypatch)
+    write_jobs(system, *[[track(system, f"m-{j}-{i}") for i in range(3)] for j in range(7)])
+    run = system.settings.with_changes(worker_max_events=7)
+    from worker.main import run_worker
+
+    run_worker(run, burst=True)
+    assert sizes == [9, 9, 3], "whole jobs, up to the first that reaches 7 envelopes"
+    assert len(system.events()) == 21
+    assert_rq_left_nothing(system)
+
+    sizes.clear()
+    write_jobs(system, *[[track(system, f"n-{j}")] for j in range(3)])
+    run_worker(system.settings.with_changes(worker_max_events=1), burst=True)
+    assert sizes == [1, 1, 1]
+    assert len(system.events()) == 24
+    assert_rq_left_nothing(system)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_job_raising_in_a_combined_batch_fails_alone(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_batch = vars(worker.batch)["write_batch"]
+
+    def buggy(conn: sa.Connection, items: list[Any], *args: Any) -> Any:
+        if any(e.name == "Boom" for item in items for e in item.events):
+            raise RuntimeError("a bug in the store")
+        return write_batch(conn, items, *args)
+
+    monkeypatch.setattr(worker.batch, "write_batch", buggy)
+    sizes = record_batches(monkeypatch)
+    ids = write_jobs(
+        system,
+        [track(system, "ok-1")],
+        [track(system, "boom", name="Boom"), track(system, "ok-2")],
+        [track(system, "ok-3")],
+    )
+    system.work()
+    assert sizes == [4, 1, 2, 1], "together, then each on its own"
+    assert {e.message_id for e in system.events()} == {"ok-1", "ok-3"}
+    # RQ's own failure handling, for that job alone: a retry, then the failed registry.
+    scheduled = ScheduledJobRegistry(system.settings.queue_name, connection=system.redis)
+    assert scheduled.get_job_ids() == [ids[1]]
+    time.sleep(1.2)  # the retry interval
+    system.work()
+    assert sizes == [4, 1, 2, 1, 2]
+    failed = FailedJobRegistry(system.settings.queue_name, connection=system.redis)
+    assert failed.get_job_ids() == [ids[1]]
+    queue = make_queue(system.redis, system.settings.queue_name)
+    assert queue.count == 0 and StartedJobRegistry(queue.name, connection=system.redis).count == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_recovered_job_runs_alone(system: System, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = record_batches(monkeypatch)
+    ids = write_jobs(system, *[[track(system, f"r-{j}")] for j in range(4)])
+    queue = make_queue(system.redis, system.settings.queue_name)
+    recovered = Job.fetch(ids[1], connection=system.redis, serializer=queue.serializer)
+    recovered.meta[RECOVERIES] = 1
+    recovered.save_meta()  # type: ignore[no-untyped-call]
+    system.work()
+    assert sizes == [3, 1], "the recovered job back at the front, then alone"
+    assert len(system.events()) == 4
+    assert_rq_left_nothing(system)
+
+
+def test_a_worker_killed_holding_several_jobs_loses_and_doubles_nothing(system: System) -> None:
+    per_job, jobs_count = 60, 4
+    for j in range(jobs_count):
+        track_batch(system, per_job, user=f"u{j}")
+    assert system.queued_jobs() == jobs_count
+    started = StartedJobRegistry(system.settings.queue_name, connection=system.redis)
+    # Worker A claims the whole backlog, then sleeps in the transaction after writing.
+    with worker_process(system, write_delay=60) as a:
+        wait_for(lambda: started.count == jobs_count, 30, "worker A claims every job")
+        time.sleep(1.0)
+        assert system.queued_jobs() == 0
+        with worker_process(system) as b:
+            time.sleep(2.0)
+            assert a.poll() is None and b.poll() is None
+            os.kill(a.pid, signal.SIGKILL)
+            wait_for(_all_stored(system, per_job * jobs_count), 60, "the backlog is stored")
+            time.sleep(0.5)
+            assert b.poll() is None
+    ids = [r.message_id for r in system.sql(sa.select(events.c.message_id))]
+    assert (len(ids), len(set(ids))) == (per_job * jobs_count, per_job * jobs_count)
+    for j in range(jobs_count):
+        assert event_count_of(system, f"u{j}") == per_job
+    assert system.queued_jobs() == 0
+    assert started.count == 0
+    assert FailedJobRegistry(system.settings.queue_name, connection=system.redis).count == 0
+
+
+def _all_stored(system: System, total: int) -> Callable[[], bool]:
+    return lambda: stored(system) == total
