@@ -1,12 +1,15 @@
 """Worker throughput against the storage limit, measured in the same run.
 
     python bench/worker.py [--events 60000] [--batch-size 64] [--database-url URL]
+                           [--worker-max-events 2000]
 
 Generates realistic native events (bench/workload.py), enqueues them as the
 collector would (one RQ job per group-commit batch), runs ONE worker in burst
-mode with all enrichment on, then times the database's fastest bulk load of the
-very rows the worker stored into an empty copy of the same table (SQLite: plain
-``executemany``; PostgreSQL: ``COPY``), committing per batch as the worker does.
+mode with all enrichment on (the backlog is all queued: the worker stores whole jobs
+up to ``--worker-max-events`` envelopes per transaction), then times the database's
+fastest bulk load of the very rows the worker stored into an empty copy of the same
+table (SQLite: plain ``executemany``; PostgreSQL: ``COPY``), committing as often as the
+worker does (``rows_per_commit``).
 Prints one JSON line; ``worker_cpu_us_per_event`` is the worker process's CPU time
 (all its threads) per stored event, which moves less than the rate on a shared machine.
 """
@@ -136,6 +139,13 @@ def main() -> None:
         help="envelopes per RQ job (the collector's flush size)",
     )
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temp dir")
+    parser.add_argument(
+        "--worker-max-events",
+        type=int,
+        default=Settings.worker_max_events,
+        help="SIGHTLINE_WORKER_MAX_EVENTS: envelopes per transaction from a backlog of jobs"
+        " (1: one job per transaction)",
+    )
     args = parser.parse_args()
 
     with (
@@ -147,6 +157,7 @@ def main() -> None:
             data_dir=Path(tmp),
             redis_url=redis.url,
             database_url=args.database_url or f"sqlite:///{db_path}",
+            worker_max_events=args.worker_max_events,
         )
         engine = make_engine(settings.sqlalchemy_url)
         upgrade(engine)
@@ -163,11 +174,13 @@ def main() -> None:
             stored = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
         engine.dispose()
 
+        # The worker's transactions: whole jobs, up to the first reaching the bound.
+        per_commit = args.batch_size * max(1, -(-args.worker_max_events // args.batch_size))
         if args.database_url and args.database_url.startswith("postgresql"):
-            limit, _ = storage_limit_postgres(args.database_url, args.batch_size)
+            limit, _ = storage_limit_postgres(args.database_url, per_commit)
             database = "postgresql"
         else:
-            limit, _ = storage_limit_sqlite(db_path, Path(tmp) / "limit.db", args.batch_size)
+            limit, _ = storage_limit_sqlite(db_path, Path(tmp) / "limit.db", per_commit)
             database = "sqlite"
         worker_rate = stored / elapsed
         print(
@@ -178,6 +191,8 @@ def main() -> None:
                     "events": args.events,
                     "stored": stored,
                     "batch_size": args.batch_size,
+                    "worker_max_events": args.worker_max_events,
+                    "rows_per_commit": per_commit,
                     "jobs": jobs,
                     "seconds": round(elapsed, 2),
                     "worker_events_per_s": round(worker_rate),
