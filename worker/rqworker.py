@@ -191,7 +191,16 @@ class SightlineWorker(SimpleWorker):
 
 
 def _combinable(job: Job) -> bool:
-    """A plain ``process_batch`` job as the collector writes it, never yet abandoned."""
+    """A plain ``process_batch`` job as the collector writes it, never yet abandoned.
+
+    Not one whose data cannot be read: RQ's own path fails that job alone."""
+    try:
+        return _plain(job)
+    except Exception:
+        return False
+
+
+def _plain(job: Job) -> bool:
     return (
         job.func_name == JOB_FUNCTION
         and job.result_ttl == 0

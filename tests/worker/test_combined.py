@@ -197,3 +197,23 @@ def test_a_worker_killed_holding_several_jobs_loses_and_doubles_nothing(system: 
 
 def _all_stored(system: System, total: int) -> Callable[[], bool]:
     return lambda: stored(system) == total
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_job_whose_data_cannot_be_read_fails_alone(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = record_batches(monkeypatch)
+    ids = write_jobs(system, *[[track(system, f"c-{j}")] for j in range(4)])
+    system.redis.hset(Job.key_for(ids[2]), "data", b"\x00 not JSON")
+    system.work()
+    assert sizes == [3], "the unreadable job back at the front of the queue, for RQ alone"
+    assert {e.message_id for e in system.events()} == {"c-0", "c-1", "c-3"}
+    queue = make_queue(system.redis, system.settings.queue_name)
+    assert queue.count == 0 and StartedJobRegistry(queue.name, connection=system.redis).count == 0
+    assert system.redis.llen(queue.intermediate_queue_key) == 0
+    registries = (
+        ScheduledJobRegistry(queue.name, connection=system.redis),
+        FailedJobRegistry(queue.name, connection=system.redis),
+    )
+    assert [job_id for r in registries for job_id in r.get_job_ids()] == [ids[2]]
