@@ -155,50 +155,55 @@ class Recovery:
             self.queue.name, connection=self.connection, serializer=self.queue.serializer
         )
         known = {_text(name) for name in self.connection.smembers(workers_key(self.queue.name))}
+        owners = self._owners(registry.key)
+        suspects = sorted({w for w in owners.values() if w in known and w != self.worker_name})
+        with self.connection.pipeline(transaction=False) as pipe:
+            for worker in suspects:
+                pipe.exists(worker_alive_key(self.queue.name, worker))
+            dead = {w for w, alive in zip(suspects, pipe.execute(), strict=True) if not alive}
         requeued: list[str] = []
-        for raw in self.connection.zrange(registry.key, 0, -1):
-            entry = _text(raw)
+        for entry, worker in owners.items():
+            if worker not in dead:
+                continue
             job_id, _ = parse_composite_key(entry)
-            worker = self._owner(job_id, entry)
-            if worker is None:
-                continue  # no such job (any more): RQ's maintenance tidies the entry
-            if worker == self.worker_name or worker not in known:
-                continue
-            if self.connection.exists(worker_alive_key(self.queue.name, worker)):
-                continue
             # Dead. Exactly one sweeper wins the ZREM and requeues.
             if not self.connection.zrem(registry.key, entry):
                 continue
             # Killed before it took the job off the intermediate list (Redis went away
             # between the two steps): that sweep must not requeue it a second time.
             self.connection.lrem(self.queue.intermediate_queue_key, 0, job_id)
-            if not self._running(worker):
-                self.connection.srem(workers_key(self.queue.name), worker)
             if self._requeue(job_id, worker):
                 requeued.append(job_id)
+        for worker in dead:
+            if not self._running(worker):
+                self.connection.srem(workers_key(self.queue.name), worker)
         return requeued
 
-    def _owner(self, job_id: str, entry: str) -> str | None:
-        """The worker running a started job: the job's ``worker_name``, else (RQ sets that
-        a step after the registry entry, and a Redis that died in between keeps the
-        entry alone) the worker of the entry's execution record."""
-        owner = self.connection.hget(Job.key_for(job_id), "worker_name")
-        if owner is None:
-            return None
-        if not owner:
-            owner = self.connection.hget(f"{RQ_KEY_PREFIX}:execution:{entry}", "worker_name")
-        return _text(owner) if owner else None
+    def _owners(self, registry_key: str) -> dict[str, str]:
+        """The worker running each started job (entries of ``registry_key``): the job's
+        ``worker_name``, else (RQ sets that a step after the registry entry, and a Redis
+        that died in between keeps the entry alone) the worker of the entry's execution
+        record. Entries of jobs that no longer exist are left out (RQ's maintenance tidies
+        them). Two pipelined round trips, however many jobs are started: a worker holds a
+        whole backlog at once (``worker.rqworker``)."""
+        entries = [_text(raw) for raw in self.connection.zrange(registry_key, 0, -1)]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.hget(Job.key_for(parse_composite_key(entry)[0]), "worker_name")
+            named = dict(zip(entries, pipe.execute(), strict=True))
+        unnamed = [entry for entry, owner in named.items() if owner is not None and not owner]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for entry in unnamed:
+                pipe.hget(f"{RQ_KEY_PREFIX}:execution:{entry}", "worker_name")
+            named.update(zip(unnamed, pipe.execute(), strict=True))
+        return {entry: _text(owner) for entry, owner in named.items() if owner}
 
     def _running(self, worker: str) -> bool:
         """Whether ``worker`` still has a job in the started registry."""
         registry = StartedJobRegistry(
             self.queue.name, connection=self.connection, serializer=self.queue.serializer
         )
-        for raw in self.connection.zrange(registry.key, 0, -1):
-            job_id, _ = parse_composite_key(_text(raw))
-            if self._owner(job_id, _text(raw)) == worker:
-                return True
-        return False
+        return worker in self._owners(registry.key).values()
 
     def _requeue(self, job_id: str, worker: str) -> bool:
         try:
@@ -206,7 +211,7 @@ class Recovery:
         except NoSuchJobError:
             return False
         status = job.get_status()
-        # QUEUED: its worker died before marking it started (see ``_owner``), unless it
+        # QUEUED: its worker died before marking it started (see ``_owners``), unless it
         # is back in the queue already.
         if status == JobStatus.QUEUED:
             if job_id in self.queue.get_job_ids():
