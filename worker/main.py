@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
 
-from sightline.queue import make_queue
+from sightline.queue import Job, make_queue
 from sightline.redisconn import connect
 from sightline.serializer import JSONSerializer
 from sightline.settings import Settings
@@ -45,7 +45,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     try:
         while True:
             worker = SimpleWorker(
-                [queue], connection=connection, serializer=JSONSerializer, name=name
+                [queue], connection=connection, serializer=JSONSerializer, name=name, job_class=Job
             )
             recovery = Recovery(
                 connect(settings, timeout=5.0), queue, worker.name, settings.worker_liveness_ttl
