@@ -25,7 +25,15 @@ from sightline.store.partitions import insert_new_events_sql
 from sightline.store.rollups import record_visitor_days
 from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, greatest, least
+from sightline.store.sql import (
+    IN_CHUNK,
+    cached_statement,
+    dialect_insert,
+    greatest,
+    least,
+    mark_staged,
+    unmark_staged,
+)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -90,7 +98,12 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
-    _record_stats(conn, new_rows, assigned)
+    if conn.dialect.name == "postgresql" and rows:
+        mark_staged(conn, _PG_STAGE, new_rows)  # what the stage holds now (_copy_events)
+    try:
+        _record_stats(conn, new_rows, assigned)
+    finally:
+        unmark_staged(conn)
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
@@ -235,6 +248,7 @@ _PG_CREATE_STAGE = (
 _PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 # Through the dedup keys of the partitioned table (sightline/store/partitions.py).
 _PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS)
+_PG_UNSTAGE = f"DELETE FROM {_PG_STAGE} WHERE id = ANY(%s)"
 
 
 _STAGE_READY = "sightline_events_stage"
@@ -272,7 +286,13 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
                 )
         statement = _PG_MERGE
         cursor.execute(_PG_MERGE)
-        return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
+        stored = {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
+        if len(stored) < len(rows):
+            # The stage keeps the new events only: the stats aggregate it (mark_staged).
+            statement = _PG_UNSTAGE
+            old = [r["id"] for r in rows if (r["product_id"], r["message_id"]) not in stored]
+            cursor.execute(_PG_UNSTAGE, (old,))
+        return stored
     except conn.dialect.loaded_dbapi.Error as exc:
         info.pop(_STAGE_READY, None)
         # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
