@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from sightline.model import (
     AccountChange,
@@ -488,6 +489,8 @@ def _ensure_users(
 ) -> dict[str, int]:
     """Ids of these users, creating the missing ones (bulk) in the order given."""
     ordered = list(dict.fromkeys(external_ids))
+    if conn.dialect.name == "postgresql":
+        return _ensure_users_pg(conn, product_id, ordered, now)
     found = _user_ids(conn, product_id, ordered)
     missing = [external_id for external_id in ordered if external_id not in found]
     if missing:
@@ -506,6 +509,43 @@ def _ensure_users(
         )
         found.update(_user_ids(conn, product_id, missing))
     return found
+
+
+def _ensure_users_pg(
+    conn: sa.Connection, product_id: str, ordered: list[str], now: datetime
+) -> dict[str, int]:
+    """PostgreSQL: one round trip for the ids of existing and new users alike (the
+    missing ones inserted in the order given). A user another transaction inserted
+    meanwhile is neither inserted (``ON CONFLICT DO NOTHING`` waits for it) nor seen by
+    this statement's snapshot: read again, as the other databases do."""
+    query = cached_statement(conn, "ensure_users_pg", _ensure_users_pg_statement)
+    found: dict[str, int] = {}
+    params = {"product_id": product_id, "external_ids": ordered, "now": now}
+    for external_id, user_id in conn.execute(query, params):
+        found[external_id] = int(user_id)
+    if len(found) < len(ordered):
+        found.update(_user_ids(conn, product_id, [e for e in ordered if e not in found]))
+    return found
+
+
+def _ensure_users_pg_statement(_conn: sa.Connection) -> Any:
+    # text[], not varchar(255)[]: a too long id fails the INSERT (DataError) instead of
+    # being cut.
+    return sa.text(
+        "WITH wanted AS (SELECT w.external_id, w.n FROM unnest(:external_ids) "
+        "WITH ORDINALITY AS w (external_id, n)), "
+        "new AS (INSERT INTO users (product_id, external_id, payment_ids, created_at, "
+        "updated_at) SELECT :product_id, w.external_id, '{}', :now, :now FROM wanted w "
+        "WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.product_id = :product_id "
+        "AND u.external_id = w.external_id) ORDER BY w.n "
+        "ON CONFLICT (product_id, external_id) DO NOTHING RETURNING external_id, id) "
+        "SELECT external_id, id FROM new UNION ALL SELECT u.external_id, u.id FROM users u "
+        "JOIN wanted w ON u.product_id = :product_id AND u.external_id = w.external_id"
+    ).bindparams(
+        sa.bindparam("external_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("product_id", type_=sa.Text()),
+        sa.bindparam("now", type_=users.c.created_at.type),
+    )
 
 
 def _ensure_users_statement(conn: sa.Connection) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from sightline.model import (
     AliasChange,
@@ -310,33 +311,80 @@ def _event_ids_query(_conn: sa.Connection) -> Any:
 
 def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime) -> None:
     """first_seen / last_seen / event_count of every identified user in the new events."""
-    stats: dict[tuple[str, str], dict[str, Any]] = {}
+    stats: dict[tuple[str, str], list[Any]] = {}  # [first_seen, last_seen, event_count]
     for row in rows:
-        if row["user_id"] is None:
+        user_id = row["user_id"]
+        if user_id is None:
             continue
-        key = (row["product_id"], row["user_id"])
+        key = (row["product_id"], user_id)
         seen = row["timestamp"]
         s = stats.get(key)
         if s is None:
-            stats[key] = {
-                "product_id": key[0],
-                "external_id": key[1],
-                "first_seen": seen,
-                "last_seen": seen,
-                "event_count": 1,
+            stats[key] = [seen, seen, 1]
+        else:
+            if seen < s[0]:
+                s[0] = seen
+            if seen > s[1]:
+                s[1] = seen
+            s[2] += 1
+    if not stats:
+        return
+    keys = sorted(stats)  # a stable lock order between workers
+    if conn.dialect.name == "postgresql":
+        # One statement for the batch (arrays), not one execution per user.
+        firsts, lasts, counts = zip(*(stats[k] for k in keys), strict=True)
+        conn.execute(
+            cached_statement(conn, "touch_users_pg", _touch_users_pg_statement),
+            {
+                "product_ids": [k[0] for k in keys],
+                "external_ids": [k[1] for k in keys],
+                "firsts": list(firsts),
+                "lasts": list(lasts),
+                "counts": list(counts),
+                "now": now,
+            },
+        )
+        return
+    conn.execute(
+        cached_statement(conn, "touch_users", _touch_users_statement),
+        [
+            {
+                "product_id": k[0],
+                "external_id": k[1],
+                "first_seen": stats[k][0],
+                "last_seen": stats[k][1],
+                "event_count": stats[k][2],
                 "payment_ids": {},
                 "created_at": now,
                 "updated_at": now,
             }
-        else:
-            s["first_seen"] = min(s["first_seen"], seen)
-            s["last_seen"] = max(s["last_seen"], seen)
-            s["event_count"] += 1
-    if not stats:
-        return
-    conn.execute(
-        cached_statement(conn, "touch_users", _touch_users_statement),
-        sorted(stats.values(), key=lambda s: (s["product_id"], s["external_id"])),
+            for k in keys
+        ],
+    )
+
+
+def _touch_users_pg_statement(_conn: sa.Connection) -> Any:
+    # text[]: a too long id fails the INSERT (DataError) instead of being cut.
+    times = postgresql.ARRAY(users.c.first_seen.type)
+    return sa.text(
+        "INSERT INTO users (product_id, external_id, payment_ids, first_seen, last_seen, "
+        "event_count, created_at, updated_at) "
+        "SELECT t.product_id, t.external_id, '{}', t.first_seen, t.last_seen, t.event_count, "
+        ":now, :now FROM unnest(:product_ids, :external_ids, :firsts, :lasts, :counts) "
+        "AS t (product_id, external_id, first_seen, last_seen, event_count) "
+        "ON CONFLICT (product_id, external_id) DO UPDATE SET "
+        "first_seen = COALESCE(LEAST(users.first_seen, excluded.first_seen), "
+        "excluded.first_seen), "
+        "last_seen = COALESCE(GREATEST(users.last_seen, excluded.last_seen), excluded.last_seen), "
+        "event_count = users.event_count + excluded.event_count, "
+        "updated_at = excluded.updated_at"
+    ).bindparams(
+        sa.bindparam("product_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("external_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("firsts", type_=times),
+        sa.bindparam("lasts", type_=times),
+        sa.bindparam("counts", type_=postgresql.ARRAY(sa.Integer())),
+        sa.bindparam("now", type_=users.c.created_at.type),
     )
 
 
