@@ -28,6 +28,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -215,10 +216,11 @@ class SideEffects:
                 if row.server_set:
                     server_set[row.user_id].add(row.name)
         removed: list[dict[str, Any]] = []
-        kept: list[dict[str, Any]] = []
+        kept: list[tuple[int, str, str, Any, bool]] = []
         for user_id, ops in wanting:
             attributes = current[user_id]
             by_server = server_set[user_id]
+            stored, stored_server = dict(attributes), set(by_server)
             changed: dict[str, Attribute | None] = {}
             for op, by in ops:
                 if by is Authority.CLIENT and op.name in by_server:
@@ -240,23 +242,87 @@ class SideEffects:
                     else:
                         by_server.discard(name)
             for name, attr in changed.items():
+                before = stored.get(name)
                 if attr is None:
-                    removed.append({"_user_id": user_id, "_name": name})
-                else:
-                    kept.append(
-                        {
-                            "user_id": user_id,
-                            "name": name,
-                            "type": attr.type.value,
-                            "value": attr.value,
-                            "updated_at": self.now,
-                            "server_set": name in by_server,
-                        }
-                    )
+                    if before is not None:
+                        removed.append({"_user_id": user_id, "_name": name})
+                elif not _same(before, attr) or (name in stored_server) != (name in by_server):
+                    # What this transaction read is stored already: nothing to write (a
+                    # profile that sends the same traits again writes no row version).
+                    kept.append((user_id, name, attr.type.value, attr.value, name in by_server))
         if removed:
             conn.execute(cached_statement(conn, "delete_attributes", _delete_attribute), removed)
         if kept:
-            conn.execute(cached_statement(conn, "upsert_attributes", _upsert_attributes), kept)
+            _write_attributes(conn, kept, self.now)
+
+
+def _same(before: Attribute | None, after: Attribute) -> bool:
+    """The stored attribute is ``after`` exactly (same type, same JSON text: ``1`` is not
+    ``1.0``, and a dict whose keys come back in another order counts as changed)."""
+    return (
+        before is not None
+        and before.type == after.type
+        and _json.encode(before.value) == _json.encode(after.value)
+    )
+
+
+_json = msgspec.json.Encoder()
+
+
+def _write_attributes(
+    conn: sa.Connection, kept: list[tuple[int, str, str, Any, bool]], now: datetime
+) -> None:
+    """Upsert the attributes (no two share a user and name): PostgreSQL in one statement
+    (arrays), SQLite one ``executemany``."""
+    if conn.dialect.name == "postgresql":
+        user_ids, names, types, values, flags = zip(*kept, strict=True)
+        conn.execute(
+            cached_statement(conn, "upsert_attributes_pg", _upsert_attributes_pg),
+            {
+                "user_ids": list(user_ids),
+                "names": list(names),
+                "types": list(types),
+                "values": [_json.encode(v).decode() for v in values],
+                "flags": list(flags),
+                "now": now,
+            },
+        )
+        return
+    conn.execute(
+        cached_statement(conn, "upsert_attributes", _upsert_attributes),
+        [
+            {
+                "user_id": user_id,
+                "name": name,
+                "type": kind,
+                "value": value,
+                "updated_at": now,
+                "server_set": flag,
+            }
+            for user_id, name, kind, value, flag in kept
+        ],
+    )
+
+
+def _upsert_attributes_pg(_conn: sa.Connection) -> Any:
+    # text[]: a too long name fails the INSERT (DataError) instead of being cut; the
+    # values are JSON text (the engine's own encoder), cast to jsonb.
+    return sa.text(
+        "INSERT INTO user_attributes (user_id, name, type, value, updated_at, server_set) "
+        "SELECT t.user_id, t.name, t.type, CAST(t.value AS jsonb), :now, t.server_set "
+        "FROM unnest(:user_ids, :names, :types, :values, :flags) "
+        "AS t (user_id, name, type, value, server_set) "
+        "ON CONFLICT (user_id, name) DO UPDATE SET type = excluded.type, "
+        "value = excluded.value, updated_at = excluded.updated_at, "
+        "server_set = excluded.server_set"
+    ).bindparams(
+        sa.bindparam("user_ids", type_=postgresql.ARRAY(sa.BigInteger())),
+        sa.bindparam("names", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("types", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("values", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("flags", type_=postgresql.ARRAY(sa.Boolean())),
+        sa.bindparam("now", type_=user_attributes.c.updated_at.type),
+    )
 
 
 def _payment_ids_query(_conn: sa.Connection) -> Any:
