@@ -7,6 +7,7 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -164,7 +165,8 @@ def _event_rows(
 
 
 _EVENT_COLUMNS = tuple(c.name for c in events.columns)
-_EVENT_JSON = frozenset(("properties", "context"))
+_EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
+_EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in ("properties", "context"))
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
 _SQLITE_INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -279,12 +281,13 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
             cursor.execute(_PG_CREATE_STAGE)
             info[_STAGE_READY] = True
         with cursor.copy(_PG_COPY) as copy:
+            get, write = _EVENT_VALUES, copy.write_row
+            first, second = _EVENT_JSON_AT
             for r in rows:
-                copy.write_row(
-                    tuple(
-                        encode(r[c]).decode() if c in _EVENT_JSON else r[c] for c in _EVENT_COLUMNS
-                    )
-                )
+                values = list(get(r))
+                values[first] = encode(values[first]).decode()
+                values[second] = encode(values[second]).decode()
+                write(values)
         statement = _PG_MERGE
         cursor.execute(_PG_MERGE)
         stored = {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
