@@ -255,6 +255,9 @@ _PG_UNSTAGE = f"DELETE FROM {_PG_STAGE} WHERE id = ANY(%s)"
 
 
 _STAGE_READY = "sightline_events_stage"
+_STAGE_FILLED = "sightline_events_stage_filled"
+"""The transaction whose batch the stage holds (conn.info; the object itself)."""
+_PG_EMPTY_STAGE = f"DELETE FROM {_PG_STAGE}"
 
 
 def _forget_stage(conn: sa.Connection) -> None:
@@ -280,6 +283,14 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
                 sa.event.listen(conn.engine, "rollback", _forget_stage)
             cursor.execute(_PG_CREATE_STAGE)
             info[_STAGE_READY] = True
+        transaction = conn.get_transaction()
+        if transaction is not None and info.get(_STAGE_FILLED) is transaction:
+            # An earlier batch of this very transaction is still in the stage (emptied
+            # at commit only): the stats read the stage as this batch's new events.
+            statement = _PG_EMPTY_STAGE
+            cursor.execute(_PG_EMPTY_STAGE)
+            statement = _PG_COPY
+        info[_STAGE_FILLED] = transaction
         with cursor.copy(_PG_COPY) as copy:
             get, write = _EVENT_VALUES, copy.write_row
             first, second = _EVENT_JSON_AT

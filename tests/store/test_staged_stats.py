@@ -13,9 +13,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sightline.model import Event, EventType, Normalised
+from sightline.store.db import make_engine
+from sightline.store.products import create_product
 from sightline.store.rollups import record_visitor_days
 from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 from sightline.store.sessions import record_sessions
+from sightline.store.writer import write_batch
 from tests.harness import System
 
 PAGES = ["/", "/pricing", "/docs", "/blog"]
@@ -86,3 +90,36 @@ def test_the_stats_tables_are_the_python_deltas_of_the_stored_events(system: Sys
         conn.rollback()
     for table in TABLES:
         assert written[table.name] == expected[table.name], table.name
+
+
+def test_two_batches_in_one_transaction_count_once_each(database_url: str) -> None:
+    """The stage is emptied at commit: a second batch of the same transaction empties
+    it first, or the stats would count the first batch twice."""
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        product = create_product(conn, "P").id
+
+    def item(n: int, batch: int) -> Normalised:
+        at = START + timedelta(minutes=n)
+        event = Event(
+            id=f"e{n:04d}-{batch}",  # a replay is a new event id of the same message
+            message_id=f"m{n}",
+            product_id=product,
+            name="Home",
+            type=EventType.PAGE,
+            timestamp=at,
+            received_at=at,
+            anonymous_id="anon",
+            context={"page": {"path": "/"}},
+        )
+        return Normalised(events=(event,))
+
+    with engine.begin() as conn:
+        write_batch(conn, [item(n, 1) for n in range(5)])
+        write_batch(conn, [item(n, 2) for n in range(3, 9)])  # 3 and 4 again: duplicates
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(visitor_days.c.events)).scalars().all() == [9]
+        assert conn.execute(sa.select(sessions.c.event_count)).scalars().all() == [9]
+        counted = sa.select(value_days.c.events).where(value_days.c.dimension == "page")
+        assert conn.execute(counted).scalars().all() == [9]
+    engine.dispose()
