@@ -257,7 +257,7 @@ _PG_UNSTAGE = f"DELETE FROM {_PG_STAGE} WHERE id = ANY(%s)"
 _STAGE_READY = "sightline_events_stage"
 _STAGE_FILLED = "sightline_events_stage_filled"
 """The transaction whose batch the stage holds (conn.info; the object itself)."""
-_PG_EMPTY_STAGE = f"DELETE FROM {_PG_STAGE}"
+_PG_EMPTY_STAGE = f"TRUNCATE {_PG_STAGE}"  # not DELETE: a fresh file keeps COPY order
 
 
 def _forget_stage(conn: sa.Connection) -> None:
