@@ -1,12 +1,14 @@
 """The whole system under an open-loop load: the highest rate it sustains.
 
-    python bench/e2e.py [--database-url URL] [--workers N] [--seconds 30] [--steps 5]
+    python bench/e2e.py [--database-url URL] [--workers N] [--seconds 30]
+                        [--fractions 0.05,0.1,0.2,0.3,0.45,0.6,0.8,1.0]
 
 1. The collector alone (``sightline collector``, no worker) under wrk (closed loop,
    64 connections, 10 s): its rate R, the ceiling of what can be acknowledged.
 2. ``sightline up`` (one collector, N workers, Redis, the store) under autocannon
-   (npm, a devDependency) at a constant rate, for each of ``--steps`` rates from
-   30 % to 100 % of R, ``--seconds`` each. Alongside, a probe sends 20 events a
+   (npm, a devDependency) at a constant rate, ``--seconds`` each, at increasing
+   fractions of R until a rate is not sustained; then once at the rate halfway
+   between the last sustained and the first not sustained. Alongside, a probe sends 20 events a
    second with unique message ids and polls the store for them: its p99 is
    "accepted -> stored". The backlog (envelopes accepted minus processed, from
    Sightline's Redis counters) is sampled every second.
@@ -15,7 +17,8 @@
    the probe's p99 is under 1 s. Prints one JSON line: each step, the highest
    sustained rate, and that rate divided by R (goal: >= 0.8).
 
-Loopback only, bounded in time (about ``steps x seconds`` plus set-up).
+Loopback only, bounded in time (at most ``(fractions + 1) x seconds`` plus set-up
+and the drains between steps).
 """
 
 from __future__ import annotations
@@ -170,6 +173,16 @@ def autocannon(url: str, key: str, rate: int, seconds: int) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
+def flushes(base: str) -> tuple[float, float]:
+    """The collector's group-commit flushes so far: (envelopes, flushes), from /metrics."""
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in httpx.get(base + "/metrics", timeout=5).text.splitlines():
+        for part in totals:
+            if line.startswith(f"sightline_flush_batch_size_{part} "):
+                totals[part] += float(line.split()[-1])
+    return totals["sum"], totals["count"]
+
+
 def step(
     base: str, key: str, rate: int, seconds: int, redis: Redis, queue: str, database_url: str
 ) -> dict[str, Any]:
@@ -184,7 +197,9 @@ def step(
     probe = Probe(base + "/v1/track", key, database_url)
     sampler.start()
     probe.start()
+    envelopes_before, flushes_before = flushes(base)
     load = autocannon(base + "/v1/track", key, rate, seconds)
+    envelopes_after, flushes_after = flushes(base)
     sampling.set()
     probe.stopping.set()
     probe.join(60)
@@ -199,6 +214,9 @@ def step(
         "achieved_rps": round(achieved),
         "non_2xx": load["non2xx"],
         "errors": load["errors"] + load["timeouts"],
+        "envelopes_per_job": round(
+            (envelopes_after - envelopes_before) / max(1.0, flushes_after - flushes_before), 1
+        ),
         "backlog_after_5s": early,
         "backlog_at_end": end,
         "probe_p99_s": None if p99 is None else round(p99, 3),
@@ -219,7 +237,11 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
     parser.add_argument("--workers", type=int, default=0, help="0: one per core")
     parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--fractions",
+        default="0.05,0.1,0.2,0.3,0.45,0.6,0.8,1.0",
+        help="the rates tried, as fractions of the collector-alone rate, in order",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "npx"):
         if shutil.which(tool) is None:
@@ -262,21 +284,23 @@ def main() -> None:
         steps = []
         try:
             drain(redis, queue)  # what the collector alone accepted
-            for i in range(args.steps):
-                fraction = 0.3 + 0.7 * i / max(1, args.steps - 1)
-                rate = max(100, int(collector_alone * fraction))
-                steps.append(
-                    step(
-                        f"http://127.0.0.1:{port}",
-                        key,
-                        rate,
-                        args.seconds,
-                        redis,
-                        queue,
-                        database_url,
-                    )
+
+            def run(rate: int) -> dict[str, Any]:
+                result = step(
+                    f"http://127.0.0.1:{port}", key, rate, args.seconds, redis, queue, database_url
                 )
+                steps.append(result)
                 drain(redis, queue)
+                return result
+
+            last_sustained = 0
+            for fraction in (float(f) for f in args.fractions.split(",")):
+                rate = max(100, int(collector_alone * fraction))
+                if not run(rate)["sustained"]:
+                    if last_sustained:
+                        run((last_sustained + rate) // 2)
+                    break
+                last_sustained = rate
         finally:
             redis.close()
             stop(up)

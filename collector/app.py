@@ -20,7 +20,7 @@ from collector.cors import ProductCORSMiddleware
 from collector.debug import DebugAnswer, debug_answer
 from collector.directory import KeyTable, ProductDirectory
 from collector.groupcommit import GroupCommitter, write_async
-from collector.hotpath import ErrorHandler, HotPaths
+from collector.hotpath import CollectorApp, ErrorHandler, HotPaths
 from collector.live import BLOCK_MS, LiveHub
 from collector.metrics import Metrics, RequestMetricsMiddleware
 from collector.privacy import EdgeLocator
@@ -153,11 +153,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         QueueUnavailable: queue_unavailable,
         HTTPException: http_error,
     }
-    return Starlette(
+    return CollectorApp(
+        hot=HotPaths(ENDPOINTS, handlers, metrics),
         routes=routes,
         lifespan=lifespan,
         middleware=[
-            Middleware(HotPaths, endpoints=ENDPOINTS, handlers=handlers, metrics=metrics),
             Middleware(RequestMetricsMiddleware, metrics=metrics),
             Middleware(ProductCORSMiddleware),
         ],

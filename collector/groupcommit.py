@@ -6,10 +6,14 @@ everything pending and writes it as ONE job, then wakes the waiters.
 The linger adapts to load. Idle (the last flush found nobody waiting when it
 finished), a request is flushed at once: a single event is acknowledged without
 waiting. Busy (requests arrived while the last flush was in flight), the flusher
-keeps gathering while they keep arriving: it waits in steps of ``gap`` and stops at
-the first step in which nobody came, at ``linger`` (the most it may wait), or at
-``max_events``. So jobs grow with traffic (RQ costs per job, not per event) and a
-closed-loop client, whose next request cannot come before its answer, is not held. A request
+keeps gathering while they keep arriving: it waits in steps of a quiet ``gap`` and
+stops at the first step in which nobody came, at ``linger`` (the most it may wait),
+or at ``max_events``. The quiet gap follows the arrival rate: three mean
+inter-arrival times of the last window (at least ``gap``, at most ``linger``), so
+an open-loop stream of independent clients at a moderate rate fills jobs of about
+rate x linger instead of one or two envelopes each. So jobs grow with traffic (RQ
+costs per job, not per event), and a closed-loop client, whose next request cannot
+come before its answer, is not held: once every client waits, nobody comes. A request
 is answered 2xx only after Redis acknowledged the job that holds its envelopes;
 if Redis fails or does not answer within the timeout, every waiter of that flush
 gets :class:`QueueUnavailable` (503).
@@ -40,6 +44,11 @@ log = logging.getLogger(__name__)
 Writer = Callable[[Sequence[Envelope]], Awaitable[object]]
 FlushObserver = Callable[[int, bool], None]
 
+WINDOW = 0.02
+"""Seconds over which the arrival rate behind the quiet gap is counted."""
+STALE = 0.2
+"""A counting window longer than this held a quiet spell: it is not a rate."""
+
 
 class GroupCommitter:
     def __init__(
@@ -58,6 +67,11 @@ class GroupCommitter:
         self._gap = gap
         self._busy = False
         """Whether requests arrived while the last flush was in flight."""
+        self._arrivals = 0
+        """Requests submitted since ``_window_started``."""
+        self._window_started = 0.0
+        self._quiet = gap
+        """The current quiet gap: three mean inter-arrival times (see the module)."""
         self._max_events = max_events
         self._timeout = timeout
         self._on_flush = on_flush
@@ -85,6 +99,7 @@ class GroupCommitter:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.extend(envelopes)
         self._waiters.append(waiter)
+        self._arrivals += 1
         self._wakeup.set()
         # Always resolved by the flusher: every write is bounded by ``timeout``.
         await waiter
@@ -104,18 +119,35 @@ class GroupCommitter:
                 return
 
     async def _gather(self) -> None:
-        """Wait for more while requests keep arriving: until a quiet ``gap``, ``linger``
+        """Wait for more while requests keep arriving: until a quiet gap, ``linger``
         or ``max_events``, whichever comes first."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._linger
+        now = loop.time()
+        deadline = now + self._linger
+        quiet = self._quiet_gap(now)
         while len(self._pending) < self._max_events and not self._closing:
             seen = len(self._pending)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(self._gap, remaining))
+            await asyncio.sleep(min(quiet, remaining))
             if len(self._pending) == seen:
                 return
+
+    def _quiet_gap(self, now: float) -> float:
+        """Three mean inter-arrival times, counted over windows of at least ``WINDOW``
+        seconds; a window longer than ``STALE`` held a quiet spell and starts again
+        from the minimum gap."""
+        elapsed = now - self._window_started
+        if elapsed > STALE:
+            self._quiet = self._gap
+        elif elapsed >= WINDOW:
+            interval = elapsed / max(self._arrivals, 1)
+            self._quiet = min(max(self._gap, 3 * interval), self._linger)
+        else:
+            return self._quiet
+        self._arrivals, self._window_started = 0, now
+        return self._quiet
 
     async def _flush(self, envelopes: list[Envelope], waiters: list[asyncio.Future[None]]) -> None:
         spool = self._spool

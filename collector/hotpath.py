@@ -1,14 +1,17 @@
-"""The ingest routes that carry the traffic, dispatched below Starlette's routing.
+"""The ingest routes that carry the traffic, dispatched in front of Starlette.
 
 Every acknowledged request suspends once (for its group commit's Redis
 acknowledgement), and resuming it walks back through every coroutine frame between
-the server and the endpoint: our metrics and CORS middlewares, Starlette's exception
-middleware, router, route and request/response wrappers are seven of them. This
-middleware, the first of the app, hands a ``POST`` to one of the ingest paths straight
-to its endpoint function and does what those layers would: renders the errors an
-endpoint raises with the app's own handlers, adds the CORS grant (the same rule,
-``collector.cors``) and counts the answer (``collector.metrics``). Everything else
-(preflights included) goes down Starlette's stack as before.
+the server and the endpoint: Starlette's application and server-error layers, our
+metrics and CORS middlewares, Starlette's exception middleware, router, route and
+request/response wrappers are nine of them. :class:`CollectorApp` (Starlette, with
+one check in front) hands a ``POST`` to one of the ingest paths straight to its
+endpoint function, and :class:`HotPaths` does what those layers would: renders the
+errors an endpoint raises with the app's own handlers, answers 500 to anything else
+(and re-raises it for the server to log, as Starlette's server-error layer does),
+adds the CORS grant (the same rule, ``collector.cors``) and counts the answer
+(``collector.metrics``). Everything else (preflights included) goes down Starlette's
+stack as before.
 
 Its requests read their headers from one dict built once (``HotRequest``): Starlette's
 ``Headers.get`` scans the header list per lookup and raises and catches a ``KeyError``
@@ -20,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from collector.cors import grant_headers, is_granted
 from collector.metrics import Metrics
@@ -68,12 +72,10 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 class HotPaths:
     def __init__(
         self,
-        app: ASGIApp,
         endpoints: Iterable[Endpoint],
         handlers: dict[type[Exception], ErrorHandler],
         metrics: Metrics,
     ) -> None:
-        self.app = app
         self.metrics = metrics
         self.routes = {
             endpoint.path: endpoint
@@ -82,15 +84,13 @@ class HotPaths:
         }
         self.handlers = tuple(handlers.items())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = (
-            self.routes.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
+    def route(self, scope: Scope) -> Endpoint | None:
+        """The ingest endpoint of this request, if it is one of the hot ``POST`` paths."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            return self.routes.get(scope["path"])
+        return None
+
+    async def serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         request = HotRequest(scope, receive)
         try:
             response = await endpoint.handler(request)
@@ -101,6 +101,9 @@ class HotPaths:
                     break
             else:
                 self.metrics.count_request(endpoint.dialect, 500)
+                await PlainTextResponse("Internal Server Error", status_code=500)(
+                    scope, receive, send
+                )
                 raise
         origin = request.headers.get("origin")
         if origin is not None:
@@ -108,3 +111,19 @@ class HotPaths:
             response.raw_headers.extend(grant_headers(allowed, origin))
         self.metrics.count_request(endpoint.dialect, response.status_code)
         await response(scope, receive, send)
+
+
+class CollectorApp(Starlette):
+    """Starlette, with the hot ingest paths served before its middleware stack."""
+
+    def __init__(self, *, hot: HotPaths, **options: Any) -> None:
+        super().__init__(**options)
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.hot.route(scope)
+        if endpoint is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self.hot.serve(endpoint, scope, receive, send)

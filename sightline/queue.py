@@ -6,16 +6,24 @@ socket call (measured: ~12 ms per flush under load, 5,300 req/s). So RQ builds
 the job exactly as it always does, on a pipeline that is never executed, and its
 queued commands are sent by ``redis.asyncio`` in one MULTI/EXEC round trip, with
 our own counter in the same transaction.
+
+RQ stores a job's data zlib-compressed at zlib's default level (6), and compresses it
+again each time it saves the job (a worker saves every job it finishes). ``Job`` here
+compresses at level 1 (a quarter of the CPU for a 64-envelope job, about 30 % larger)
+and a job read from Redis saves the bytes it was read with: compressed once, by the
+collector, off the worker's path. RQ reads either, and uncompressed data too.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from redis import Redis
 from rq import Queue, Retry
+from rq.job import Job as RQJob
 
 from sightline.envelope import Envelope
 from sightline.redis_keys import Counter, counter_key
@@ -28,8 +36,37 @@ RETRY_INTERVALS = (1, 2, 5, 10, 30, 60, 120, 300, 600)
 Command = tuple[tuple[Any, ...], dict[str, Any]]
 
 
+COMPRESSION_LEVEL = 1
+
+
+class Job(RQJob):
+    """RQ's job, its data compressed once and fast (see the module)."""
+
+    _packed: tuple[bytes, bytes] | None = None
+    """(data, the bytes stored for it): what was read from Redis, or last written."""
+
+    def restore(self, raw_data: dict[bytes, bytes]) -> None:
+        super().restore(raw_data)
+        stored = raw_data.get(b"data")
+        if stored is not None and isinstance(self._data, bytes):
+            self._packed = (self._data, stored)
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        data = self.data
+        packed = self._packed
+        if packed is None or packed[0] is not data:
+            packed = self._packed = (data, zlib.compress(data, COMPRESSION_LEVEL))
+        self._data = b""  # RQ's own compression, of nothing
+        try:
+            obj = super().to_dict(include_meta=include_meta, include_result=include_result)
+        finally:
+            self._data = data
+        obj["data"] = packed[1]
+        return obj
+
+
 def make_queue(connection: Redis, name: str) -> Queue:
-    return Queue(name, connection=connection, serializer=JSONSerializer)
+    return Queue(name, connection=connection, serializer=JSONSerializer, job_class=Job)
 
 
 class JobBuilder:

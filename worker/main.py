@@ -10,7 +10,7 @@ import threading
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 
-from sightline.queue import make_queue
+from sightline.queue import Job, make_queue
 from sightline.redisconn import connect
 from sightline.serializer import JSONSerializer
 from sightline.settings import Settings
@@ -47,7 +47,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     try:
         while True:
             worker = SightlineWorker(
-                [queue], connection=connection, serializer=JSONSerializer, name=name
+                [queue], connection=connection, serializer=JSONSerializer, name=name, job_class=Job
             )
             worker.max_events = settings.worker_max_events
             recovery = Recovery(

@@ -128,7 +128,9 @@ class SightlineWorker(SimpleWorker):
             gone: list[str] = []
             for job_id, job in zip(
                 moved,
-                Job.fetch_many(moved, connection=self.connection, serializer=self.serializer),
+                self.job_class.fetch_many(
+                    moved, connection=self.connection, serializer=self.serializer
+                ),
                 strict=True,
             ):
                 if job is None:

@@ -28,7 +28,9 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from sightline.model import (
     AccountChange,
@@ -214,10 +216,11 @@ class SideEffects:
                 if row.server_set:
                     server_set[row.user_id].add(row.name)
         removed: list[dict[str, Any]] = []
-        kept: list[dict[str, Any]] = []
+        kept: list[tuple[int, str, str, Any, bool]] = []
         for user_id, ops in wanting:
             attributes = current[user_id]
             by_server = server_set[user_id]
+            stored, stored_server = dict(attributes), set(by_server)
             changed: dict[str, Attribute | None] = {}
             for op, by in ops:
                 if by is Authority.CLIENT and op.name in by_server:
@@ -239,23 +242,87 @@ class SideEffects:
                     else:
                         by_server.discard(name)
             for name, attr in changed.items():
+                before = stored.get(name)
                 if attr is None:
-                    removed.append({"_user_id": user_id, "_name": name})
-                else:
-                    kept.append(
-                        {
-                            "user_id": user_id,
-                            "name": name,
-                            "type": attr.type.value,
-                            "value": attr.value,
-                            "updated_at": self.now,
-                            "server_set": name in by_server,
-                        }
-                    )
+                    if before is not None:
+                        removed.append({"_user_id": user_id, "_name": name})
+                elif not _same(before, attr) or (name in stored_server) != (name in by_server):
+                    # What this transaction read is stored already: nothing to write (a
+                    # profile that sends the same traits again writes no row version).
+                    kept.append((user_id, name, attr.type.value, attr.value, name in by_server))
         if removed:
             conn.execute(cached_statement(conn, "delete_attributes", _delete_attribute), removed)
         if kept:
-            conn.execute(cached_statement(conn, "upsert_attributes", _upsert_attributes), kept)
+            _write_attributes(conn, kept, self.now)
+
+
+def _same(before: Attribute | None, after: Attribute) -> bool:
+    """The stored attribute is ``after`` exactly (same type, same JSON text: ``1`` is not
+    ``1.0``, and a dict whose keys come back in another order counts as changed)."""
+    return (
+        before is not None
+        and before.type == after.type
+        and _json.encode(before.value) == _json.encode(after.value)
+    )
+
+
+_json = msgspec.json.Encoder()
+
+
+def _write_attributes(
+    conn: sa.Connection, kept: list[tuple[int, str, str, Any, bool]], now: datetime
+) -> None:
+    """Upsert the attributes (no two share a user and name): PostgreSQL in one statement
+    (arrays), SQLite one ``executemany``."""
+    if conn.dialect.name == "postgresql":
+        user_ids, names, types, values, flags = zip(*kept, strict=True)
+        conn.execute(
+            cached_statement(conn, "upsert_attributes_pg", _upsert_attributes_pg),
+            {
+                "user_ids": list(user_ids),
+                "names": list(names),
+                "types": list(types),
+                "values": [_json.encode(v).decode() for v in values],
+                "flags": list(flags),
+                "now": now,
+            },
+        )
+        return
+    conn.execute(
+        cached_statement(conn, "upsert_attributes", _upsert_attributes),
+        [
+            {
+                "user_id": user_id,
+                "name": name,
+                "type": kind,
+                "value": value,
+                "updated_at": now,
+                "server_set": flag,
+            }
+            for user_id, name, kind, value, flag in kept
+        ],
+    )
+
+
+def _upsert_attributes_pg(_conn: sa.Connection) -> Any:
+    # text[]: a too long name fails the INSERT (DataError) instead of being cut; the
+    # values are JSON text (the engine's own encoder), cast to jsonb.
+    return sa.text(
+        "INSERT INTO user_attributes (user_id, name, type, value, updated_at, server_set) "
+        "SELECT t.user_id, t.name, t.type, CAST(t.value AS jsonb), :now, t.server_set "
+        "FROM unnest(:user_ids, :names, :types, :values, :flags) "
+        "AS t (user_id, name, type, value, server_set) "
+        "ON CONFLICT (user_id, name) DO UPDATE SET type = excluded.type, "
+        "value = excluded.value, updated_at = excluded.updated_at, "
+        "server_set = excluded.server_set"
+    ).bindparams(
+        sa.bindparam("user_ids", type_=postgresql.ARRAY(sa.BigInteger())),
+        sa.bindparam("names", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("types", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("values", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("flags", type_=postgresql.ARRAY(sa.Boolean())),
+        sa.bindparam("now", type_=user_attributes.c.updated_at.type),
+    )
 
 
 def _payment_ids_query(_conn: sa.Connection) -> Any:
@@ -488,6 +555,8 @@ def _ensure_users(
 ) -> dict[str, int]:
     """Ids of these users, creating the missing ones (bulk) in the order given."""
     ordered = list(dict.fromkeys(external_ids))
+    if conn.dialect.name == "postgresql":
+        return _ensure_users_pg(conn, product_id, ordered, now)
     found = _user_ids(conn, product_id, ordered)
     missing = [external_id for external_id in ordered if external_id not in found]
     if missing:
@@ -506,6 +575,43 @@ def _ensure_users(
         )
         found.update(_user_ids(conn, product_id, missing))
     return found
+
+
+def _ensure_users_pg(
+    conn: sa.Connection, product_id: str, ordered: list[str], now: datetime
+) -> dict[str, int]:
+    """PostgreSQL: one round trip for the ids of existing and new users alike (the
+    missing ones inserted in the order given). A user another transaction inserted
+    meanwhile is neither inserted (``ON CONFLICT DO NOTHING`` waits for it) nor seen by
+    this statement's snapshot: read again, as the other databases do."""
+    query = cached_statement(conn, "ensure_users_pg", _ensure_users_pg_statement)
+    found: dict[str, int] = {}
+    params = {"product_id": product_id, "external_ids": ordered, "now": now}
+    for external_id, user_id in conn.execute(query, params):
+        found[external_id] = int(user_id)
+    if len(found) < len(ordered):
+        found.update(_user_ids(conn, product_id, [e for e in ordered if e not in found]))
+    return found
+
+
+def _ensure_users_pg_statement(_conn: sa.Connection) -> Any:
+    # text[], not varchar(255)[]: a too long id fails the INSERT (DataError) instead of
+    # being cut.
+    return sa.text(
+        "WITH wanted AS (SELECT w.external_id, w.n FROM unnest(:external_ids) "
+        "WITH ORDINALITY AS w (external_id, n)), "
+        "new AS (INSERT INTO users (product_id, external_id, payment_ids, created_at, "
+        "updated_at) SELECT :product_id, w.external_id, '{}', :now, :now FROM wanted w "
+        "WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.product_id = :product_id "
+        "AND u.external_id = w.external_id) ORDER BY w.n "
+        "ON CONFLICT (product_id, external_id) DO NOTHING RETURNING external_id, id) "
+        "SELECT external_id, id FROM new UNION ALL SELECT u.external_id, u.id FROM users u "
+        "JOIN wanted w ON u.product_id = :product_id AND u.external_id = w.external_id"
+    ).bindparams(
+        sa.bindparam("external_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("product_id", type_=sa.Text()),
+        sa.bindparam("now", type_=users.c.created_at.type),
+    )
 
 
 def _ensure_users_statement(conn: sa.Connection) -> Any:

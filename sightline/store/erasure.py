@@ -146,11 +146,39 @@ def lock_for_batch(conn: sa.Connection, product_ids: Iterable[str]) -> dict[str,
     """In a batch's write transaction: the suppression lists' versions of ``product_ids``
     (products without a list are absent), read under the shared lock (see :func:`_lock`)."""
     wanted = sorted(set(product_ids))
+    if wanted and conn.dialect.name == "postgresql":
+        return _lock_for_batch_pg(conn, wanted)
     _lock(conn, wanted, exclusive=False)
     if not wanted:
         return {}
     query = cached_statement(conn, "suppression_versions", _versions_query)
     return {p: int(v) for p, v in conn.execute(query, {"products": wanted})}
+
+
+_PG_SHARED_LOCK = "SELECT pg_advisory_xact_lock_shared(%s)"
+_PG_VERSIONS = "SELECT product_id, version FROM suppression_lists WHERE product_id = ANY(%s)"
+
+
+def _lock_for_batch_pg(conn: sa.Connection, wanted: list[str]) -> dict[str, int]:
+    """:func:`lock_for_batch` on PostgreSQL in one round trip: the transaction's
+    ``BEGIN``, the shared locks and the versions' read go in one pipeline. Still two
+    statements: the server starts the read (and takes its snapshot) only once the locks
+    are granted, so it sees every erasure that committed before."""
+    driver = conn.connection.driver_connection
+    statement = _PG_SHARED_LOCK
+    try:
+        with driver.cursor() as locks, driver.cursor() as versions:  # type: ignore[union-attr]
+            with driver.pipeline():  # type: ignore[union-attr]
+                for key in sorted({_lock_key(p) for p in wanted}):
+                    locks.execute(_PG_SHARED_LOCK, (key,))
+                versions.execute(_PG_VERSIONS, (wanted,))
+            statement = _PG_VERSIONS
+            return {p: int(v) for p, v in versions.fetchall()}
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would have raised it (the worker tells an outage from a bug).
+        raise sa.exc.DBAPIError.instance(
+            statement, None, exc, conn.dialect.loaded_dbapi.Error
+        ) from exc
 
 
 def load_suppression(conn: sa.Connection, product_id: str) -> SuppressionList | None:

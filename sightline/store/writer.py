@@ -7,12 +7,14 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from sightline.model import (
     AliasChange,
@@ -25,7 +27,15 @@ from sightline.store.partitions import insert_new_events_sql
 from sightline.store.rollups import record_visitor_days
 from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, greatest, least
+from sightline.store.sql import (
+    IN_CHUNK,
+    cached_statement,
+    dialect_insert,
+    greatest,
+    least,
+    mark_staged,
+    unmark_staged,
+)
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -90,7 +100,12 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
-    _record_stats(conn, new_rows, assigned)
+    if conn.dialect.name == "postgresql" and rows:
+        mark_staged(conn, _PG_STAGE, new_rows)  # what the stage holds now (_copy_events)
+    try:
+        _record_stats(conn, new_rows, assigned)
+    finally:
+        unmark_staged(conn)
     effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
     _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
@@ -150,7 +165,8 @@ def _event_rows(
 
 
 _EVENT_COLUMNS = tuple(c.name for c in events.columns)
-_EVENT_JSON = frozenset(("properties", "context"))
+_EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
+_EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in ("properties", "context"))
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
 _SQLITE_INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -235,9 +251,13 @@ _PG_CREATE_STAGE = (
 _PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
 # Through the dedup keys of the partitioned table (sightline/store/partitions.py).
 _PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS)
+_PG_UNSTAGE = f"DELETE FROM {_PG_STAGE} WHERE id = ANY(%s)"
 
 
 _STAGE_READY = "sightline_events_stage"
+_STAGE_FILLED = "sightline_events_stage_filled"
+"""The transaction whose batch the stage holds (conn.info; the object itself)."""
+_PG_EMPTY_STAGE = f"TRUNCATE {_PG_STAGE}"  # not DELETE: a fresh file keeps COPY order
 
 
 def _forget_stage(conn: sa.Connection) -> None:
@@ -263,16 +283,31 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
                 sa.event.listen(conn.engine, "rollback", _forget_stage)
             cursor.execute(_PG_CREATE_STAGE)
             info[_STAGE_READY] = True
+        transaction = conn.get_transaction()
+        if transaction is not None and info.get(_STAGE_FILLED) is transaction:
+            # An earlier batch of this very transaction is still in the stage (emptied
+            # at commit only): the stats read the stage as this batch's new events.
+            statement = _PG_EMPTY_STAGE
+            cursor.execute(_PG_EMPTY_STAGE)
+            statement = _PG_COPY
+        info[_STAGE_FILLED] = transaction
         with cursor.copy(_PG_COPY) as copy:
+            get, write = _EVENT_VALUES, copy.write_row
+            first, second = _EVENT_JSON_AT
             for r in rows:
-                copy.write_row(
-                    tuple(
-                        encode(r[c]).decode() if c in _EVENT_JSON else r[c] for c in _EVENT_COLUMNS
-                    )
-                )
+                values = list(get(r))
+                values[first] = encode(values[first]).decode()
+                values[second] = encode(values[second]).decode()
+                write(values)
         statement = _PG_MERGE
         cursor.execute(_PG_MERGE)
-        return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
+        stored = {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
+        if len(stored) < len(rows):
+            # The stage keeps the new events only: the stats aggregate it (mark_staged).
+            statement = _PG_UNSTAGE
+            old = [r["id"] for r in rows if (r["product_id"], r["message_id"]) not in stored]
+            cursor.execute(_PG_UNSTAGE, (old,))
+        return stored
     except conn.dialect.loaded_dbapi.Error as exc:
         info.pop(_STAGE_READY, None)
         # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
@@ -290,33 +325,80 @@ def _event_ids_query(_conn: sa.Connection) -> Any:
 
 def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime) -> None:
     """first_seen / last_seen / event_count of every identified user in the new events."""
-    stats: dict[tuple[str, str], dict[str, Any]] = {}
+    stats: dict[tuple[str, str], list[Any]] = {}  # [first_seen, last_seen, event_count]
     for row in rows:
-        if row["user_id"] is None:
+        user_id = row["user_id"]
+        if user_id is None:
             continue
-        key = (row["product_id"], row["user_id"])
+        key = (row["product_id"], user_id)
         seen = row["timestamp"]
         s = stats.get(key)
         if s is None:
-            stats[key] = {
-                "product_id": key[0],
-                "external_id": key[1],
-                "first_seen": seen,
-                "last_seen": seen,
-                "event_count": 1,
+            stats[key] = [seen, seen, 1]
+        else:
+            if seen < s[0]:
+                s[0] = seen
+            if seen > s[1]:
+                s[1] = seen
+            s[2] += 1
+    if not stats:
+        return
+    keys = sorted(stats)  # a stable lock order between workers
+    if conn.dialect.name == "postgresql":
+        # One statement for the batch (arrays), not one execution per user.
+        firsts, lasts, counts = zip(*(stats[k] for k in keys), strict=True)
+        conn.execute(
+            cached_statement(conn, "touch_users_pg", _touch_users_pg_statement),
+            {
+                "product_ids": [k[0] for k in keys],
+                "external_ids": [k[1] for k in keys],
+                "firsts": list(firsts),
+                "lasts": list(lasts),
+                "counts": list(counts),
+                "now": now,
+            },
+        )
+        return
+    conn.execute(
+        cached_statement(conn, "touch_users", _touch_users_statement),
+        [
+            {
+                "product_id": k[0],
+                "external_id": k[1],
+                "first_seen": stats[k][0],
+                "last_seen": stats[k][1],
+                "event_count": stats[k][2],
                 "payment_ids": {},
                 "created_at": now,
                 "updated_at": now,
             }
-        else:
-            s["first_seen"] = min(s["first_seen"], seen)
-            s["last_seen"] = max(s["last_seen"], seen)
-            s["event_count"] += 1
-    if not stats:
-        return
-    conn.execute(
-        cached_statement(conn, "touch_users", _touch_users_statement),
-        sorted(stats.values(), key=lambda s: (s["product_id"], s["external_id"])),
+            for k in keys
+        ],
+    )
+
+
+def _touch_users_pg_statement(_conn: sa.Connection) -> Any:
+    # text[]: a too long id fails the INSERT (DataError) instead of being cut.
+    times = postgresql.ARRAY(users.c.first_seen.type)
+    return sa.text(
+        "INSERT INTO users (product_id, external_id, payment_ids, first_seen, last_seen, "
+        "event_count, created_at, updated_at) "
+        "SELECT t.product_id, t.external_id, '{}', t.first_seen, t.last_seen, t.event_count, "
+        ":now, :now FROM unnest(:product_ids, :external_ids, :firsts, :lasts, :counts) "
+        "AS t (product_id, external_id, first_seen, last_seen, event_count) "
+        "ON CONFLICT (product_id, external_id) DO UPDATE SET "
+        "first_seen = COALESCE(LEAST(users.first_seen, excluded.first_seen), "
+        "excluded.first_seen), "
+        "last_seen = COALESCE(GREATEST(users.last_seen, excluded.last_seen), excluded.last_seen), "
+        "event_count = users.event_count + excluded.event_count, "
+        "updated_at = excluded.updated_at"
+    ).bindparams(
+        sa.bindparam("product_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("external_ids", type_=postgresql.ARRAY(sa.Text())),
+        sa.bindparam("firsts", type_=times),
+        sa.bindparam("lasts", type_=times),
+        sa.bindparam("counts", type_=postgresql.ARRAY(sa.Integer())),
+        sa.bindparam("now", type_=users.c.created_at.type),
     )
 
 

@@ -193,3 +193,26 @@ async def test_closed_loop_clients_are_not_held_for_the_linger() -> None:
     await asyncio.wait_for(asyncio.gather(*(client(n) for n in range(4))), timeout=10)
     await committer.stop()
     assert sum(written) == 40
+
+
+@pytest.mark.anyio
+async def test_an_open_loop_stream_fills_jobs_of_about_rate_times_linger() -> None:
+    """Independent clients at a steady rate, arrivals further apart than the minimum gap:
+    the quiet gap follows the rate, so jobs hold many requests, not one or two each."""
+    written: list[int] = []
+
+    async def write(envelopes: Sequence[Envelope]) -> None:
+        written.append(len(envelopes))
+        await asyncio.sleep(0.006)  # a slow Redis: requests arrive while a flush is out
+
+    committer = GroupCommitter(write, linger=0.2, gap=0.002)
+    await committer.start()
+    sent = [asyncio.create_task(committer.submit([envelope(0)]))]
+    for i in range(1, 150):
+        await asyncio.sleep(0.004)  # 250 a second, twice the minimum gap apart
+        sent.append(asyncio.create_task(committer.submit([envelope(i)])))
+    await asyncio.wait_for(asyncio.gather(*sent), timeout=10)
+    await committer.stop()
+    assert sum(written) == 150
+    # A fixed 2 ms gap would flush nearly every request alone (about 150 jobs).
+    assert len(written) < 40, written

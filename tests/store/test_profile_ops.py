@@ -144,3 +144,44 @@ def test_first_seen_last_seen_and_event_count(store: Store) -> None:
     first = row.first_seen.replace(tzinfo=UTC) if row.first_seen.tzinfo is None else row.first_seen
     last = row.last_seen.replace(tzinfo=UTC) if row.last_seen.tzinfo is None else row.last_seen
     assert (first, last, row.event_count) == (T0, T0 + timedelta(hours=5), 3)
+
+
+def _attribute_rows(store: Store) -> dict[str, tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                user_attributes.c.name,
+                user_attributes.c.type,
+                user_attributes.c.value,
+                user_attributes.c.updated_at,
+            )
+        )
+        return {r.name: tuple(r) for r in rows}
+
+
+def test_a_value_sent_again_unchanged_writes_nothing(store: Store) -> None:
+    store.change(op("plan", SET, "pro"), op("seats", SET, 3), op("score", SET, 1.0))
+    before = _attribute_rows(store)
+    # The same values again (1 is not 1.0: the type of the number changes): only what
+    # differs from the stored row is written (updated_at tells).
+    store.change(op("plan", SET, "pro"), op("seats", SET, 3), op("score", SET, 1))
+    after = _attribute_rows(store)
+    assert after["plan"] == before["plan"] and after["seats"] == before["seats"]
+    assert after["score"][1:3] == ("integer", 1) and after["score"][3] > before["score"][3]
+
+
+def test_the_skip_compares_with_the_stored_row_not_with_what_was_written(store: Store) -> None:
+    store.change(op("plan", SET, "pro"), op("tags", SET, ["a"]))
+    # Changed behind the writer's back (another worker, an operator, a restore).
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(user_attributes).where(user_attributes.c.name == "plan").values(value="free")
+        )
+        conn.execute(sa.delete(user_attributes).where(user_attributes.c.name == "tags"))
+    store.change(op("plan", SET, "pro"), op("tags", SET, ["a"]))
+    assert store.attributes() == {"plan": ("string", "pro"), "tags": ("array", ["a"])}
+    # Removing what is not stored (any more) deletes nothing and fails nothing.
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(user_attributes).where(user_attributes.c.name == "plan"))
+    store.change(op("plan", REMOVE), op("tags", SET, None))
+    assert store.attributes() == {}
