@@ -74,7 +74,12 @@ class JobBuilder:
 
     def __init__(self, queue: Queue, *, max_retries: int, job_timeout: int) -> None:
         self._queue = queue
-        self._retry = Retry(max=max_retries, interval=list(RETRY_INTERVALS[:max_retries]))
+        # RQ refuses Retry(max=0): no retries is no Retry at all.
+        self._retry = (
+            Retry(max=max_retries, interval=list(RETRY_INTERVALS[:max_retries]))
+            if max_retries > 0
+            else None
+        )
         self._job_timeout = job_timeout
         self.accepted_key = counter_key(queue.name, Counter.ACCEPTED)
 

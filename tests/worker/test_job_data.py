@@ -52,3 +52,14 @@ def test_changed_data_is_compressed_again(redis_url: str) -> None:
     assert first != second
     assert JSONSerializer.loads(zlib.decompress(second))[2] == [[2]]
     redis.close()
+
+
+def test_no_retries_builds_jobs_without_a_retry(redis_url: str) -> None:
+    """``SIGHTLINE_MAX_RETRIES=0`` is valid: the jobs are built (RQ refuses ``Retry(max=0)``)."""
+    redis = Redis.from_url(redis_url)
+    queue = make_queue(redis, "noretry")
+    JobWriter(queue, max_retries=0, job_timeout=60).write(ENVELOPES[:1])
+    [job_id] = queue.job_ids
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    assert not job.retries_left
+    redis.close()
