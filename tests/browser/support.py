@@ -50,7 +50,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-WAIT_SECONDS = 5.0
+WAIT_SECONDS = 15.0
+"""How long a browser test waits for something that should happen (a shared CI machine under
+the whole suite can take several seconds to load a tracker); never a wait for nothing."""
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
