@@ -517,6 +517,9 @@
     state.trafficSource = source;
     source.addEventListener("event", scheduleTraffic);
     source.addEventListener("reset", scheduleTraffic);
+    // What was stored between the stats' load and the stream's start is in no message:
+    // ask again once the stream is open.
+    source.addEventListener("open", scheduleTraffic);
     state.trafficPoll = setInterval(scheduleTraffic, POLL_MS);
   }
 
