@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from sightline.model import (
     AliasChange,
@@ -29,8 +28,9 @@ from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, user
 from sightline.store.sessions import assign_sessions, record_sessions
 from sightline.store.sql import (
     IN_CHUNK,
+    bulk_insert,
     cached_statement,
-    dialect_insert,
+    execute_rows,
     greatest,
     least,
     mark_staged,
@@ -344,23 +344,10 @@ def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime)
     if not stats:
         return
     keys = sorted(stats)  # a stable lock order between workers
-    if conn.dialect.name == "postgresql":
-        # One statement for the batch (arrays), not one execution per user.
-        firsts, lasts, counts = zip(*(stats[k] for k in keys), strict=True)
-        conn.execute(
-            cached_statement(conn, "touch_users_pg", _touch_users_pg_statement),
-            {
-                "product_ids": [k[0] for k in keys],
-                "external_ids": [k[1] for k in keys],
-                "firsts": list(firsts),
-                "lasts": list(lasts),
-                "counts": list(counts),
-                "now": now,
-            },
-        )
-        return
-    conn.execute(
+    execute_rows(
+        conn,
         cached_statement(conn, "touch_users", _touch_users_statement),
+        _TOUCH_COLUMNS,
         [
             {
                 "product_id": k[0],
@@ -377,33 +364,21 @@ def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime)
     )
 
 
-def _touch_users_pg_statement(_conn: sa.Connection) -> Any:
-    # text[]: a too long id fails the INSERT (DataError) instead of being cut.
-    times = postgresql.ARRAY(users.c.first_seen.type)
-    return sa.text(
-        "INSERT INTO users (product_id, external_id, payment_ids, first_seen, last_seen, "
-        "event_count, created_at, updated_at) "
-        "SELECT t.product_id, t.external_id, '{}', t.first_seen, t.last_seen, t.event_count, "
-        ":now, :now FROM unnest(:product_ids, :external_ids, :firsts, :lasts, :counts) "
-        "AS t (product_id, external_id, first_seen, last_seen, event_count) "
-        "ON CONFLICT (product_id, external_id) DO UPDATE SET "
-        "first_seen = COALESCE(LEAST(users.first_seen, excluded.first_seen), "
-        "excluded.first_seen), "
-        "last_seen = COALESCE(GREATEST(users.last_seen, excluded.last_seen), excluded.last_seen), "
-        "event_count = users.event_count + excluded.event_count, "
-        "updated_at = excluded.updated_at"
-    ).bindparams(
-        sa.bindparam("product_ids", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("external_ids", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("firsts", type_=times),
-        sa.bindparam("lasts", type_=times),
-        sa.bindparam("counts", type_=postgresql.ARRAY(sa.Integer())),
-        sa.bindparam("now", type_=users.c.created_at.type),
-    )
+_TOUCH_COLUMNS = (
+    "product_id",
+    "external_id",
+    "first_seen",
+    "last_seen",
+    "event_count",
+    "payment_ids",
+    "created_at",
+    "updated_at",
+)
 
 
 def _touch_users_statement(conn: sa.Connection) -> Any:
-    insert = dialect_insert(conn, users)
+    # One statement for the batch on PostgreSQL (arrays), not one execution per user.
+    insert = bulk_insert(conn, users, _TOUCH_COLUMNS)
     excluded = insert.excluded
     return insert.on_conflict_do_update(
         index_elements=["product_id", "external_id"],
