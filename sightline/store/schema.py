@@ -337,8 +337,7 @@ value_visitors = sa.Table(
     # the value. A range's exact unique visitors per value: distinct visitors of the rows
     # whose bits meet the range's days. Two more dimensions, "visitors" and "users" (value
     # ''), hold every visitor and user id: the totals' uniques. Keyed by (product_id,
-    # visitor): an erasure
-    # deletes a person's rows (sightline/store/erasure.py).
+    # visitor): an erasure deletes a person's rows (sightline/store/erasure.py).
     sa.Column("product_id", sa.String(40), nullable=False),
     sa.Column("dimension", sa.String(16), nullable=False),
     sa.Column("is_bot", sa.Boolean, nullable=False),
