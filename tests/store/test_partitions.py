@@ -146,14 +146,14 @@ def test_the_migration_converts_a_populated_table(empty_pg: sa.Engine) -> None:
     assert _write(empty_pg, _event("feb-first", BOUNDARY - timedelta(seconds=1))) == (0, 1)
     assert _write(empty_pg, *(_event(m, w) for m, w in OLD_EVENTS.items())) == (0, 5)
     assert _count(empty_pg, events) == len(OLD_EVENTS)
-    # and the old indexes serve the read paths
+    # and the indexes serve the read paths
     with empty_pg.connect() as conn:
         names = set(
             conn.exec_driver_sql(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'events'"
             ).scalars()
         )
-    assert {"pk_events", "ix_events_stats", "ix_events_timestamp_id"} <= names
+    assert {"pk_events", "ix_events_product_time", "ix_events_product_user"} <= names
 
 
 @pytest.mark.postgres
