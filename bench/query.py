@@ -17,13 +17,14 @@ partition, as the workers' maintenance leaves them).
 
 Timed: the stats of the last 30 whole UTC days per day with a breakdown by page (the
 store function ``GET /api/v1/stats`` calls, and the endpoint itself through the real
-collector app: HTTP via Starlette's TestClient, a read key), and
+collector app: HTTP via Starlette's TestClient, a read key), after also the dashboard's
+"last 24 hours" (per hour, every breakdown: read from the events), and
 ``GET /api/v1/events?user=...`` (newest 50 of a user, heavy and light users in turn).
-First **before**: without the stats indexes (``ix_events_stats``,
-``ix_sessions_product_started``), with ``ix_events_product_anonymous`` and
-``ix_events_product_user`` as they were (without ``user_id`` and the time; without the
-time) and without the rollups (``visitor_days``, ``value_days``, ``value_visitors``,
-still filled);
+First **before**: without the stats indexes (``ix_events_product_time`` as
+``(product_id, timestamp)``, ``ix_sessions_product_started``), with
+``ix_events_product_anonymous`` and ``ix_events_product_user`` as they were (without
+``user_id`` and the time; without the time) and without the rollups (``visitor_days``,
+``value_days``, ``value_visitors``, still filled);
 then **after**, with all of them as migrated. Prints one JSON line: p50 / p95 / max in
 milliseconds. Goal: p95 < 500 ms each. ``--explain``: then, on stderr, the plan of each
 user's events query as the endpoint runs it (``EXPLAIN ANALYZE`` on PostgreSQL,
@@ -68,17 +69,17 @@ from sightline.store.products import Product, create_product
 from sightline.store.rollups import record_visitor_days, utc_day
 from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 from sightline.store.sessions import record_sessions
-from sightline.store.stats import StatsQuery, traffic_stats
+from sightline.store.stats import BREAKDOWNS, StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
 from sightline.store.writer import (
     _EVENT_COLUMNS,
-    _EVENT_JSON,
     _SQLITE_INSERT_EVENTS,
     _sqlite_event_params,
 )
 from worker.enricher import Enricher
 
 STATS_INDEXES = (
+    "ix_events_product_time",
     "ix_events_stats",
     "ix_sessions_product_started",
     "ix_events_product_anonymous",
@@ -86,14 +87,19 @@ STATS_INDEXES = (
 )
 """The indexes this benchmark measures without (their earlier form), then with."""
 EARLIER_FORMS = {
+    "ix_events_product_time": ("product_id", "timestamp"),
     "ix_events_product_anonymous": ("product_id", "anonymous_id"),
     "ix_events_product_user": ("product_id", "user_id"),
 }
-"""Indexes that had another form before: measured in it first (migrations 0001 -> 0008)."""
+"""Indexes that had another form before: measured in it first (migrations 0001 -> 0008;
+``ix_events_product_time`` is ``ix_events_product_timestamp`` with the stats' columns,
+migration 0010)."""
 DAYS = 30
 USERS = ["user-0", "user-3", "user-30", "user-300", "user-3000"]
 """Heavy to light: the events-by-user requests go through these in turn."""
 CHUNK = 50_000
+_EVENT_JSON = frozenset(("properties", "context"))
+"""The JSON columns of ``events`` (sent to ``COPY`` as JSON text)."""
 _json = msgspec.json.Encoder()
 
 
@@ -181,10 +187,16 @@ def load(engine: sa.Engine, chunks: Iterator[list[dict[str, Any]]]) -> int:
         for index in dropped:
             if index.name not in STATS_INDEXES:
                 index.create(conn)
-        for name, columns in EARLIER_FORMS.items():
+        for name, columns in _earlier_forms().items():
             conn.exec_driver_sql(f"CREATE INDEX {name} ON events ({', '.join(columns)})")
     analyze(engine)
     return stored
+
+
+def _earlier_forms() -> dict[str, tuple[str, ...]]:
+    """``EARLIER_FORMS`` of the indexes this schema has."""
+    names = {index.name for index in events.indexes}
+    return {name: columns for name, columns in EARLIER_FORMS.items() if name in names}
 
 
 def _copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -208,7 +220,7 @@ def analyze(engine: sa.Engine) -> None:
 
 def add_stats_indexes(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for name in EARLIER_FORMS:
+        for name in _earlier_forms():
             conn.exec_driver_sql(f"DROP INDEX {name}")
         for index in [*events.indexes, *sessions.indexes]:
             if index.name in STATS_INDEXES:
@@ -269,6 +281,21 @@ def measure(
         results["stats_http"] = timed(
             lambda i: _ok(client.get("/api/v1/stats", params=params)), repeat
         )
+        # The dashboard's "last 24 hours": per hour, every breakdown, up to the minute
+        # (not whole days: read from the events, not the rollups).
+        day = StatsQuery(
+            product_id=product.id,
+            start=now - timedelta(days=1),
+            end=now,
+            interval="hour",
+            breakdowns=tuple(BREAKDOWNS),
+        )
+
+        def last_day(_: int) -> None:
+            with read_connection(engine) as conn:
+                traffic_stats(conn, day)
+
+        results["stats_24h_store"] = timed(last_day, repeat)
     results["events_by_user_http"] = timed(
         lambda i: _ok(
             client.get("/api/v1/events", params={"user": users[i % len(users)], "limit": "50"})

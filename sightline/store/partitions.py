@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sightline.store.queries import product_ids
 from sightline.store.rollups import utc_day
 from sightline.store.schema import event_keys, events, sessions, visitor_days
 
@@ -196,6 +197,7 @@ def apply_retention(
     with engine.begin() as conn:
         horizon = retention_horizon(conn, days, now)
         partitioned = is_partitioned(conn)
+        products = product_ids(conn)
     result = Retention(horizon)
     if partitioned:
         with engine.begin() as conn:
@@ -207,7 +209,12 @@ def apply_retention(
                     conn.exec_driver_sql(f"DROP TABLE {partition_name(start)}")
                     result.dropped.append(partition_name(start))
     deletions: Sequence[tuple[str, sa.Table, sa.ColumnElement[bool]]] = (
-        ("events", events, events.c.timestamp < horizon),
+        # product by product: each a range of ix_events_product_time (no index of events
+        # has the time first)
+        *(
+            ("events", events, sa.and_(events.c.product_id == p, events.c.timestamp < horizon))
+            for p in products
+        ),
         ("event_keys", event_keys, event_keys.c.timestamp < horizon),
         ("sessions", sessions, sessions.c.ended_at < horizon),
         # a day's rollup goes with the day's last event (the cutoff's own day stays)
@@ -218,7 +225,7 @@ def apply_retention(
             continue  # SQLite: no keys table in use
         gone = _delete_in_chunks(engine, table, older, chunk)
         if gone:
-            result.deleted[name] = gone
+            result.deleted[name] = result.deleted.get(name, 0) + gone
     return result
 
 

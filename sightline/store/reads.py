@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,14 @@ from sightline.store.lookups import (
     find_user,
     get_account,
 )
-from sightline.store.queries import DeadLetterRecord, as_utc, event_from_row
+from sightline.store.queries import (
+    NEWEST_FIRST,
+    DeadLetterRecord,
+    as_utc,
+    event_from_row,
+    newest_of_every_product,
+    product_ids,
+)
 from sightline.store.schema import accounts, aliases, dead_letters, events, users
 
 MAX_PROPERTY_DEPTH = 8
@@ -161,9 +169,6 @@ def _where(
     return where
 
 
-_NEWEST_FIRST = (events.c.timestamp.desc(), events.c.id.desc())
-
-
 def _older_than(when: datetime, event_id: str) -> sa.ColumnElement[bool]:
     return sa.or_(
         events.c.timestamp < when, sa.and_(events.c.timestamp == when, events.c.id < event_id)
@@ -181,20 +186,24 @@ def list_events(
     where = _where(conn, query, person=branches is None)
     if cursor is not None:
         where.append(_older_than(*decode_cursor(cursor)))
-    if branches is None:
-        select = sa.select(events).where(*where).order_by(*_NEWEST_FIRST).limit(limit + 1)
+    if query.product_id is None:
+        # every product's (an admin): the newest of each, then of those
+        rows: Any = newest_of_every_product(conn, where, limit + 1)
+    elif branches is None:
+        rows = conn.execute(
+            sa.select(events).where(*where).order_by(*NEWEST_FIRST).limit(limit + 1)
+        )
     else:
         # A person's events: the newest of each alternative (each a range of its index in
         # time order), then the newest of both.
         parts = [
-            sa.select(events).where(*where, b).order_by(*_NEWEST_FIRST).limit(limit + 1).subquery()
+            sa.select(events).where(*where, b).order_by(*NEWEST_FIRST).limit(limit + 1).subquery()
             for b in branches
         ]
         both = sa.union_all(*(sa.select(part) for part in parts)).subquery("person")
-        select = (
+        rows = conn.execute(
             sa.select(both).order_by(both.c.timestamp.desc(), both.c.id.desc()).limit(limit + 1)
         )
-    rows = conn.execute(select)
     found = [event_from_row(row) for row in rows]
     more = len(found) > limit
     found = found[:limit]
@@ -206,31 +215,51 @@ def iter_events(engine: sa.Engine, query: EventQuery, *, chunk: int = 2000) -> I
 
     PostgreSQL: one query on a server-side cursor, ``chunk`` rows at a time. SQLite:
     keyset chunks, each its own short read transaction (a long export never holds the
-    WAL from checkpointing). Events stored during an export may or may not be in it.
+    WAL from checkpointing). Every product's (no ``product_id``): each product's events
+    so, merged (each a range of ``ix_events_product_time``; no index has the time
+    first). Events stored during an export may or may not be in it.
     """
     with read_connection(engine) as conn:
+        if query.product_id is None:
+            streams = [
+                _keyset_chunks(conn, msgspec.structs.replace(query, product_id=product_id), chunk)
+                for product_id in product_ids(conn)
+            ]
+            conn.rollback()
+            yield from heapq.merge(*streams, key=_newest_key, reverse=True)
+            return
         if conn.dialect.name == "postgresql":
-            select = sa.select(events).where(*_where(conn, query)).order_by(*_NEWEST_FIRST)
+            select = sa.select(events).where(*_where(conn, query)).order_by(*NEWEST_FIRST)
             result = conn.execution_options(stream_results=True, yield_per=chunk).execute(select)
             for row in result:
                 yield event_from_row(row)
             return
-        after: tuple[datetime, str] | None = None
-        while True:
-            where = _where(conn, query)
-            if after is not None:
-                where.append(_older_than(*after))
-            rows = list(
-                conn.execute(sa.select(events).where(*where).order_by(*_NEWEST_FIRST).limit(chunk))
-            )
-            conn.rollback()
-            for row in rows:
-                yield event_from_row(row)
-            if len(rows) < chunk:
-                return
-            last = event_from_row(rows[-1])
-            after = (_utc(last.timestamp), last.id)
-            del rows
+        yield from _keyset_chunks(conn, query, chunk)
+
+
+def _newest_key(event: Event) -> tuple[datetime, str]:
+    return event.timestamp, event.id
+
+
+def _keyset_chunks(conn: sa.Connection, query: EventQuery, chunk: int) -> Iterator[Event]:
+    """The matching events newest first, ``chunk`` at a time, each chunk in a read
+    transaction of its own (ended before the chunk's events are yielded)."""
+    after: tuple[datetime, str] | None = None
+    while True:
+        where = _where(conn, query)
+        if after is not None:
+            where.append(_older_than(*after))
+        rows = list(
+            conn.execute(sa.select(events).where(*where).order_by(*NEWEST_FIRST).limit(chunk))
+        )
+        conn.rollback()
+        for row in rows:
+            yield event_from_row(row)
+        if len(rows) < chunk:
+            return
+        last = event_from_row(rows[-1])
+        after = (_utc(last.timestamp), last.id)
+        del rows
 
 
 # -- one event -------------------------------------------------------------------------
@@ -285,7 +314,7 @@ def _newest(conn: sa.Connection, product_id: str, where: sa.ColumnElement[bool])
     rows = conn.execute(
         sa.select(events)
         .where(events.c.product_id == product_id, where)
-        .order_by(*_NEWEST_FIRST)
+        .order_by(*NEWEST_FIRST)
         .limit(LAST_EVENTS)
     )
     return [event_from_row(row) for row in rows]
