@@ -135,7 +135,6 @@ DIMENSION_COLUMNS = (
 TIME_INDEX_COLUMNS = (
     "product_id",
     "timestamp",
-    "id",
     "is_bot",
     "type",
     "user_id",
@@ -191,6 +190,10 @@ events = sa.Table(
     # from the index alone (a few hundred bytes an event, never its properties and
     # context); bots are filtered in the index. One index where there were three (the
     # time, the time and id, the stats'): each costs every insert (migration 0010).
+    # Without the id: a page sorts the events of one timestamp by id. With it, the index
+    # would give a page's whole order, and SQLite would rather walk a product's events
+    # newest first than read a user's, a type's or a name's index (a scan of the product
+    # for a light user).
     sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS),
     # With the time: a person's newest events (the read API's user filter,
     # sightline/store/identity.py) are ranges of these two, in time order, whatever the

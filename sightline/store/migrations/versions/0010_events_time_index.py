@@ -1,5 +1,5 @@
-"""events: one index in time order (product, time, id, then what the stats read) where
-there were three (product and time; time and id; the stats' covering index)
+"""events: one index in time order (product, time, then what the stats read) where there
+were three (product and time; time and id; the stats' covering index)
 
 Every secondary index of ``events`` costs every insert. The read API's pages (a
 product's events newest first, keyset on (timestamp, id)), the export, retention and
@@ -36,7 +36,7 @@ DIMENSIONS = [
     "device_type",
 ]
 STATS = ["type", "user_id", "anonymous_id", "name", *DIMENSIONS]
-NEW = {"ix_events_product_time": ["product_id", "timestamp", "id", "is_bot", *STATS]}
+NEW = {"ix_events_product_time": ["product_id", "timestamp", "is_bot", *STATS]}
 OLD = {
     "ix_events_product_timestamp": ["product_id", "timestamp"],
     "ix_events_timestamp_id": ["timestamp", "id"],
