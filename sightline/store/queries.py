@@ -52,9 +52,9 @@ def product_ids(conn: sa.Connection) -> list[str]:
 
     def after(current: Any) -> Any:
         found = sa.select(events.c.product_id).order_by(events.c.product_id).limit(1)
-        if current is not None:
-            found = found.where(events.c.product_id > current)
-        return found.scalar_subquery()
+        # the first: a range too (every id is at least the empty string)
+        bound = events.c.product_id >= "" if current is None else events.c.product_id > current
+        return found.where(bound).scalar_subquery()
 
     seen = sa.select(after(None).label("id")).cte("product_ids", recursive=True)
     seen = seen.union_all(sa.select(after(seen.c.id)).where(seen.c.id.is_not(None)))
