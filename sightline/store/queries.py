@@ -43,7 +43,8 @@ def event_from_row(row: sa.Row[Any]) -> Event:
 
 
 NEWEST_FIRST = (events.c.timestamp.desc(), events.c.id.desc())
-"""Events' order in the read API: a range of ``ix_events_product_time`` read backwards."""
+"""Events' order in the read API: a range of ``ix_events_product_time`` read backwards
+(the events of one timestamp sorted by id)."""
 
 
 def product_ids(conn: sa.Connection) -> list[str]:
