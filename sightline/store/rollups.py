@@ -269,13 +269,31 @@ _STAGED_SQL: dict[str, str] = {}
 def _staged_sql(stage: str) -> str:
     """PostgreSQL: the three rollup upserts of the events in ``stage``, as
     :func:`visitor_day_deltas` and :func:`value_deltas` compute them (same keys, key
-    order; the period of a day before 1970 rounds down, as ``divmod`` does)."""
+    order; the period of a day before 1970 rounds down, as ``divmod`` does).
+
+    What an event gives every breakdown (its visitor, day number, page-view flag) is
+    computed once per event, not once per (event, breakdown). A ``value_visitors`` row
+    that holds the days already (most of them: visitors come back the same day) is
+    left out before the upsert, read through the key's index (``days`` is in it): an
+    ``ON CONFLICT`` with nothing to change still locks the row and writes WAL for it.
+    Bits are only ever added (an erasure deletes a visitor's rows only once their
+    events can no longer be written: ``sightline.store.erasure``), so a row read as
+    holding them still does at commit."""
     found = _STAGED_SQL.get(stage)
     if found is not None:
         return found
+    columns = ", ".join(sorted(set(BREAKDOWN_COLUMNS.values())))
+    event = (
+        f"SELECT product_id, is_bot, user_id, {columns}, "
+        f"COALESCE(user_id, anonymous_id) AS who, {_PG_VIEW} AS viewed, "
+        "(\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01' AS n "
+        f"FROM {stage}"
+    )
     values = ", ".join(f"('{name}', {column})" for name, column in BREAKDOWN_COLUMNS.items())
     seen = ", ".join(f"('{name}', {column}, who)" for name, column in BREAKDOWN_COLUMNS.items())
     period = f"floor(n / {PERIOD_DAYS}.0)::int"
+    key = ("product_id", "dimension", "is_bot", "period", "value", "visitor")
+    same_key = " AND ".join(f"v.{name} = g.{name}" for name in key)
     sql = (
         # visitor_days: `user_id or anonymous_id or ""` in Python's sense (an empty id
         # is no id).
@@ -289,22 +307,28 @@ def _staged_sql(stage: str) -> str:
         "events = visitor_days.events + excluded.events, "
         "pageviews = visitor_days.pageviews + excluded.pageviews;\n"
         "INSERT INTO value_days (product_id, dimension, is_bot, day, value, events, pageviews) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {_PG_DAY}, COALESCE(d.value, ''), "
-        f"count(*), count(*) FILTER (WHERE {_PG_VIEW}) FROM {stage} s "
-        f"CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
-        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
+        "SELECT s.product_id, d.dimension, s.is_bot, "
+        "(DATE '1970-01-01' + s.n)::timestamp AT TIME ZONE 'UTC', COALESCE(d.value, ''), "
+        "count(*), count(*) FILTER (WHERE s.viewed) "
+        f"FROM ({event}) AS s CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
+        "GROUP BY s.product_id, d.dimension, s.is_bot, s.n, COALESCE(d.value, '') "
+        "ORDER BY 1, 2, 3, 4, 5 "
         "ON CONFLICT (product_id, dimension, is_bot, day, value) DO UPDATE SET "
         "events = value_days.events + excluded.events, "
         "pageviews = value_days.pageviews + excluded.pageviews;\n"
         "INSERT INTO value_visitors (product_id, dimension, is_bot, period, value, visitor, days) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {period}, COALESCE(d.value, ''), "
-        f"d.visitor, bit_or(CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period})) "
-        "FROM (SELECT *, COALESCE(user_id, anonymous_id) AS who, "
-        "((\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01') AS n "
-        f"FROM {stage}) AS s CROSS JOIN LATERAL (VALUES {seen}, "
+        "SELECT * FROM (SELECT s.product_id, d.dimension, s.is_bot, s.period, "
+        "COALESCE(d.value, '') AS value, d.visitor, bit_or(s.bit) AS days "
+        f"FROM (SELECT *, {period} AS period, "
+        f"CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period}) AS bit FROM ({event}) AS e) AS s "
+        f"CROSS JOIN LATERAL (VALUES {seen}, "
         f"('{VISITORS}', '{NO_VALUE}', who), ('{USERS}', '{NO_VALUE}', user_id)) "
         "AS d (dimension, value, visitor) WHERE d.visitor IS NOT NULL "
-        "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6 "
+        "GROUP BY 1, 2, 3, 4, 5, 6) AS g "
+        # A scalar subquery, not a join: one probe of the key's index per row, whatever
+        # the planner guesses of the (never analysed) stage.
+        f"WHERE (SELECT v.days | g.days = v.days FROM value_visitors v WHERE {same_key}) "
+        "IS NOT TRUE ORDER BY 1, 2, 3, 4, 5, 6 "
         "ON CONFLICT (product_id, dimension, is_bot, period, value, visitor) DO UPDATE SET "
         "days = value_visitors.days | excluded.days "
         "WHERE (value_visitors.days | excluded.days) <> value_visitors.days"
