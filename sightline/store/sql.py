@@ -70,26 +70,3 @@ def execute_rows(
 
 def _unbounded(kind: Any) -> Any:
     return sa.Text() if isinstance(kind, sa.String) else kind
-
-
-_STAGED = "sightline_staged_events"
-
-
-def mark_staged(conn: sa.Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Say that the temp ``table`` holds exactly ``rows`` (the writer's newly stored
-    events, ``COPY``-ed for the insert) until :func:`unmark_staged`: the stats' writers
-    then aggregate them in the database instead of sending them again."""
-    conn.info[_STAGED] = (table, rows)
-
-
-def unmark_staged(conn: sa.Connection) -> None:
-    conn.info.pop(_STAGED, None)
-
-
-def staged_table(conn: sa.Connection, rows: list[dict[str, Any]]) -> str | None:
-    """The temp table that holds exactly ``rows`` (this very list: :func:`mark_staged`),
-    else ``None``."""
-    staged: tuple[str, list[dict[str, Any]]] | None = conn.info.get(_STAGED)
-    if staged is None or staged[1] is not rows:
-        return None
-    return staged[0]
