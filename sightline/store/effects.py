@@ -42,7 +42,13 @@ from sightline.model import (
 )
 from sightline.profile import Attribute, ProfileOpError, apply_ops
 from sightline.store.schema import accounts, aliases, user_attributes, users
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert
+from sightline.store.sql import (
+    IN_CHUNK,
+    bulk_insert,
+    cached_statement,
+    dialect_insert,
+    execute_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -272,24 +278,11 @@ _json = msgspec.json.Encoder()
 def _write_attributes(
     conn: sa.Connection, kept: list[tuple[int, str, str, Any, bool]], now: datetime
 ) -> None:
-    """Upsert the attributes (no two share a user and name): PostgreSQL in one statement
-    (arrays), SQLite one ``executemany``."""
-    if conn.dialect.name == "postgresql":
-        user_ids, names, types, values, flags = zip(*kept, strict=True)
-        conn.execute(
-            cached_statement(conn, "upsert_attributes_pg", _upsert_attributes_pg),
-            {
-                "user_ids": list(user_ids),
-                "names": list(names),
-                "types": list(types),
-                "values": [_json.encode(v).decode() for v in values],
-                "flags": list(flags),
-                "now": now,
-            },
-        )
-        return
-    conn.execute(
+    """Upsert the attributes (no two share a user and name) in one statement."""
+    execute_rows(
+        conn,
         cached_statement(conn, "upsert_attributes", _upsert_attributes),
+        _ATTRIBUTE_COLUMNS,
         [
             {
                 "user_id": user_id,
@@ -304,25 +297,7 @@ def _write_attributes(
     )
 
 
-def _upsert_attributes_pg(_conn: sa.Connection) -> Any:
-    # text[]: a too long name fails the INSERT (DataError) instead of being cut; the
-    # values are JSON text (the engine's own encoder), cast to jsonb.
-    return sa.text(
-        "INSERT INTO user_attributes (user_id, name, type, value, updated_at, server_set) "
-        "SELECT t.user_id, t.name, t.type, CAST(t.value AS jsonb), :now, t.server_set "
-        "FROM unnest(:user_ids, :names, :types, :values, :flags) "
-        "AS t (user_id, name, type, value, server_set) "
-        "ON CONFLICT (user_id, name) DO UPDATE SET type = excluded.type, "
-        "value = excluded.value, updated_at = excluded.updated_at, "
-        "server_set = excluded.server_set"
-    ).bindparams(
-        sa.bindparam("user_ids", type_=postgresql.ARRAY(sa.BigInteger())),
-        sa.bindparam("names", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("types", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("values", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("flags", type_=postgresql.ARRAY(sa.Boolean())),
-        sa.bindparam("now", type_=user_attributes.c.updated_at.type),
-    )
+_ATTRIBUTE_COLUMNS = ("user_id", "name", "type", "value", "updated_at", "server_set")
 
 
 def _payment_ids_query(_conn: sa.Connection) -> Any:
@@ -364,7 +339,8 @@ def _delete_attribute(_conn: sa.Connection) -> Any:
 
 
 def _upsert_attributes(conn: sa.Connection) -> Any:
-    insert = dialect_insert(conn, user_attributes)
+    # One statement on PostgreSQL too (arrays; the values as JSON text: sql.bulk_insert).
+    insert = bulk_insert(conn, user_attributes, _ATTRIBUTE_COLUMNS)
     return insert.on_conflict_do_update(
         index_elements=["user_id", "name"],
         set_={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,7 +43,11 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) ->
     :func:`execute_rows`. On PostgreSQL ``INSERT ... SELECT * FROM unnest(one array per
     column)``: one execution for the whole batch instead of one per row (psycopg's
     ``executemany`` pipelines them, but the server still runs each); on SQLite the
-    plain ``INSERT`` that ``executemany`` runs per row in-process."""
+    plain ``INSERT`` that ``executemany`` runs per row in-process.
+
+    JSON columns travel as JSON text (a ``text[]``) cast back in the statement: an
+    array of JSON values would take a JSON array for one more dimension of the SQL
+    array, and a JSON ``null`` for SQL ``NULL`` (see :func:`execute_rows`)."""
     if conn.dialect.name != "postgresql":
         return sqlite.insert(table)
     # text[], not varchar(n)[]: a cast to varchar(n) would cut a long value silently,
@@ -53,7 +58,8 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) ->
     ]
     rows = sa.func.unnest(*arrays).table_valued(*columns).render_derived()
     return postgresql.insert(table).from_select(
-        list(columns), sa.select(*(rows.c[name] for name in columns))
+        list(columns),
+        sa.select(*(_from_text(rows.c[name], table.c[name].type) for name in columns)),
     )
 
 
@@ -61,12 +67,45 @@ def execute_rows(
     conn: sa.Connection, statement: Any, columns: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> None:
     """Run a :func:`bulk_insert` statement for ``rows`` (each has every one of ``columns``;
-    with ``ON CONFLICT DO UPDATE``, no two rows may share a key)."""
+    with ``ON CONFLICT DO UPDATE``, no two rows may share a key). A JSON column's
+    ``None`` is JSON ``null`` (SQLAlchemy's rule, unless the type says ``none_as_null``),
+    ``sa.null()`` SQL ``NULL``."""
     if conn.dialect.name != "postgresql":
         conn.execute(statement, list(rows))
         return
-    conn.execute(statement, {f"_{name}": [row[name] for row in rows] for name in columns})
+    table: sa.Table = statement.table
+    params: dict[str, list[Any]] = {}
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, sa.JSON):
+            text = _json_text(conn, kind)
+            params[f"_{name}"] = [text(row[name]) for row in rows]
+        else:
+            params[f"_{name}"] = [row[name] for row in rows]
+    conn.execute(statement, params)
 
 
 def _unbounded(kind: Any) -> Any:
-    return sa.Text() if isinstance(kind, sa.String) else kind
+    return sa.Text() if isinstance(kind, (sa.String, sa.JSON)) else kind
+
+
+def _from_text(column: Any, kind: Any) -> Any:
+    return sa.cast(column, kind) if isinstance(kind, sa.JSON) else column
+
+
+def _json_text(conn: sa.Connection, kind: sa.JSON) -> Callable[[Any], str | None]:
+    """A JSON column's values as the engine's JSON serializer writes them."""
+    # The serializer the engine was made with (create_engine(json_serializer=...)).
+    serialize: Callable[[Any], str] = getattr(conn.dialect, "_json_serializer", None) or json.dumps
+    none = None if kind.none_as_null else "null"
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return none
+        if value is sa.JSON.NULL:
+            return "null"
+        if isinstance(value, sa.sql.elements.Null):
+            return None
+        return serialize(value)
+
+    return text
