@@ -45,6 +45,7 @@ from sightline.store.schema import accounts, aliases, user_attributes, users
 from sightline.store.sql import (
     IN_CHUNK,
     bulk_insert,
+    bulk_update,
     cached_statement,
     dialect_insert,
     execute_rows,
@@ -185,6 +186,7 @@ class SideEffects:
                 if server_owned:
                     owned.add(user_id)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        changed: list[dict[str, Any]] = []
         for key, user in self.users.items():
             values = dict(user.values)
             user_id = ids[key]
@@ -197,10 +199,23 @@ class SideEffects:
                 values["payment_ids"] = {**(payment_ids.get(user_id) or {}), **user.payment_ids}
             if not values and key in touched:
                 continue  # _touch_users sets its updated_at
+            if conn.dialect.name == "postgresql":
+                # A column this user keeps is NULL (payment ids: SQL NULL, not JSON null).
+                changed.append(
+                    {**_KEEP_USER_COLUMNS, **values, "id": user_id, "updated_at": self.now}
+                )
+                continue
             params = {f"_{name}": value for name, value in values.items()}
             params["_id"] = user_id
             params["_updated_at"] = self.now
             groups.setdefault(tuple(sorted(values)), []).append(params)
+        if changed:
+            # PostgreSQL: one statement for every user, whatever columns each changes (a
+            # column a user does not change is NULL: kept); in id order, a stable lock
+            # order between workers.
+            changed.sort(key=lambda row: int(row["id"]))
+            statement = cached_statement(conn, "update_users_pg", _update_users_pg)
+            execute_rows(conn, statement, ("id", *_USER_UPDATE_COLUMNS), changed)
         for columns, rows in groups.items():
             conn.execute(
                 cached_statement(conn, "update_users:" + ",".join(columns), _user_update(columns)),
@@ -329,6 +344,29 @@ def _user_update(columns: tuple[str, ...]) -> Callable[[sa.Connection], Any]:
         )
 
     return build
+
+
+_USER_UPDATE_COLUMNS = (
+    "email",
+    "mobile",
+    "account_id",
+    "payment_ids",
+    "server_owned",
+    "updated_at",
+)
+
+
+_KEEP_USER_COLUMNS: dict[str, Any] = {
+    "email": None,
+    "mobile": None,
+    "account_id": None,
+    "payment_ids": sa.null(),
+    "server_owned": None,
+}
+
+
+def _update_users_pg(_conn: sa.Connection) -> Any:
+    return bulk_update(users, "id", _USER_UPDATE_COLUMNS)
 
 
 def _delete_attribute(_conn: sa.Connection) -> Any:

@@ -63,11 +63,30 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, columns: Sequence[str]) ->
     )
 
 
+def bulk_update(table: sa.Table, key: str, columns: Sequence[str]) -> Any:
+    """PostgreSQL: an ``UPDATE ... FROM unnest(one array per column)`` of many rows by
+    ``key`` in one statement, run by :func:`execute_rows` (columns ``key`` and
+    ``columns``). A row's SQL ``NULL`` (``None``; ``sa.null()`` for a JSON column)
+    leaves that column as it is: rows that change different columns go together."""
+    names = (key, *columns)
+    arrays = [
+        sa.bindparam(f"_{name}", type_=postgresql.ARRAY(_unbounded(table.c[name].type)))
+        for name in names
+    ]
+    rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    values = {
+        name: sa.func.coalesce(_from_text(rows.c[name], table.c[name].type), table.c[name])
+        for name in columns
+    }
+    return sa.update(table).where(table.c[key] == rows.c[key]).values(values)
+
+
 def execute_rows(
     conn: sa.Connection, statement: Any, columns: Sequence[str], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Run a :func:`bulk_insert` statement for ``rows`` (each has every one of ``columns``;
-    with ``ON CONFLICT DO UPDATE``, no two rows may share a key). A JSON column's
+    """Run a :func:`bulk_insert` (or :func:`bulk_update`) statement for ``rows`` (each
+    has every one of ``columns``; with ``ON CONFLICT DO UPDATE``, no two rows may share
+    a key). A JSON column's
     ``None`` is JSON ``null`` (SQLAlchemy's rule, unless the type says ``none_as_null``),
     ``sa.null()`` SQL ``NULL``."""
     if conn.dialect.name != "postgresql":
