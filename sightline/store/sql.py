@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,3 +129,25 @@ def _json_text(conn: sa.Connection, kind: sa.JSON) -> Callable[[Any], str | None
         return serialize(value)
 
     return text
+
+
+@contextmanager
+def pipelined(conn: sa.Connection) -> Iterator[None]:
+    """PostgreSQL: the statements run inside go to the server without waiting for each
+    one's answer (psycopg's pipeline mode), in one round trip. Only for statements whose
+    result nobody reads (SQLAlchemy sees none: a query inside would return no rows); an
+    error is raised by the statement that finds it or when the block ends, as
+    SQLAlchemy raises it. Elsewhere, nothing changes."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would have raised it: DataError (the batch isolates the message
+        # at fault), OperationalError (an outage: retry) ...
+        raise sa.exc.DBAPIError.instance(
+            "(pipelined statements)", None, exc, conn.dialect.loaded_dbapi.Error
+        ) from exc

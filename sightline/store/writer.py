@@ -35,6 +35,7 @@ from sightline.store.sql import (
     execute_rows,
     greatest,
     least,
+    pipelined,
 )
 
 
@@ -102,8 +103,13 @@ def write_batch(
     result.stored_rows = new_rows
     if conn.dialect.name != "postgresql":  # PostgreSQL's went with the insert (_copy_events)
         _record_stats(conn, new_rows, assigned)
-    effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
-    _touch_users(conn, new_rows, now)
+    writes = effects.flush(
+        {(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None}
+    )
+    with pipelined(conn):  # PostgreSQL: the users' writes in one round trip
+        for write in writes:
+            write()
+        _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
     refused = link_aliases(conn, effects.links + links, now, effects.restricted_links())
     result.refused_changes = effects.refused + refused
