@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sightline.store.schema import value_days, value_visitors, visitor_days
-from sightline.store.sql import bulk_insert, cached_statement, execute_rows, staged_table
+from sightline.store.sql import bulk_insert, cached_statement, execute_rows
 
 VIEW_TYPES = frozenset(("page", "screen"))
 DELTA_COLUMNS = ("product_id", "day", "is_bot", "visitor", "is_user", "events", "pageviews")
@@ -177,17 +177,10 @@ def value_deltas(
 
 def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
     """Add the newly stored events to the daily rollups (``visitor_days``,
-    ``value_days``, ``value_visitors``): the writer's one hook for them.
-
-    PostgreSQL, when the rows are the writer's staged events (``sql.staged_table``):
-    the three upserts aggregate the stage in the database, in one round trip (nothing
-    built or sent per row: the rows' ~13 rollup keys each cost more to send than to
-    compute there). Otherwise the deltas are computed here and sent as arrays."""
-    stage = staged_table(conn, new_rows)
-    if stage is not None:
-        if new_rows:
-            conn.exec_driver_sql(_staged_sql(stage))
-        return
+    ``value_days``, ``value_visitors``): the writer's one hook for them, deltas computed
+    here and sent as arrays. (PostgreSQL's writer aggregates its staged events in the
+    database instead: :func:`staged_sql`; the rows' ~13 rollup keys each cost more to
+    send than to compute there.)"""
     deltas = visitor_day_deltas(new_rows)
     if deltas:
         statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
@@ -263,19 +256,38 @@ def _value_visitors_statement(conn: sa.Connection) -> Any:
 
 _PG_DAY = "date_trunc('day', \"timestamp\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 _PG_VIEW = "type IN ('page', 'screen')"
-_STAGED_SQL: dict[str, str] = {}
+_STAGED_SQL: dict[str, tuple[str, ...]] = {}
 
 
-def _staged_sql(stage: str) -> str:
-    """PostgreSQL: the three rollup upserts of the events in ``stage``, as
+def staged_sql(stage: str) -> tuple[str, ...]:
+    """PostgreSQL: the three rollup upserts of the events in the writer's ``stage`` (its
+    new events only; statements without parameters), as
     :func:`visitor_day_deltas` and :func:`value_deltas` compute them (same keys, key
-    order; the period of a day before 1970 rounds down, as ``divmod`` does)."""
+    order; the period of a day before 1970 rounds down, as ``divmod`` does).
+
+    What an event gives every breakdown (its visitor, day number, page-view flag) is
+    computed once per event, not once per (event, breakdown). A ``value_visitors`` row
+    that holds the days already (most of them: visitors come back the same day) is
+    left out before the upsert, read through the key's index (``days`` is in it): an
+    ``ON CONFLICT`` with nothing to change still locks the row and writes WAL for it.
+    Bits are only ever added (an erasure deletes a visitor's rows only once their
+    events can no longer be written: ``sightline.store.erasure``), so a row read as
+    holding them still does at commit."""
     found = _STAGED_SQL.get(stage)
     if found is not None:
         return found
+    columns = ", ".join(sorted(set(BREAKDOWN_COLUMNS.values())))
+    event = (
+        f"SELECT product_id, is_bot, user_id, {columns}, "
+        f"COALESCE(user_id, anonymous_id) AS who, {_PG_VIEW} AS viewed, "
+        "(\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01' AS n "
+        f"FROM {stage}"
+    )
     values = ", ".join(f"('{name}', {column})" for name, column in BREAKDOWN_COLUMNS.items())
     seen = ", ".join(f"('{name}', {column}, who)" for name, column in BREAKDOWN_COLUMNS.items())
     period = f"floor(n / {PERIOD_DAYS}.0)::int"
+    key = ("product_id", "dimension", "is_bot", "period", "value", "visitor")
+    same_key = " AND ".join(f"v.{name} = g.{name}" for name in key)
     sql = (
         # visitor_days: `user_id or anonymous_id or ""` in Python's sense (an empty id
         # is no id).
@@ -287,27 +299,33 @@ def _staged_sql(stage: str) -> str:
         "ON CONFLICT (product_id, day, is_bot, visitor) DO UPDATE SET "
         "is_user = visitor_days.is_user OR excluded.is_user, "
         "events = visitor_days.events + excluded.events, "
-        "pageviews = visitor_days.pageviews + excluded.pageviews;\n"
+        "pageviews = visitor_days.pageviews + excluded.pageviews",
         "INSERT INTO value_days (product_id, dimension, is_bot, day, value, events, pageviews) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {_PG_DAY}, COALESCE(d.value, ''), "
-        f"count(*), count(*) FILTER (WHERE {_PG_VIEW}) FROM {stage} s "
-        f"CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
-        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
+        "SELECT s.product_id, d.dimension, s.is_bot, "
+        "(DATE '1970-01-01' + s.n)::timestamp AT TIME ZONE 'UTC', COALESCE(d.value, ''), "
+        "count(*), count(*) FILTER (WHERE s.viewed) "
+        f"FROM ({event}) AS s CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
+        "GROUP BY s.product_id, d.dimension, s.is_bot, s.n, COALESCE(d.value, '') "
+        "ORDER BY 1, 2, 3, 4, 5 "
         "ON CONFLICT (product_id, dimension, is_bot, day, value) DO UPDATE SET "
         "events = value_days.events + excluded.events, "
-        "pageviews = value_days.pageviews + excluded.pageviews;\n"
+        "pageviews = value_days.pageviews + excluded.pageviews",
         "INSERT INTO value_visitors (product_id, dimension, is_bot, period, value, visitor, days) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {period}, COALESCE(d.value, ''), "
-        f"d.visitor, bit_or(CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period})) "
-        "FROM (SELECT *, COALESCE(user_id, anonymous_id) AS who, "
-        "((\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01') AS n "
-        f"FROM {stage}) AS s CROSS JOIN LATERAL (VALUES {seen}, "
+        "SELECT * FROM (SELECT s.product_id, d.dimension, s.is_bot, s.period, "
+        "COALESCE(d.value, '') AS value, d.visitor, bit_or(s.bit) AS days "
+        f"FROM (SELECT *, {period} AS period, "
+        f"CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period}) AS bit FROM ({event}) AS e) AS s "
+        f"CROSS JOIN LATERAL (VALUES {seen}, "
         f"('{VISITORS}', '{NO_VALUE}', who), ('{USERS}', '{NO_VALUE}', user_id)) "
         "AS d (dimension, value, visitor) WHERE d.visitor IS NOT NULL "
-        "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6 "
+        "GROUP BY 1, 2, 3, 4, 5, 6) AS g "
+        # A scalar subquery, not a join: one probe of the key's index per row, whatever
+        # the planner guesses of the (never analysed) stage.
+        f"WHERE (SELECT v.days | g.days = v.days FROM value_visitors v WHERE {same_key}) "
+        "IS NOT TRUE ORDER BY 1, 2, 3, 4, 5, 6 "
         "ON CONFLICT (product_id, dimension, is_bot, period, value, visitor) DO UPDATE SET "
         "days = value_visitors.days | excluded.days "
-        "WHERE (value_visitors.days | excluded.days) <> value_visitors.days"
+        "WHERE (value_visitors.days | excluded.days) <> value_visitors.days",
     )
     _STAGED_SQL[stage] = sql
     return sql
