@@ -25,14 +25,17 @@ the events).
 
 from __future__ import annotations
 
+import operator
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import compress, repeat
 from typing import Any
 
 import sqlalchemy as sa
 
 from sightline.store.schema import value_days, value_visitors, visitor_days
-from sightline.store.sql import bulk_insert, cached_statement, execute_rows
+from sightline.store.sql import bulk_insert, cached_statement, execute_columns
 
 VIEW_TYPES = frozenset(("page", "screen"))
 DELTA_COLUMNS = ("product_id", "day", "is_bot", "visitor", "is_user", "events", "pageviews")
@@ -84,34 +87,68 @@ def period_masks(start: datetime, end: datetime) -> dict[int, int]:
     return masks
 
 
-def _visitor(row: dict[str, Any]) -> str | None:
-    """``COALESCE(user_id, anonymous_id)``, as the stats count visitors."""
-    user_id: str | None = row["user_id"]
-    return user_id if user_id is not None else row["anonymous_id"]
+_get = operator.itemgetter
+
+
+class _Columns:
+    """What the rollups read of event rows, column by column (one pass of C per column)."""
+
+    __slots__ = ("bots", "days", "periods", "products", "rows", "users", "views")
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.products: list[str] = list(map(_get("product_id"), rows))
+        self.bots: list[bool] = list(map(bool, map(_get("is_bot"), rows)))
+        self.days = _days(list(map(_get("timestamp"), rows)))
+        self.views: list[bool] = list(map(VIEW_TYPES.__contains__, map(_get("type"), rows)))
+        self.users: list[str | None] = list(map(_get("user_id"), rows))
+        # period and bit of each day (a batch holds a few days)
+        places = {day: divmod((day - _EPOCH).days, PERIOD_DAYS) for day in set(self.days)}
+        self.periods: list[tuple[int, int]] = list(map(places.__getitem__, self.days))
+
+    def column(self, name: str) -> list[Any]:
+        return list(map(_get(name), self.rows))
+
+
+def _days(moments: list[datetime]) -> list[datetime]:
+    """:func:`utc_day` of each moment, computed once per date of the UTC (or naive) ones."""
+    found: dict[Any, datetime] = {}
+    days: list[datetime] = []
+    append = days.append
+    for moment in moments:
+        zone = moment.tzinfo
+        if zone is UTC or zone is None:
+            date = moment.date()
+            day = found.get(date)
+            if day is None:
+                day = found[date] = utc_day(moment)
+            append(day)
+        else:
+            append(utc_day(moment))
+    return days
+
+
+def _tally(
+    keys: list[tuple[Any, ...]], views: list[bool]
+) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+    """How many of ``keys`` there are of each, and how many of those are page views."""
+    return Counter(keys), Counter(compress(keys, views))
 
 
 def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What event rows add to ``visitor_days``, sorted by key (a stable lock order)."""
-    deltas: dict[tuple[str, datetime, bool, str], dict[str, Any]] = {}
-    for row in rows:
-        user_id = row["user_id"]
-        visitor = user_id or row["anonymous_id"] or ""
-        key = (row["product_id"], utc_day(row["timestamp"]), bool(row["is_bot"]), visitor)
-        delta = deltas.get(key)
-        if delta is None:
-            delta = deltas[key] = {
-                "product_id": key[0],
-                "day": key[1],
-                "is_bot": key[2],
-                "visitor": visitor,
-                "is_user": False,
-                "events": 0,
-                "pageviews": 0,
-            }
-        delta["is_user"] = delta["is_user"] or user_id is not None
-        delta["events"] += 1
-        delta["pageviews"] += row["type"] in VIEW_TYPES
-    return [deltas[k] for k in sorted(deltas)]
+    return [dict(zip(DELTA_COLUMNS, row, strict=True)) for row in _visitor_day_rows(_Columns(rows))]
+
+
+def _visitor_day_rows(cols: _Columns) -> list[tuple[Any, ...]]:
+    """:func:`visitor_day_deltas` as tuples of ``DELTA_COLUMNS``."""
+    anonymous = cols.column("anonymous_id")
+    # `user_id or anonymous_id or ""`: an empty id is no id
+    visitors = [u or a or "" for u, a in zip(cols.users, anonymous, strict=True)]
+    keys = list(zip(cols.products, cols.days, cols.bots, visitors, strict=True))
+    events, views = _tally(keys, cols.views)
+    users = set(compress(keys, map(operator.is_not, cols.users, repeat(None, len(keys)))))
+    return [(*key, key in users, events[key], views[key]) for key in sorted(events)]
 
 
 def value_deltas(
@@ -119,79 +156,80 @@ def value_deltas(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What event rows add to ``value_days`` (times ``sign``) and ``value_visitors``,
     each sorted by key."""
-    counts: dict[tuple[str, str, bool, datetime, str], list[int]] = {}
-    seen: dict[tuple[str, str, bool, int, str, str], int] = {}
-    columns = tuple(BREAKDOWN_COLUMNS.items())
-    for row in rows:
-        day = utc_day(row["timestamp"])
-        period, bit = divmod((day - _EPOCH).days, PERIOD_DAYS)
-        product_id, bot = row["product_id"], bool(row["is_bot"])
-        view = sign if row["type"] in VIEW_TYPES else 0
-        visitor = _visitor(row)
-        for name, column in columns:
-            value = row[column]
-            value = NO_VALUE if value is None else value
-            key = (product_id, name, bot, day, value)
-            count = counts.get(key)
-            if count is None:
-                counts[key] = [sign, view]
-            else:
-                count[0] += sign
-                count[1] += view
-            if visitor is not None:
-                vkey = (product_id, name, bot, period, value, visitor)
-                seen[vkey] = seen.get(vkey, 0) | 1 << bit
-        if visitor is not None:
-            vkey = (product_id, VISITORS, bot, period, NO_VALUE, visitor)
-            seen[vkey] = seen.get(vkey, 0) | 1 << bit
-        user_id = row["user_id"]
-        if user_id is not None:
-            vkey = (product_id, USERS, bot, period, NO_VALUE, user_id)
-            seen[vkey] = seen.get(vkey, 0) | 1 << bit
-    day_rows = [
-        {
-            "product_id": k[0],
-            "dimension": k[1],
-            "is_bot": k[2],
-            "day": k[3],
-            "value": k[4],
-            "events": counts[k][0],
-            "pageviews": counts[k][1],
-        }
-        for k in sorted(counts)
+    day_rows, visitor_rows = _value_rows(_Columns(list(rows)), sign)
+    return (
+        [dict(zip(VALUE_DAY_COLUMNS, row, strict=True)) for row in day_rows],
+        [dict(zip(VALUE_VISITOR_COLUMNS, row, strict=True)) for row in visitor_rows],
+    )
+
+
+def _value_rows(
+    cols: _Columns, sign: int = 1
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`value_deltas` as tuples of ``VALUE_DAY_COLUMNS`` and ``VALUE_VISITOR_COLUMNS``.
+
+    Counted with ``Counter`` and sets over keys zipped column by column: the rows' ~13
+    keys each are built and counted in C; Python sees each distinct key once. A missing
+    value (``None``) becomes ``NO_VALUE`` then (merged with any ``NO_VALUE`` key)."""
+    n = len(cols.rows)
+    # COALESCE(user_id, anonymous_id), as the stats count visitors
+    visitors = [
+        u if u is not None else a
+        for u, a in zip(cols.users, cols.column("anonymous_id"), strict=True)
     ]
-    visitor_rows = [
-        {
-            "product_id": k[0],
-            "dimension": k[1],
-            "is_bot": k[2],
-            "period": k[3],
-            "value": k[4],
-            "visitor": k[5],
-            "days": seen[k],
-        }
-        for k in sorted(seen)
-    ]
+    products, bots, periods = cols.products, cols.bots, cols.periods
+    events: Counter[tuple[Any, ...]] = Counter()
+    views: Counter[tuple[Any, ...]] = Counter()
+    seen: set[tuple[Any, ...]] = set()
+    for name, column in BREAKDOWN_COLUMNS.items():
+        values = cols.column(column)
+        keys = list(zip(products, repeat(name, n), bots, cols.days, values, strict=True))
+        events.update(keys)
+        views.update(compress(keys, cols.views))
+        seen.update(zip(products, repeat(name, n), bots, periods, values, visitors, strict=True))
+    none = repeat(None, n)
+    seen.update(zip(products, repeat(VISITORS, n), bots, periods, none, visitors, strict=True))
+    none = repeat(None, n)
+    seen.update(zip(products, repeat(USERS, n), bots, periods, none, cols.users, strict=True))
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for key, count in events.items():
+        view = views[key]
+        if key[4] is None:
+            key = (*key[:4], NO_VALUE)
+        found = counts.get(key)
+        if found is None:
+            counts[key] = [count, view]
+        else:
+            found[0] += count
+            found[1] += view
+    bits: dict[tuple[Any, ...], int] = {}
+    for product_id, name, bot, (period, bit), value, visitor in seen:
+        if visitor is None:
+            continue
+        key = (product_id, name, bot, period, NO_VALUE if value is None else value, visitor)
+        bits[key] = bits.get(key, 0) | 1 << bit
+    day_rows = [(*k, counts[k][0] * sign, counts[k][1] * sign) for k in sorted(counts)]
+    visitor_rows = [(*k, bits[k]) for k in sorted(bits)]
     return day_rows, visitor_rows
 
 
 def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
     """Add the newly stored events to the daily rollups (``visitor_days``,
     ``value_days``, ``value_visitors``): the writer's one hook for them, deltas computed
-    here and sent as arrays. (PostgreSQL's writer aggregates its staged events in the
-    database instead: :func:`staged_sql`; the rows' ~13 rollup keys each cost more to
-    send than to compute there.)"""
-    deltas = visitor_day_deltas(new_rows)
-    if deltas:
-        statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
-        execute_rows(conn, statement, DELTA_COLUMNS, deltas)
-    day_rows, visitor_rows = value_deltas(new_rows)
-    if day_rows:
-        statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
-        execute_rows(conn, statement, VALUE_DAY_COLUMNS, day_rows)
-    if visitor_rows:
-        statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)
-        execute_rows(conn, statement, VALUE_VISITOR_COLUMNS, visitor_rows)
+    here and sent as arrays (SQLite: the rows of one ``executemany`` each). (PostgreSQL's
+    writer aggregates its staged events in the database instead: :func:`staged_sql`; the
+    rows' ~13 rollup keys each cost more to send than to compute there.)"""
+    if not new_rows:
+        return
+    cols = _Columns(new_rows)
+    deltas = _visitor_day_rows(cols)
+    statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
+    execute_columns(conn, statement, DELTA_COLUMNS, list(zip(*deltas, strict=True)))
+    day_rows, visitor_rows = _value_rows(cols)
+    statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
+    execute_columns(conn, statement, VALUE_DAY_COLUMNS, list(zip(*day_rows, strict=True)))
+    statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)
+    execute_columns(conn, statement, VALUE_VISITOR_COLUMNS, list(zip(*visitor_rows, strict=True)))
 
 
 def unrecord_events(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:

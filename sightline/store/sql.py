@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,7 +93,11 @@ def execute_rows(
     ``None`` is JSON ``null`` (SQLAlchemy's rule, unless the type says ``none_as_null``),
     ``sa.null()`` SQL ``NULL``."""
     if conn.dialect.name != "postgresql":
-        conn.execute(statement, list(rows))
+        if len(columns) > 1:
+            get = operator.itemgetter(*columns)
+            execute_columns(conn, statement, columns, list(zip(*map(get, rows), strict=True)))
+        else:
+            execute_columns(conn, statement, columns, [[row[columns[0]] for row in rows]])
         return
     table: sa.Table = statement.table
     params: dict[str, list[Any]] = {}
@@ -151,3 +157,69 @@ def pipelined(conn: sa.Connection) -> Iterator[None]:
         raise sa.exc.DBAPIError.instance(
             "(pipelined statements)", None, exc, conn.dialect.loaded_dbapi.Error
         ) from exc
+
+
+def execute_columns(
+    conn: sa.Connection, statement: Any, columns: Sequence[str], values: Sequence[Sequence[Any]]
+) -> None:
+    """:func:`execute_rows` of rows given column by column: ``values[i]`` holds every
+    row's value of ``columns[i]``.
+
+    SQLite: the statement's SQL is compiled once and run by the driver's ``executemany``
+    with the values as SQLAlchemy's SQLite types would bind them (times as text), without
+    SQLAlchemy's per-row parameter processing, which cost more than SQLite's insert; a
+    statement with other types than text, integers, booleans and times (JSON ...) goes
+    through SQLAlchemy."""
+    if not values or not values[0]:
+        return
+    compiled = _sqlite_compiled(conn, statement, columns) if conn.dialect.name == "sqlite" else None
+    if compiled is None:
+        rows = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+        if conn.dialect.name == "postgresql":
+            execute_rows(conn, statement, columns, rows)
+        else:
+            conn.execute(statement, rows)
+        return
+    sql, times = compiled
+    if times:
+        values = list(values)
+        for i in times:
+            values[i] = sqlite_times(values[i])
+    conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
+def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
+    """Times as SQLAlchemy's SQLite ``DateTime`` stores them: the wall clock as text,
+    microseconds always (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    return [None if v is None else v.isoformat(" ", "microseconds")[:26] for v in values]
+
+
+# Bound as SQLAlchemy binds them on SQLite by the driver itself (a bool as 0 / 1), or a time.
+_PLAIN_TYPES = (sa.String, sa.Integer, sa.Boolean)
+_SQLITE_COMPILED: dict[
+    tuple[int, tuple[str, ...]], tuple[Any, tuple[str, tuple[int, ...]] | None]
+] = {}
+
+
+def _sqlite_compiled(
+    conn: sa.Connection, statement: Any, columns: Sequence[str]
+) -> tuple[str, tuple[int, ...]] | None:
+    """The positional SQL of a SQLite :func:`bulk_insert` statement for ``columns`` and
+    the places of its times; ``None`` when a column needs SQLAlchemy's own binding."""
+    key = (id(statement), tuple(columns))
+    found = _SQLITE_COMPILED.get(key)
+    if found is not None and found[0] is statement:  # the statement itself is kept: its id
+        return found[1]
+    compiled = statement.compile(dialect=conn.dialect, column_keys=list(columns))
+    kinds = [statement.table.c[name].type for name in columns]
+    plain = list(compiled.positiontup or ()) == list(columns) and all(
+        isinstance(kind, sa.DateTime)
+        or (isinstance(kind, _PLAIN_TYPES) and not isinstance(kind, sa.Enum))
+        for kind in kinds
+    )
+    result = None
+    if plain:
+        times = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, sa.DateTime))
+        result = (compiled.string, times)
+    _SQLITE_COMPILED[key] = (statement, result)
+    return result
