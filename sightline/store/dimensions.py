@@ -62,7 +62,24 @@ def dimensions(context: dict[str, Any]) -> dict[str, str | None]:
     return found
 
 
+# _PATHS by context key: (context key, ((column, key inside it), ...)), in _PATHS' order
+_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = tuple(
+    (outer, tuple((column, inner) for column, (o, inner) in _PATHS.items() if o == outer))
+    for outer in dict.fromkeys(o for o, _ in _PATHS.values())
+)
+
+
 def add_dimensions(rows: list[dict[str, Any]]) -> None:
-    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them)."""
+    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them):
+    :func:`dimensions` of their contexts, in place."""
     for row in rows:
-        row.update(dimensions(row["context"]))
+        context = row["context"]
+        row["page_path"] = page_path(context)
+        for outer, pairs in _GROUPS:
+            part = context.get(outer)
+            if isinstance(part, dict):
+                for column, inner in pairs:
+                    row[column] = _text(part.get(inner))
+            else:
+                for column, _ in pairs:
+                    row[column] = None

@@ -25,7 +25,7 @@ from sightline.store.matching import inherit_accounts, resolve_identities
 from sightline.store.partitions import insert_new_events_sql
 from sightline.store.rollups import record_visitor_days
 from sightline.store.rollups import staged_sql as staged_rollups_sql
-from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
+from sightline.store.schema import dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
 from sightline.store.sessions import staged_sql as staged_sessions_sql
 from sightline.store.sql import (
@@ -36,6 +36,7 @@ from sightline.store.sql import (
     greatest,
     least,
     pipelined,
+    sqlite_times,
 )
 
 
@@ -183,44 +184,39 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
+_RECEIVED_AT = _EVENT_COLUMNS.index("received_at")
+_OTHER_TIMES_AT = tuple(
+    i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES and c != "received_at"
+)
+
+
 def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work."""
-    time, encode = _sqlite_time, _json.encode
+    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work:
+    built column by column (the columns taken out of the rows and the tuples put back
+    together in C), only times and JSON converted in Python."""
+    if not rows:
+        return []
+    columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
+    for i in _OTHER_TIMES_AT:
+        columns[i] = sqlite_times(columns[i])
     # A batch's events mostly share a few receive times (one per request): format each once.
     # (Keyed with the zone too: equal moments in other zones have other wall clocks.)
     received_text: dict[tuple[datetime, Any], str | None] = {}
-    for r in rows:
-        moment = r["received_at"]
+    received: list[str | None] = []
+    for moment in columns[_RECEIVED_AT]:
         key = (moment, moment.tzinfo)
-        if key not in received_text:
-            received_text[key] = time(moment)
-    return [
-        (
-            r["id"],
-            r["product_id"],
-            r["message_id"],
-            r["name"],
-            r["type"],
-            time(r["timestamp"]),
-            received_text[r["received_at"], r["received_at"].tzinfo],
-            time(r["sent_at"]),
-            time(r["original_timestamp"]),
-            r["user_id"],
-            r["anonymous_id"],
-            r["account_id"],
-            r["session_id"],
-            r["entity_type"],
-            r["entity_id"],
-            r["recording_id"],
-            encode(r["properties"]).decode(),
-            encode(r["context"]).decode(),
-            r["dialect"],
-            r["is_bot"],
-            r["is_unused"],
-            *[r[c] for c in DIMENSION_COLUMNS],
-        )
-        for r in rows
-    ]
+        text = received_text.get(key)
+        if text is None:
+            text = received_text[key] = _sqlite_time(moment)
+        received.append(text)
+    columns[_RECEIVED_AT] = received
+    encode = _json.encode
+    for i in _EVENT_JSON_AT:
+        columns[i] = [encode(value).decode() for value in columns[i]]
+    return list(zip(*columns, strict=True))
+
+
+_EVENT_KEY = operator.itemgetter("product_id", "message_id")
 
 
 def _insert_events(
@@ -235,7 +231,7 @@ def _insert_events(
         # when fewer rows went in than were sent, the ids we generated tell which did.
         inserted = conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, _sqlite_event_params(rows))
         if inserted.rowcount == len(rows):
-            return {(r["product_id"], r["message_id"]) for r in rows}
+            return set(map(_EVENT_KEY, rows))
         by_id = {r["id"]: r for r in rows}
         ids = list(by_id)
         stored: set[tuple[str, str]] = set()
