@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import compress, repeat
 from typing import Any
@@ -168,49 +168,67 @@ def _value_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """:func:`value_deltas` as tuples of ``VALUE_DAY_COLUMNS`` and ``VALUE_VISITOR_COLUMNS``.
 
-    Counted with ``Counter`` and sets over keys zipped column by column: the rows' ~13
-    keys each are built and counted in C; Python sees each distinct key once. A missing
-    value (``None``) becomes ``NO_VALUE`` then (merged with any ``NO_VALUE`` key)."""
+    The rows are grouped by (product, bot flag, day), which a batch has few of; within a
+    group each breakdown's values are counted with ``Counter`` and paired with their
+    visitors in a set, in C: Python sees each distinct value, and each distinct
+    (value, visitor), once. A missing value (``None``) becomes ``NO_VALUE`` then (merged
+    with any ``NO_VALUE`` of the same key)."""
     n = len(cols.rows)
     # COALESCE(user_id, anonymous_id), as the stats count visitors
     visitors = [
         u if u is not None else a
         for u, a in zip(cols.users, cols.column("anonymous_id"), strict=True)
     ]
-    products, bots, periods = cols.products, cols.bots, cols.periods
-    events: Counter[tuple[Any, ...]] = Counter()
-    views: Counter[tuple[Any, ...]] = Counter()
-    seen: set[tuple[Any, ...]] = set()
-    for name, column in BREAKDOWN_COLUMNS.items():
-        values = cols.column(column)
-        keys = list(zip(products, repeat(name, n), bots, cols.days, values, strict=True))
-        events.update(keys)
-        views.update(compress(keys, cols.views))
-        seen.update(zip(products, repeat(name, n), bots, periods, values, visitors, strict=True))
-    none = repeat(None, n)
-    seen.update(zip(products, repeat(VISITORS, n), bots, periods, none, visitors, strict=True))
-    none = repeat(None, n)
-    seen.update(zip(products, repeat(USERS, n), bots, periods, none, cols.users, strict=True))
-    counts: dict[tuple[Any, ...], list[int]] = {}
-    for key, count in events.items():
-        view = views[key]
-        if key[4] is None:
-            key = (*key[:4], NO_VALUE)
-        found = counts.get(key)
-        if found is None:
-            counts[key] = [count, view]
+    groups: dict[tuple[str, bool, datetime], list[int]] = {}
+    for i, group in enumerate(zip(cols.products, cols.bots, cols.days, strict=True)):
+        places = groups.get(group)
+        if places is None:
+            groups[group] = [i]
         else:
-            found[0] += count
-            found[1] += view
+            places.append(i)
+    columns = [(name, cols.column(column)) for name, column in BREAKDOWN_COLUMNS.items()]
+    counts: dict[tuple[Any, ...], list[int]] = {}
     bits: dict[tuple[Any, ...], int] = {}
-    for product_id, name, bot, (period, bit), value, visitor in seen:
-        if visitor is None:
-            continue
-        key = (product_id, name, bot, period, NO_VALUE if value is None else value, visitor)
-        bits[key] = bits.get(key, 0) | 1 << bit
+    for (product_id, bot, day), places in groups.items():
+        period, bit = divmod((day - _EPOCH).days, PERIOD_DAYS)
+        mask = 1 << bit
+        pick = _picker(places, n)
+        views, who = pick(cols.views), pick(visitors)
+        for name, column in columns:
+            values = pick(column)
+            viewed = Counter(compress(values, views))
+            key: tuple[Any, ...]
+            for value, count in Counter(values).items():
+                key = (product_id, name, bot, day, NO_VALUE if value is None else value)
+                found = counts.get(key)
+                if found is None:
+                    counts[key] = [count, viewed[value]]
+                else:
+                    found[0] += count
+                    found[1] += viewed[value]
+            for value, visitor in set(zip(values, who, strict=True)):
+                if visitor is not None:
+                    text = NO_VALUE if value is None else value
+                    key = (product_id, name, bot, period, text, visitor)
+                    bits[key] = bits.get(key, 0) | mask
+        for name, ids in ((VISITORS, who), (USERS, pick(cols.users))):
+            for visitor in set(ids):
+                if visitor is not None:
+                    key = (product_id, name, bot, period, NO_VALUE, visitor)
+                    bits[key] = bits.get(key, 0) | mask
     day_rows = [(*k, counts[k][0] * sign, counts[k][1] * sign) for k in sorted(counts)]
     visitor_rows = [(*k, bits[k]) for k in sorted(bits)]
     return day_rows, visitor_rows
+
+
+def _picker(places: list[int], n: int) -> Callable[[list[Any]], Sequence[Any]]:
+    """Takes the values at ``places`` out of a column of ``n`` values."""
+    if len(places) == n:
+        return lambda column: column
+    if len(places) == 1:
+        return lambda column: [column[places[0]]]
+    get = operator.itemgetter(*places)
+    return lambda column: get(column)
 
 
 def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
