@@ -210,9 +210,8 @@ def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
             text = received_text[key] = _sqlite_time(moment)
         received.append(text)
     columns[_RECEIVED_AT] = received
-    encode = _json.encode
-    for i in _EVENT_JSON_AT:
-        columns[i] = [encode(value).decode() for value in columns[i]]
+    for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
+        columns[i] = list(map(bytes.decode, map(_json.encode, columns[i])))
     return list(zip(*columns, strict=True))
 
 
