@@ -185,8 +185,11 @@ def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[d
         session_id = row["session_id"]
         if session_id is None:
             continue
-        key = (row["product_id"], visitor_of(row) or "", session_id)
-        moment = _utc(row["timestamp"])
+        # (visitor_of and _utc, inline: this runs per event)
+        key = (row["product_id"], row["user_id"] or row["anonymous_id"] or "", session_id)
+        moment = row["timestamp"]
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
         kind = row["type"]
         delta = deltas.get(key)
         if delta is None or moment < delta["started_at"]:
@@ -205,7 +208,8 @@ def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[d
                 }
             delta.update(first)
             delta["started_at"] = moment
-        delta["ended_at"] = max(delta["ended_at"], moment)
+        elif moment > delta["ended_at"]:  # (an earlier first event leaves the end as it was)
+            delta["ended_at"] = moment
         delta["event_count"] += 1
         delta["page_count"] += kind in VIEW_TYPES
         delta["interaction_count"] += kind in INTERACTION_TYPES
