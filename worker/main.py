@@ -57,10 +57,7 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     maintenance = Maintenance.for_settings(settings)
     maintenance.start()
     worked = False
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *thresholds[1:])
+    _BATCH_GC.enter()
     try:
         while True:
             worker = SightlineWorker(
@@ -102,11 +99,39 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
                 return worked
             name = None
     finally:
-        # This process may go on (tests, `sightline up`): collect it as before.
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        _BATCH_GC.exit()
         maintenance.stop()
         rt.close()
+
+
+class _BatchCollector:
+    """The cyclic GC tuned while at least one worker of this process works (see
+    :func:`run_worker`), as it was once none does (the process may go on: tests run
+    workers in threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._working = 0
+        self._thresholds = gc.get_threshold()
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._working == 0:
+                self._thresholds = gc.get_threshold()
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(GC_YOUNG, *self._thresholds[1:])
+            self._working += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._working -= 1
+            if self._working == 0:
+                gc.set_threshold(*self._thresholds)
+                gc.unfreeze()
+
+
+_BATCH_GC = _BatchCollector()
 
 
 def _redis_back(settings: Settings, interval: float = 0.5) -> bool:
