@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,6 +43,8 @@ from sightline.settings import Settings
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
 from sightline.store.products import create_product
+
+T = TypeVar("T")
 
 
 def waiting_plain_app() -> ASGIApp:
@@ -115,9 +117,7 @@ async def one_request(app: ASGIApp, key: str, state: dict[str, Any]) -> int:
     return int(sent[0]["status"])
 
 
-async def with_lifespan(
-    app: ASGIApp, run: Callable[[dict[str, Any]], Awaitable[dict[str, float]]]
-) -> dict[str, float]:
+async def with_lifespan(app: ASGIApp, run: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
     state: dict[str, Any] = {}
     started = asyncio.Event()
     inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -132,9 +132,10 @@ async def with_lifespan(
         elif message["type"] == "lifespan.startup.failed":
             raise RuntimeError(message.get("message"))
 
-    task = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}, receive, send)
-    )
+    async def lifespan() -> None:
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}, receive, send)
+
+    task = asyncio.create_task(lifespan())
     await started.wait()
     try:
         return await run(state)

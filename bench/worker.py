@@ -38,7 +38,7 @@ from sightline.embedded import EmbeddedRedis
 from sightline.queue import Command, JobBuilder, make_queue
 from sightline.redisconn import connect
 from sightline.settings import Settings
-from sightline.store.db import make_engine
+from sightline.store.db import SQLITE_CACHE_KIB, make_engine
 from sightline.store.migrate import upgrade
 from sightline.store.products import create_product
 from sightline.store.schema import events
@@ -93,6 +93,7 @@ def storage_limit_sqlite(source: Path, target: Path, batch_size: int) -> tuple[f
     conn = sqlite3.connect(target, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # the worker's own
     started = time.perf_counter()
     for start in range(0, len(rows), batch_size):
         conn.execute("BEGIN IMMEDIATE")

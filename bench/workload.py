@@ -97,7 +97,7 @@ class Workload:
             yield Envelope(
                 id=uuid7(),
                 dialect="native",
-                kind=body["type"],
+                kind=str(body["type"]),
                 product_id=self.product_id,
                 received_at=now,
                 ip=ips[visitor] if rng.random() < 0.7 else random_public_ip(rng),

@@ -108,10 +108,12 @@ class Enricher:
             self.geo.close()
 
     def __call__(self, normalised: Normalised, product: Product, envelope: Envelope) -> Normalised:
-        events = tuple(
-            self.enrich_event(e, product, envelope.ip, envelope.geo) for e in normalised.events
-        )
-        return msgspec.structs.replace(normalised, events=events)
+        events, ip, geo = normalised.events, envelope.ip, envelope.geo
+        if len(events) == 1:  # most messages: no generator to run
+            enriched: tuple[Event, ...] = (self.enrich_event(events[0], product, ip, geo),)
+        else:
+            enriched = tuple([self.enrich_event(e, product, ip, geo) for e in events])
+        return msgspec.structs.replace(normalised, events=enriched)
 
     def enrich_event(
         self,

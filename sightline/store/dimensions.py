@@ -62,7 +62,38 @@ def dimensions(context: dict[str, Any]) -> dict[str, str | None]:
     return found
 
 
+# _PATHS by context key: (context key, (its columns), (the keys inside it)), in _PATHS' order
+_GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = tuple(
+    (
+        outer,
+        tuple(column for column, (o, _) in _PATHS.items() if o == outer),
+        tuple(inner for o, inner in _PATHS.values() if o == outer),
+    )
+    for outer in dict.fromkeys(o for o, _ in _PATHS.values())
+)
+
+
 def add_dimensions(rows: list[dict[str, Any]]) -> None:
-    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them)."""
+    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them):
+    :func:`dimensions` of their contexts, in place.
+
+    The enrichment shares one ``ua``, ``geo`` or ``campaign`` dict between the events of
+    the same user agent, address or page (``worker/enricher.py``): each such dict is read
+    once per call, by identity, while the rows keep every one of them alive (no id is
+    reused before the call returns)."""
+    found: dict[int, tuple[str | None, ...]] = {}
     for row in rows:
-        row.update(dimensions(row["context"]))
+        context = row["context"]
+        row["page_path"] = page_path(context)
+        for outer, columns, inner in _GROUPS:
+            part = context.get(outer)
+            if isinstance(part, dict):
+                values = found.get(id(part))
+                if values is None:
+                    values = found[id(part)] = tuple(_text(part.get(key)) for key in inner)
+                row.update(zip(columns, values, strict=True))
+            else:
+                row.update(zip(columns, _NONE, strict=False))  # (_NONE: as many as any group)
+
+
+_NONE = (None,) * len(_PATHS)

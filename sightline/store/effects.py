@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -42,7 +43,14 @@ from sightline.model import (
 )
 from sightline.profile import Attribute, ProfileOpError, apply_ops
 from sightline.store.schema import accounts, aliases, user_attributes, users
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert
+from sightline.store.sql import (
+    IN_CHUNK,
+    bulk_insert,
+    bulk_update,
+    cached_statement,
+    dialect_insert,
+    execute_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +156,13 @@ class SideEffects:
                 self.links.append((product_id, alias))
                 self._note_link(product_id, alias, by)
 
-    def flush(self, touched: set[tuple[str, str]]) -> None:
-        """Write the gathered user changes; ``touched`` users get ``updated_at`` anyway."""
+    def flush(self, touched: set[tuple[str, str]]) -> list[Callable[[], object]]:
+        """Read what the gathered user changes need and return their writes, in order,
+        for the caller to run (their results are not read: PostgreSQL's writer sends
+        them in one pipeline, ``sql.pipelined``); ``touched`` users get ``updated_at``
+        anyway."""
         if not self.users:
-            return
+            return []
         by_product: dict[str, list[str]] = {}
         for product_id, external_id in self.users:
             by_product.setdefault(product_id, []).append(external_id)
@@ -159,10 +170,11 @@ class SideEffects:
         for product_id, external_ids in by_product.items():
             found = _ensure_users(self.conn, product_id, external_ids, self.now)
             ids.update(((product_id, e), i) for e, i in found.items())
-        self._update_users(ids, touched)
-        self._apply_ops(ids)
+        return self._update_users(ids, touched) + self._apply_ops(ids)
 
-    def _update_users(self, ids: dict[tuple[str, str], int], touched: set[tuple[str, str]]) -> None:
+    def _update_users(
+        self, ids: dict[tuple[str, str], int], touched: set[tuple[str, str]]
+    ) -> list[Callable[[], object]]:
         conn = self.conn
         # One read for the payment ids to merge and the ownership a write key's account
         # link depends on.
@@ -179,6 +191,7 @@ class SideEffects:
                 if server_owned:
                     owned.add(user_id)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        changed: list[dict[str, Any]] = []
         for key, user in self.users.items():
             values = dict(user.values)
             user_id = ids[key]
@@ -191,21 +204,37 @@ class SideEffects:
                 values["payment_ids"] = {**(payment_ids.get(user_id) or {}), **user.payment_ids}
             if not values and key in touched:
                 continue  # _touch_users sets its updated_at
+            if conn.dialect.name == "postgresql":
+                # A column this user keeps is NULL (payment ids: SQL NULL, not JSON null).
+                changed.append(
+                    {**_KEEP_USER_COLUMNS, **values, "id": user_id, "updated_at": self.now}
+                )
+                continue
             params = {f"_{name}": value for name, value in values.items()}
             params["_id"] = user_id
             params["_updated_at"] = self.now
             groups.setdefault(tuple(sorted(values)), []).append(params)
-        for columns, rows in groups.items():
-            conn.execute(
-                cached_statement(conn, "update_users:" + ",".join(columns), _user_update(columns)),
-                rows,
+        writes: list[Callable[[], object]] = []
+        if changed:
+            # PostgreSQL: one statement for every user, whatever columns each changes (a
+            # column a user does not change is NULL: kept); in id order, a stable lock
+            # order between workers.
+            changed.sort(key=lambda row: int(row["id"]))
+            statement = cached_statement(conn, "update_users_pg", _update_users_pg)
+            columns = ("id", *_USER_UPDATE_COLUMNS)
+            writes.append(partial(execute_rows, conn, statement, columns, changed))
+        for names, rows in groups.items():
+            statement = cached_statement(
+                conn, "update_users:" + ",".join(names), _user_update(names)
             )
+            writes.append(partial(conn.execute, statement, rows))
+        return writes
 
-    def _apply_ops(self, ids: dict[tuple[str, str], int]) -> None:
+    def _apply_ops(self, ids: dict[tuple[str, str], int]) -> list[Callable[[], object]]:
         conn = self.conn
         wanting = [(ids[key], user.ops) for key, user in self.users.items() if user.ops]
         if not wanting:
-            return
+            return []
         current: dict[int, dict[str, Attribute]] = {user_id: {} for user_id, _ in wanting}
         server_set: dict[int, set[str]] = {user_id: set() for user_id in current}
         user_ids = list(current)
@@ -250,10 +279,13 @@ class SideEffects:
                     # What this transaction read is stored already: nothing to write (a
                     # profile that sends the same traits again writes no row version).
                     kept.append((user_id, name, attr.type.value, attr.value, name in by_server))
+        writes: list[Callable[[], object]] = []
         if removed:
-            conn.execute(cached_statement(conn, "delete_attributes", _delete_attribute), removed)
+            statement = cached_statement(conn, "delete_attributes", _delete_attribute)
+            writes.append(partial(conn.execute, statement, removed))
         if kept:
-            _write_attributes(conn, kept, self.now)
+            writes.append(partial(_write_attributes, conn, kept, self.now))
+        return writes
 
 
 def _same(before: Attribute | None, after: Attribute) -> bool:
@@ -272,24 +304,11 @@ _json = msgspec.json.Encoder()
 def _write_attributes(
     conn: sa.Connection, kept: list[tuple[int, str, str, Any, bool]], now: datetime
 ) -> None:
-    """Upsert the attributes (no two share a user and name): PostgreSQL in one statement
-    (arrays), SQLite one ``executemany``."""
-    if conn.dialect.name == "postgresql":
-        user_ids, names, types, values, flags = zip(*kept, strict=True)
-        conn.execute(
-            cached_statement(conn, "upsert_attributes_pg", _upsert_attributes_pg),
-            {
-                "user_ids": list(user_ids),
-                "names": list(names),
-                "types": list(types),
-                "values": [_json.encode(v).decode() for v in values],
-                "flags": list(flags),
-                "now": now,
-            },
-        )
-        return
-    conn.execute(
+    """Upsert the attributes (no two share a user and name) in one statement."""
+    execute_rows(
+        conn,
         cached_statement(conn, "upsert_attributes", _upsert_attributes),
+        _ATTRIBUTE_COLUMNS,
         [
             {
                 "user_id": user_id,
@@ -304,25 +323,7 @@ def _write_attributes(
     )
 
 
-def _upsert_attributes_pg(_conn: sa.Connection) -> Any:
-    # text[]: a too long name fails the INSERT (DataError) instead of being cut; the
-    # values are JSON text (the engine's own encoder), cast to jsonb.
-    return sa.text(
-        "INSERT INTO user_attributes (user_id, name, type, value, updated_at, server_set) "
-        "SELECT t.user_id, t.name, t.type, CAST(t.value AS jsonb), :now, t.server_set "
-        "FROM unnest(:user_ids, :names, :types, :values, :flags) "
-        "AS t (user_id, name, type, value, server_set) "
-        "ON CONFLICT (user_id, name) DO UPDATE SET type = excluded.type, "
-        "value = excluded.value, updated_at = excluded.updated_at, "
-        "server_set = excluded.server_set"
-    ).bindparams(
-        sa.bindparam("user_ids", type_=postgresql.ARRAY(sa.BigInteger())),
-        sa.bindparam("names", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("types", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("values", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("flags", type_=postgresql.ARRAY(sa.Boolean())),
-        sa.bindparam("now", type_=user_attributes.c.updated_at.type),
-    )
+_ATTRIBUTE_COLUMNS = ("user_id", "name", "type", "value", "updated_at", "server_set")
 
 
 def _payment_ids_query(_conn: sa.Connection) -> Any:
@@ -356,6 +357,29 @@ def _user_update(columns: tuple[str, ...]) -> Callable[[sa.Connection], Any]:
     return build
 
 
+_USER_UPDATE_COLUMNS = (
+    "email",
+    "mobile",
+    "account_id",
+    "payment_ids",
+    "server_owned",
+    "updated_at",
+)
+
+
+_KEEP_USER_COLUMNS: dict[str, Any] = {
+    "email": None,
+    "mobile": None,
+    "account_id": None,
+    "payment_ids": sa.null(),
+    "server_owned": None,
+}
+
+
+def _update_users_pg(_conn: sa.Connection) -> Any:
+    return bulk_update(users, "id", _USER_UPDATE_COLUMNS)
+
+
 def _delete_attribute(_conn: sa.Connection) -> Any:
     return sa.delete(user_attributes).where(
         user_attributes.c.user_id == sa.bindparam("_user_id", type_=user_attributes.c.user_id.type),
@@ -364,7 +388,8 @@ def _delete_attribute(_conn: sa.Connection) -> Any:
 
 
 def _upsert_attributes(conn: sa.Connection) -> Any:
-    insert = dialect_insert(conn, user_attributes)
+    # One statement on PostgreSQL too (arrays; the values as JSON text: sql.bulk_insert).
+    insert = bulk_insert(conn, user_attributes, _ATTRIBUTE_COLUMNS)
     return insert.on_conflict_do_update(
         index_elements=["user_id", "name"],
         set_={
@@ -380,28 +405,56 @@ def ensure_account(
     conn: sa.Connection, product_id: str, external_id: str, now: datetime, by_server: bool = False
 ) -> int:
     """The account's id, creating it (server-owned when ``by_server``) if it is new."""
-    found = conn.execute(
-        sa.select(accounts.c.id).where(
-            accounts.c.product_id == product_id, accounts.c.external_id == external_id
-        )
-    ).scalar()
-    if found is not None:
-        return int(found)
-    statement = (
+    return int(_account_row(conn, product_id, external_id, now, by_server).id)
+
+
+def _account_row(
+    conn: sa.Connection, product_id: str, external_id: str, now: datetime, by_server: bool
+) -> sa.Row[Any]:
+    """The account's row, creating it first if it is new. PostgreSQL: one statement (a
+    row another transaction inserted meanwhile is not seen by its snapshot: read again)."""
+    params = {"product_id": product_id, "external_id": external_id}
+    if conn.dialect.name == "postgresql":
+        statement = cached_statement(conn, "ensure_account_pg", _ensure_account_pg)
+        found = conn.execute(statement, {**params, "now": now, "server_owned": by_server}).first()
+        if found is not None:
+            return found
+    else:
+        found = conn.execute(cached_statement(conn, "account_row", _account_query), params).first()
+        if found is not None:
+            return found
+        statement = cached_statement(conn, "insert_account", _insert_account)
+        conn.execute(statement, {**params, "now": now, "server_owned": by_server})
+    return conn.execute(cached_statement(conn, "account_row", _account_query), params).one()
+
+
+def _account_query(_conn: sa.Connection) -> Any:
+    return sa.select(accounts).where(
+        accounts.c.product_id == sa.bindparam("product_id"),
+        accounts.c.external_id == sa.bindparam("external_id"),
+    )
+
+
+def _insert_account(conn: sa.Connection) -> Any:
+    now = sa.bindparam("now", type_=accounts.c.created_at.type)
+    return (
         dialect_insert(conn, accounts)
         .values(
-            product_id=product_id,
-            external_id=external_id,
+            product_id=sa.bindparam("product_id"),
+            external_id=sa.bindparam("external_id"),
             traits={},
             payment_ids={},
             created_at=now,
             updated_at=now,
-            server_owned=by_server,
+            server_owned=sa.bindparam("server_owned", type_=sa.Boolean()),
         )
         .on_conflict_do_nothing(index_elements=["product_id", "external_id"])
     )
-    conn.execute(statement)
-    return ensure_account(conn, product_id, external_id, now)
+
+
+def _ensure_account_pg(conn: sa.Connection) -> Any:
+    new = _insert_account(conn).returning(*accounts.c).cte("new_account")
+    return sa.union_all(sa.select(new), _account_query(conn))
 
 
 def upsert_account(
@@ -414,8 +467,8 @@ def upsert_account(
     """Create or change the account as ``by`` may (module doc); how many of the changes
     the write-key policy refused."""
     by_server = by is Authority.SERVER
-    account_id = ensure_account(conn, product_id, change.external_id, now, by_server)
-    row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).one()
+    row = _account_row(conn, product_id, change.external_id, now, by_server)
+    account_id = int(row.id)
     name, traits, payment_ids = change.name, change.traits, change.payment_ids
     parent = change.parent_external_id
     refused = 0
@@ -450,17 +503,30 @@ def upsert_account(
 
 
 def ancestors(conn: sa.Connection, account_id: int) -> list[int]:
-    """``account_id`` and its parents up to the root."""
+    """``account_id`` and its parents up to the root: one query (a recursive common
+    table expression; ``UNION`` stops at a cycle)."""
+    statement = cached_statement(conn, "account_chain", _account_chain)
+    parents = {int(i): p for i, p in conn.execute(statement, {"id": account_id})}
     chain = [account_id]
-    current: int | None = account_id
-    while current is not None:
-        current = conn.execute(
-            sa.select(accounts.c.parent_id).where(accounts.c.id == current)
-        ).scalar()
-        if current is None or current in chain:
-            break
+    current = parents.get(account_id)
+    while current is not None and current not in chain:
         chain.append(int(current))
+        current = parents.get(current)
     return chain
+
+
+def _account_chain(_conn: sa.Connection) -> Any:
+    a = accounts.c
+    chain = (
+        sa.select(a.id, a.parent_id)
+        .where(a.id == sa.bindparam("id", type_=a.id.type))
+        .cte("chain", recursive=True)
+    )
+    parent = accounts.alias("parent")
+    chain = chain.union(
+        sa.select(parent.c.id, parent.c.parent_id).join(chain, parent.c.id == chain.c.parent_id)
+    )
+    return sa.select(chain.c.id, chain.c.parent_id)
 
 
 def link_aliases(

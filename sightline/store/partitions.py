@@ -246,18 +246,26 @@ def _delete_in_chunks(
             return total
 
 
-def insert_new_events_sql(stage: str, columns: Sequence[str]) -> str:
+def insert_new_events_sql(stage: str, columns: Sequence[str], *, unstage: bool = False) -> str:
     """PostgreSQL: one statement that stores the events of ``stage`` whose (product,
     message id) was never seen, and returns their keys: the keys go into ``event_keys``
     first (``ON CONFLICT DO NOTHING RETURNING``: a concurrent writer of the same key waits
-    for the other's commit), then the events that own a new key."""
+    for the other's commit), then the events that own a new key. ``unstage``: the same
+    statement deletes the other events from ``stage``, which then holds the new ones
+    only (statements sent behind it read them without waiting for its result)."""
     names = ", ".join(columns)
     staged = ", ".join(f"s.{c}" for c in columns)
+    old = (
+        f", old AS (DELETE FROM {stage} s WHERE NOT EXISTS (SELECT FROM new "
+        "WHERE new.product_id = s.product_id AND new.message_id = s.message_id))"
+        if unstage
+        else ""
+    )
     return (
         "WITH new AS (INSERT INTO event_keys (product_id, message_id, timestamp) "
         f"SELECT product_id, message_id, timestamp FROM {stage} "
-        "ON CONFLICT (product_id, message_id) DO NOTHING RETURNING product_id, message_id) "
-        f"INSERT INTO events ({names}) SELECT {staged} FROM {stage} s "
+        "ON CONFLICT (product_id, message_id) DO NOTHING RETURNING product_id, message_id)"
+        f"{old} INSERT INTO events ({names}) SELECT {staged} FROM {stage} s "
         "JOIN new ON new.product_id = s.product_id AND new.message_id = s.message_id "
         "RETURNING product_id, message_id"
     )

@@ -25,14 +25,17 @@ the events).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import compress, repeat
 from typing import Any
 
 import sqlalchemy as sa
 
 from sightline.store.schema import value_days, value_visitors, visitor_days
-from sightline.store.sql import bulk_insert, cached_statement, execute_rows, staged_table
+from sightline.store.sql import bulk_insert, cached_statement, execute_columns
 
 VIEW_TYPES = frozenset(("page", "screen"))
 DELTA_COLUMNS = ("product_id", "day", "is_bot", "visitor", "is_user", "events", "pageviews")
@@ -84,34 +87,68 @@ def period_masks(start: datetime, end: datetime) -> dict[int, int]:
     return masks
 
 
-def _visitor(row: dict[str, Any]) -> str | None:
-    """``COALESCE(user_id, anonymous_id)``, as the stats count visitors."""
-    user_id: str | None = row["user_id"]
-    return user_id if user_id is not None else row["anonymous_id"]
+_get = operator.itemgetter
+
+
+class _Columns:
+    """What the rollups read of event rows, column by column (one pass of C per column)."""
+
+    __slots__ = ("bots", "days", "periods", "products", "rows", "users", "views")
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.products: list[str] = list(map(_get("product_id"), rows))
+        self.bots: list[bool] = list(map(bool, map(_get("is_bot"), rows)))
+        self.days = _days(list(map(_get("timestamp"), rows)))
+        self.views: list[bool] = list(map(VIEW_TYPES.__contains__, map(_get("type"), rows)))
+        self.users: list[str | None] = list(map(_get("user_id"), rows))
+        # period and bit of each day (a batch holds a few days)
+        places = {day: divmod((day - _EPOCH).days, PERIOD_DAYS) for day in set(self.days)}
+        self.periods: list[tuple[int, int]] = list(map(places.__getitem__, self.days))
+
+    def column(self, name: str) -> list[Any]:
+        return list(map(_get(name), self.rows))
+
+
+def _days(moments: list[datetime]) -> list[datetime]:
+    """:func:`utc_day` of each moment, computed once per date of the UTC (or naive) ones."""
+    found: dict[Any, datetime] = {}
+    days: list[datetime] = []
+    append = days.append
+    for moment in moments:
+        zone = moment.tzinfo
+        if zone is UTC or zone is None:
+            date = moment.date()
+            day = found.get(date)
+            if day is None:
+                day = found[date] = utc_day(moment)
+            append(day)
+        else:
+            append(utc_day(moment))
+    return days
+
+
+def _tally(
+    keys: list[tuple[Any, ...]], views: list[bool]
+) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+    """How many of ``keys`` there are of each, and how many of those are page views."""
+    return Counter(keys), Counter(compress(keys, views))
 
 
 def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What event rows add to ``visitor_days``, sorted by key (a stable lock order)."""
-    deltas: dict[tuple[str, datetime, bool, str], dict[str, Any]] = {}
-    for row in rows:
-        user_id = row["user_id"]
-        visitor = user_id or row["anonymous_id"] or ""
-        key = (row["product_id"], utc_day(row["timestamp"]), bool(row["is_bot"]), visitor)
-        delta = deltas.get(key)
-        if delta is None:
-            delta = deltas[key] = {
-                "product_id": key[0],
-                "day": key[1],
-                "is_bot": key[2],
-                "visitor": visitor,
-                "is_user": False,
-                "events": 0,
-                "pageviews": 0,
-            }
-        delta["is_user"] = delta["is_user"] or user_id is not None
-        delta["events"] += 1
-        delta["pageviews"] += row["type"] in VIEW_TYPES
-    return [deltas[k] for k in sorted(deltas)]
+    return [dict(zip(DELTA_COLUMNS, row, strict=True)) for row in _visitor_day_rows(_Columns(rows))]
+
+
+def _visitor_day_rows(cols: _Columns) -> list[tuple[Any, ...]]:
+    """:func:`visitor_day_deltas` as tuples of ``DELTA_COLUMNS``."""
+    anonymous = cols.column("anonymous_id")
+    # `user_id or anonymous_id or ""`: an empty id is no id
+    visitors = [u or a or "" for u, a in zip(cols.users, anonymous, strict=True)]
+    keys = list(zip(cols.products, cols.days, cols.bots, visitors, strict=True))
+    events, views = _tally(keys, cols.views)
+    users = set(compress(keys, map(operator.is_not, cols.users, repeat(None, len(keys)))))
+    return [(*key, key in users, events[key], views[key]) for key in sorted(events)]
 
 
 def value_deltas(
@@ -119,86 +156,98 @@ def value_deltas(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What event rows add to ``value_days`` (times ``sign``) and ``value_visitors``,
     each sorted by key."""
-    counts: dict[tuple[str, str, bool, datetime, str], list[int]] = {}
-    seen: dict[tuple[str, str, bool, int, str, str], int] = {}
-    columns = tuple(BREAKDOWN_COLUMNS.items())
-    for row in rows:
-        day = utc_day(row["timestamp"])
+    day_rows, visitor_rows = _value_rows(_Columns(list(rows)), sign)
+    return (
+        [dict(zip(VALUE_DAY_COLUMNS, row, strict=True)) for row in day_rows],
+        [dict(zip(VALUE_VISITOR_COLUMNS, row, strict=True)) for row in visitor_rows],
+    )
+
+
+def _value_rows(
+    cols: _Columns, sign: int = 1
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`value_deltas` as tuples of ``VALUE_DAY_COLUMNS`` and ``VALUE_VISITOR_COLUMNS``.
+
+    The rows are grouped by (product, bot flag, day), which a batch has few of; within a
+    group each breakdown's values are counted with ``Counter`` and paired with their
+    visitors in a set, in C: Python sees each distinct value, and each distinct
+    (value, visitor), once. A missing value (``None``) becomes ``NO_VALUE`` then (merged
+    with any ``NO_VALUE`` of the same key)."""
+    n = len(cols.rows)
+    # COALESCE(user_id, anonymous_id), as the stats count visitors
+    visitors = [
+        u if u is not None else a
+        for u, a in zip(cols.users, cols.column("anonymous_id"), strict=True)
+    ]
+    groups: dict[tuple[str, bool, datetime], list[int]] = {}
+    for i, group in enumerate(zip(cols.products, cols.bots, cols.days, strict=True)):
+        places = groups.get(group)
+        if places is None:
+            groups[group] = [i]
+        else:
+            places.append(i)
+    columns = [(name, cols.column(column)) for name, column in BREAKDOWN_COLUMNS.items()]
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    bits: dict[tuple[Any, ...], int] = {}
+    for (product_id, bot, day), places in groups.items():
         period, bit = divmod((day - _EPOCH).days, PERIOD_DAYS)
-        product_id, bot = row["product_id"], bool(row["is_bot"])
-        view = sign if row["type"] in VIEW_TYPES else 0
-        visitor = _visitor(row)
+        mask = 1 << bit
+        pick = _picker(places, n)
+        views, who = pick(cols.views), pick(visitors)
         for name, column in columns:
-            value = row[column]
-            value = NO_VALUE if value is None else value
-            key = (product_id, name, bot, day, value)
-            count = counts.get(key)
-            if count is None:
-                counts[key] = [sign, view]
-            else:
-                count[0] += sign
-                count[1] += view
-            if visitor is not None:
-                vkey = (product_id, name, bot, period, value, visitor)
-                seen[vkey] = seen.get(vkey, 0) | 1 << bit
-        if visitor is not None:
-            vkey = (product_id, VISITORS, bot, period, NO_VALUE, visitor)
-            seen[vkey] = seen.get(vkey, 0) | 1 << bit
-        user_id = row["user_id"]
-        if user_id is not None:
-            vkey = (product_id, USERS, bot, period, NO_VALUE, user_id)
-            seen[vkey] = seen.get(vkey, 0) | 1 << bit
-    day_rows = [
-        {
-            "product_id": k[0],
-            "dimension": k[1],
-            "is_bot": k[2],
-            "day": k[3],
-            "value": k[4],
-            "events": counts[k][0],
-            "pageviews": counts[k][1],
-        }
-        for k in sorted(counts)
-    ]
-    visitor_rows = [
-        {
-            "product_id": k[0],
-            "dimension": k[1],
-            "is_bot": k[2],
-            "period": k[3],
-            "value": k[4],
-            "visitor": k[5],
-            "days": seen[k],
-        }
-        for k in sorted(seen)
-    ]
+            values = pick(column)
+            viewed = Counter(compress(values, views))
+            key: tuple[Any, ...]
+            for value, count in Counter(values).items():
+                key = (product_id, name, bot, day, NO_VALUE if value is None else value)
+                found = counts.get(key)
+                if found is None:
+                    counts[key] = [count, viewed[value]]
+                else:
+                    found[0] += count
+                    found[1] += viewed[value]
+            for value, visitor in set(zip(values, who, strict=True)):
+                if visitor is not None:
+                    text = NO_VALUE if value is None else value
+                    key = (product_id, name, bot, period, text, visitor)
+                    bits[key] = bits.get(key, 0) | mask
+        for name, ids in ((VISITORS, who), (USERS, pick(cols.users))):
+            for visitor in set(ids):
+                if visitor is not None:
+                    key = (product_id, name, bot, period, NO_VALUE, visitor)
+                    bits[key] = bits.get(key, 0) | mask
+    day_rows = [(*k, counts[k][0] * sign, counts[k][1] * sign) for k in sorted(counts)]
+    visitor_rows = [(*k, bits[k]) for k in sorted(bits)]
     return day_rows, visitor_rows
+
+
+def _picker(places: list[int], n: int) -> Callable[[list[Any]], Sequence[Any]]:
+    """Takes the values at ``places`` out of a column of ``n`` values."""
+    if len(places) == n:
+        return lambda column: column
+    if len(places) == 1:
+        return lambda column: [column[places[0]]]
+    get = operator.itemgetter(*places)
+    return lambda column: get(column)
 
 
 def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
     """Add the newly stored events to the daily rollups (``visitor_days``,
-    ``value_days``, ``value_visitors``): the writer's one hook for them.
-
-    PostgreSQL, when the rows are the writer's staged events (``sql.staged_table``):
-    the three upserts aggregate the stage in the database, in one round trip (nothing
-    built or sent per row: the rows' ~13 rollup keys each cost more to send than to
-    compute there). Otherwise the deltas are computed here and sent as arrays."""
-    stage = staged_table(conn, new_rows)
-    if stage is not None:
-        if new_rows:
-            conn.exec_driver_sql(_staged_sql(stage))
+    ``value_days``, ``value_visitors``): the writer's one hook for them, deltas computed
+    here and sent as arrays (SQLite: the rows of one ``executemany`` each). (PostgreSQL's
+    writer aggregates its staged events in the database instead: :func:`staged_sql`; the
+    rows' ~13 rollup keys each cost more to send than to compute there.)"""
+    if not new_rows:
         return
-    deltas = visitor_day_deltas(new_rows)
-    if deltas:
-        statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
-        execute_rows(conn, statement, DELTA_COLUMNS, deltas)
-    day_rows, visitor_rows = value_deltas(new_rows)
-    if day_rows:
-        statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
-        execute_rows(conn, statement, VALUE_DAY_COLUMNS, day_rows)
-    if visitor_rows:
-        statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)
-        execute_rows(conn, statement, VALUE_VISITOR_COLUMNS, visitor_rows)
+    cols = _Columns(new_rows)
+    deltas = _visitor_day_rows(cols)
+    statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
+    execute_columns(conn, statement, DELTA_COLUMNS, list(zip(*deltas, strict=True)))
+    day_rows, visitor_rows = _value_rows(cols)
+    statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
+    execute_columns(conn, statement, VALUE_DAY_COLUMNS, list(zip(*day_rows, strict=True)))
+    statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)
+    execute_columns(conn, statement, VALUE_VISITOR_COLUMNS, list(zip(*visitor_rows, strict=True)))
 
 
 def unrecord_events(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
@@ -263,19 +312,38 @@ def _value_visitors_statement(conn: sa.Connection) -> Any:
 
 _PG_DAY = "date_trunc('day', \"timestamp\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 _PG_VIEW = "type IN ('page', 'screen')"
-_STAGED_SQL: dict[str, str] = {}
+_STAGED_SQL: dict[str, tuple[str, ...]] = {}
 
 
-def _staged_sql(stage: str) -> str:
-    """PostgreSQL: the three rollup upserts of the events in ``stage``, as
+def staged_sql(stage: str) -> tuple[str, ...]:
+    """PostgreSQL: the three rollup upserts of the events in the writer's ``stage`` (its
+    new events only; statements without parameters), as
     :func:`visitor_day_deltas` and :func:`value_deltas` compute them (same keys, key
-    order; the period of a day before 1970 rounds down, as ``divmod`` does)."""
+    order; the period of a day before 1970 rounds down, as ``divmod`` does).
+
+    What an event gives every breakdown (its visitor, day number, page-view flag) is
+    computed once per event, not once per (event, breakdown). A ``value_visitors`` row
+    that holds the days already (most of them: visitors come back the same day) is
+    left out before the upsert, read through the key's index (``days`` is in it): an
+    ``ON CONFLICT`` with nothing to change still locks the row and writes WAL for it.
+    Bits are only ever added (an erasure deletes a visitor's rows only once their
+    events can no longer be written: ``sightline.store.erasure``), so a row read as
+    holding them still does at commit."""
     found = _STAGED_SQL.get(stage)
     if found is not None:
         return found
+    columns = ", ".join(sorted(set(BREAKDOWN_COLUMNS.values())))
+    event = (
+        f"SELECT product_id, is_bot, user_id, {columns}, "
+        f"COALESCE(user_id, anonymous_id) AS who, {_PG_VIEW} AS viewed, "
+        "(\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01' AS n "
+        f"FROM {stage}"
+    )
     values = ", ".join(f"('{name}', {column})" for name, column in BREAKDOWN_COLUMNS.items())
     seen = ", ".join(f"('{name}', {column}, who)" for name, column in BREAKDOWN_COLUMNS.items())
     period = f"floor(n / {PERIOD_DAYS}.0)::int"
+    key = ("product_id", "dimension", "is_bot", "period", "value", "visitor")
+    same_key = " AND ".join(f"v.{name} = g.{name}" for name in key)
     sql = (
         # visitor_days: `user_id or anonymous_id or ""` in Python's sense (an empty id
         # is no id).
@@ -287,27 +355,33 @@ def _staged_sql(stage: str) -> str:
         "ON CONFLICT (product_id, day, is_bot, visitor) DO UPDATE SET "
         "is_user = visitor_days.is_user OR excluded.is_user, "
         "events = visitor_days.events + excluded.events, "
-        "pageviews = visitor_days.pageviews + excluded.pageviews;\n"
+        "pageviews = visitor_days.pageviews + excluded.pageviews",
         "INSERT INTO value_days (product_id, dimension, is_bot, day, value, events, pageviews) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {_PG_DAY}, COALESCE(d.value, ''), "
-        f"count(*), count(*) FILTER (WHERE {_PG_VIEW}) FROM {stage} s "
-        f"CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
-        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
+        "SELECT s.product_id, d.dimension, s.is_bot, "
+        "(DATE '1970-01-01' + s.n)::timestamp AT TIME ZONE 'UTC', COALESCE(d.value, ''), "
+        "count(*), count(*) FILTER (WHERE s.viewed) "
+        f"FROM ({event}) AS s CROSS JOIN LATERAL (VALUES {values}) AS d (dimension, value) "
+        "GROUP BY s.product_id, d.dimension, s.is_bot, s.n, COALESCE(d.value, '') "
+        "ORDER BY 1, 2, 3, 4, 5 "
         "ON CONFLICT (product_id, dimension, is_bot, day, value) DO UPDATE SET "
         "events = value_days.events + excluded.events, "
-        "pageviews = value_days.pageviews + excluded.pageviews;\n"
+        "pageviews = value_days.pageviews + excluded.pageviews",
         "INSERT INTO value_visitors (product_id, dimension, is_bot, period, value, visitor, days) "
-        f"SELECT s.product_id, d.dimension, s.is_bot, {period}, COALESCE(d.value, ''), "
-        f"d.visitor, bit_or(CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period})) "
-        "FROM (SELECT *, COALESCE(user_id, anonymous_id) AS who, "
-        "((\"timestamp\" AT TIME ZONE 'UTC')::date - DATE '1970-01-01') AS n "
-        f"FROM {stage}) AS s CROSS JOIN LATERAL (VALUES {seen}, "
+        "SELECT * FROM (SELECT s.product_id, d.dimension, s.is_bot, s.period, "
+        "COALESCE(d.value, '') AS value, d.visitor, bit_or(s.bit) AS days "
+        f"FROM (SELECT *, {period} AS period, "
+        f"CAST(1 AS BIGINT) << (n - {PERIOD_DAYS} * {period}) AS bit FROM ({event}) AS e) AS s "
+        f"CROSS JOIN LATERAL (VALUES {seen}, "
         f"('{VISITORS}', '{NO_VALUE}', who), ('{USERS}', '{NO_VALUE}', user_id)) "
         "AS d (dimension, value, visitor) WHERE d.visitor IS NOT NULL "
-        "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6 "
+        "GROUP BY 1, 2, 3, 4, 5, 6) AS g "
+        # A scalar subquery, not a join: one probe of the key's index per row, whatever
+        # the planner guesses of the (never analysed) stage.
+        f"WHERE (SELECT v.days | g.days = v.days FROM value_visitors v WHERE {same_key}) "
+        "IS NOT TRUE ORDER BY 1, 2, 3, 4, 5, 6 "
         "ON CONFLICT (product_id, dimension, is_bot, period, value, visitor) DO UPDATE SET "
         "days = value_visitors.days | excluded.days "
-        "WHERE (value_visitors.days | excluded.days) <> value_visitors.days"
+        "WHERE (value_visitors.days | excluded.days) <> value_visitors.days",
     )
     _STAGED_SQL[stage] = sql
     return sql

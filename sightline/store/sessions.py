@@ -28,12 +28,11 @@ updated in the batch's transaction by the **newly stored** events only (the even
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from sightline.ids import uuid7
 from sightline.store.schema import sessions
@@ -44,7 +43,6 @@ from sightline.store.sql import (
     execute_rows,
     greatest,
     least,
-    staged_table,
 )
 
 GAP = timedelta(minutes=30)
@@ -187,8 +185,11 @@ def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[d
         session_id = row["session_id"]
         if session_id is None:
             continue
-        key = (row["product_id"], visitor_of(row) or "", session_id)
-        moment = _utc(row["timestamp"])
+        # (visitor_of and _utc, inline: this runs per event)
+        key = (row["product_id"], row["user_id"] or row["anonymous_id"] or "", session_id)
+        moment = row["timestamp"]
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
         kind = row["type"]
         delta = deltas.get(key)
         if delta is None or moment < delta["started_at"]:
@@ -207,7 +208,8 @@ def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[d
                 }
             delta.update(first)
             delta["started_at"] = moment
-        delta["ended_at"] = max(delta["ended_at"], moment)
+        elif moment > delta["ended_at"]:  # (an earlier first event leaves the end as it was)
+            delta["ended_at"] = moment
         delta["event_count"] += 1
         delta["page_count"] += kind in VIEW_TYPES
         delta["interaction_count"] += kind in INTERACTION_TYPES
@@ -229,17 +231,8 @@ def record_sessions(
     conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]
 ) -> None:
     """Add the newly stored events to their sessions (created when new): one statement.
-
-    PostgreSQL, when the rows are the writer's staged events (``sql.staged_table``): the
-    deltas are aggregated from the stage in the database, as :func:`session_deltas`
-    computes them (a session's first event: the earliest, the first staged of equal
-    times; the stage is filled by one ``COPY`` in batch order)."""
-    stage = staged_table(conn, new_rows)
-    if stage is not None:
-        if new_rows:
-            statement = cached_statement(conn, f"staged_sessions:{stage}", _staged(stage))
-            conn.execute(statement, {"assigned": sorted(assigned)})
-        return
+    (PostgreSQL's writer aggregates its staged events in the database instead:
+    :func:`staged_sql`.)"""
     deltas = session_deltas(new_rows, assigned)
     if deltas:
         statement = cached_statement(conn, "upsert_sessions", _upsert_statement)
@@ -265,44 +258,54 @@ def _upsert_statement(conn: sa.Connection) -> Any:
     )
 
 
-def _staged(stage: str) -> Callable[[sa.Connection], Any]:
-    def build(_conn: sa.Connection) -> Any:
-        first = ", ".join(f"f.{name}" for name in FIRST_EVENT_COLUMNS[2:])
-        counted = ", ".join(f"'{kind}'" for kind in sorted(VIEW_TYPES))
-        acted = ", ".join(f"'{kind}'" for kind in sorted(INTERACTION_TYPES))
-        earlier = "excluded.started_at < sessions.started_at"
-        keep = ", ".join(
-            f"{name} = CASE WHEN {earlier} THEN excluded.{name} ELSE sessions.{name} END"
-            for name in FIRST_EVENT_COLUMNS
-        )
-        return sa.text(
-            "WITH s AS (SELECT product_id, "
-            "COALESCE(NULLIF(user_id, ''), NULLIF(anonymous_id, ''), '') AS visitor, "
-            f'session_id, id, ctid AS pos, type, "timestamp", is_bot, page_path, '
-            f"{', '.join(FIRST_EVENT_COLUMNS[2:])} FROM {stage} "
-            "WHERE session_id IS NOT NULL), "
-            "totals AS (SELECT product_id, visitor, session_id, "
-            'bool_and(id = ANY(:assigned)) AS assigned, min("timestamp") AS started_at, '
-            'max("timestamp") AS ended_at, count(*) AS event_count, '
-            f"count(*) FILTER (WHERE type IN ({counted})) AS page_count, "
-            f"count(*) FILTER (WHERE type IN ({acted})) AS interaction_count "
-            "FROM s GROUP BY product_id, visitor, session_id), "
-            "firsts AS (SELECT DISTINCT ON (product_id, visitor, session_id) * FROM s "
-            'ORDER BY product_id, visitor, session_id, "timestamp", pos) '
-            f"INSERT INTO sessions ({', '.join(DELTA_COLUMNS)}) "
-            "SELECT t.product_id, t.visitor, t.session_id, t.assigned, t.started_at, "
-            "t.ended_at, t.event_count, t.page_count, t.interaction_count, f.is_bot, "
-            f"f.page_path, {first} FROM totals t JOIN firsts f "
-            "ON f.product_id = t.product_id AND f.visitor = t.visitor "
-            "AND f.session_id = t.session_id "
-            "ORDER BY t.product_id, t.visitor, t.session_id "
-            "ON CONFLICT (product_id, visitor, session_id) DO UPDATE SET "
-            "started_at = LEAST(sessions.started_at, excluded.started_at), "
-            "ended_at = GREATEST(sessions.ended_at, excluded.ended_at), "
-            "event_count = sessions.event_count + excluded.event_count, "
-            "page_count = sessions.page_count + excluded.page_count, "
-            "interaction_count = sessions.interaction_count + excluded.interaction_count, "
-            f"{keep}"
-        ).bindparams(sa.bindparam("assigned", type_=postgresql.ARRAY(sa.Text())))
+_STAGED_SQL: dict[str, str] = {}
 
-    return build
+
+def staged_sql(stage: str) -> str:
+    """PostgreSQL: the sessions upsert of the events in the writer's ``stage`` (its new
+    events only), as :func:`session_deltas` computes them (a session's first event: the
+    earliest, the first staged of equal times; the stage is filled by one ``COPY`` in
+    batch order). Run by the driver with one parameter: the ids of the events
+    :func:`assign_sessions` gave a session (a list)."""
+    found = _STAGED_SQL.get(stage)
+    if found is not None:
+        return found
+    first = ", ".join(f"f.{name}" for name in FIRST_EVENT_COLUMNS[2:])
+    counted = ", ".join(f"'{kind}'" for kind in sorted(VIEW_TYPES))
+    acted = ", ".join(f"'{kind}'" for kind in sorted(INTERACTION_TYPES))
+    earlier = "excluded.started_at < sessions.started_at"
+    keep = ", ".join(
+        f"{name} = CASE WHEN {earlier} THEN excluded.{name} ELSE sessions.{name} END"
+        for name in FIRST_EVENT_COLUMNS
+    )
+    sql = (
+        "WITH s AS (SELECT product_id, "
+        "COALESCE(NULLIF(user_id, ''), NULLIF(anonymous_id, ''), '') AS visitor, "
+        f'session_id, id, ctid AS pos, type, "timestamp", is_bot, page_path, '
+        f"{', '.join(FIRST_EVENT_COLUMNS[2:])} FROM {stage} "
+        "WHERE session_id IS NOT NULL), "
+        "totals AS (SELECT product_id, visitor, session_id, "
+        'bool_and(id = ANY(%s::text[])) AS assigned, min("timestamp") AS started_at, '
+        'max("timestamp") AS ended_at, count(*) AS event_count, '
+        f"count(*) FILTER (WHERE type IN ({counted})) AS page_count, "
+        f"count(*) FILTER (WHERE type IN ({acted})) AS interaction_count "
+        "FROM s GROUP BY product_id, visitor, session_id), "
+        "firsts AS (SELECT DISTINCT ON (product_id, visitor, session_id) * FROM s "
+        'ORDER BY product_id, visitor, session_id, "timestamp", pos) '
+        f"INSERT INTO sessions ({', '.join(DELTA_COLUMNS)}) "
+        "SELECT t.product_id, t.visitor, t.session_id, t.assigned, t.started_at, "
+        "t.ended_at, t.event_count, t.page_count, t.interaction_count, f.is_bot, "
+        f"f.page_path, {first} FROM totals t JOIN firsts f "
+        "ON f.product_id = t.product_id AND f.visitor = t.visitor "
+        "AND f.session_id = t.session_id "
+        "ORDER BY t.product_id, t.visitor, t.session_id "
+        "ON CONFLICT (product_id, visitor, session_id) DO UPDATE SET "
+        "started_at = LEAST(sessions.started_at, excluded.started_at), "
+        "ended_at = GREATEST(sessions.ended_at, excluded.ended_at), "
+        "event_count = sessions.event_count + excluded.event_count, "
+        "page_count = sessions.page_count + excluded.page_count, "
+        "interaction_count = sessions.interaction_count + excluded.interaction_count, "
+        f"{keep}"
+    )
+    _STAGED_SQL[stage] = sql
+    return sql

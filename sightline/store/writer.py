@@ -24,8 +24,10 @@ from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
 from sightline.store.partitions import insert_new_events_sql
 from sightline.store.rollups import record_visitor_days
-from sightline.store.schema import DIMENSION_COLUMNS, dead_letters, events, users
+from sightline.store.rollups import staged_sql as staged_rollups_sql
+from sightline.store.schema import dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
+from sightline.store.sessions import staged_sql as staged_sessions_sql
 from sightline.store.sql import (
     IN_CHUNK,
     bulk_insert,
@@ -33,8 +35,8 @@ from sightline.store.sql import (
     execute_rows,
     greatest,
     least,
-    mark_staged,
-    unmark_staged,
+    pipelined,
+    sqlite_times,
 )
 
 
@@ -81,7 +83,7 @@ def write_batch(
     rows, owners = _event_rows(items)
     inherit_accounts(conn, rows)
     assigned = _prepare_stats(conn, rows)
-    new_keys = _insert_events(conn, rows)
+    new_keys = _insert_events(conn, rows, assigned)
     result.stored = len(new_keys)
     result.duplicates = sum(len(n.events) for n in items) - result.stored
     links: list[tuple[str, AliasChange]] = []
@@ -100,14 +102,15 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
-    if conn.dialect.name == "postgresql" and rows:
-        mark_staged(conn, _PG_STAGE, new_rows)  # what the stage holds now (_copy_events)
-    try:
+    if conn.dialect.name != "postgresql":  # PostgreSQL's went with the insert (_copy_events)
         _record_stats(conn, new_rows, assigned)
-    finally:
-        unmark_staged(conn)
-    effects.flush({(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None})
-    _touch_users(conn, new_rows, now)
+    writes = effects.flush(
+        {(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None}
+    )
+    with pipelined(conn):  # PostgreSQL: the users' writes in one round trip
+        for write in writes:
+            write()
+        _touch_users(conn, new_rows, now)
     # The users' own anonymous ids first: they were linked before the messages' aliases.
     refused = link_aliases(conn, effects.links + links, now, effects.restricted_links())
     result.refused_changes = effects.refused + refused
@@ -181,48 +184,45 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
+_RECEIVED_AT = _EVENT_COLUMNS.index("received_at")
+_OTHER_TIMES_AT = tuple(
+    i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES and c != "received_at"
+)
+
+
 def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work."""
-    time, encode = _sqlite_time, _json.encode
+    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work:
+    built column by column (the columns taken out of the rows and the tuples put back
+    together in C), only times and JSON converted in Python."""
+    if not rows:
+        return []
+    columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
+    for i in _OTHER_TIMES_AT:
+        columns[i] = sqlite_times(columns[i])
     # A batch's events mostly share a few receive times (one per request): format each once.
     # (Keyed with the zone too: equal moments in other zones have other wall clocks.)
     received_text: dict[tuple[datetime, Any], str | None] = {}
-    for r in rows:
-        moment = r["received_at"]
+    received: list[str | None] = []
+    for moment in columns[_RECEIVED_AT]:
         key = (moment, moment.tzinfo)
-        if key not in received_text:
-            received_text[key] = time(moment)
-    return [
-        (
-            r["id"],
-            r["product_id"],
-            r["message_id"],
-            r["name"],
-            r["type"],
-            time(r["timestamp"]),
-            received_text[r["received_at"], r["received_at"].tzinfo],
-            time(r["sent_at"]),
-            time(r["original_timestamp"]),
-            r["user_id"],
-            r["anonymous_id"],
-            r["account_id"],
-            r["session_id"],
-            r["entity_type"],
-            r["entity_id"],
-            r["recording_id"],
-            encode(r["properties"]).decode(),
-            encode(r["context"]).decode(),
-            r["dialect"],
-            r["is_bot"],
-            r["is_unused"],
-            *[r[c] for c in DIMENSION_COLUMNS],
-        )
-        for r in rows
-    ]
+        text = received_text.get(key)
+        if text is None:
+            text = received_text[key] = _sqlite_time(moment)
+        received.append(text)
+    columns[_RECEIVED_AT] = received
+    for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
+        columns[i] = list(map(bytes.decode, map(_json.encode, columns[i])))
+    return list(zip(*columns, strict=True))
 
 
-def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """Insert the rows that are new; the keys of those."""
+_EVENT_KEY = operator.itemgetter("product_id", "message_id")
+
+
+def _insert_events(
+    conn: sa.Connection, rows: list[dict[str, Any]], assigned: set[str]
+) -> set[tuple[str, str]]:
+    """Insert the rows that are new; the keys of those. PostgreSQL records their stats
+    too (``assigned``: see :func:`_prepare_stats`)."""
     if not rows:
         return set()
     if conn.dialect.name == "sqlite":
@@ -230,7 +230,7 @@ def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple
         # when fewer rows went in than were sent, the ids we generated tell which did.
         inserted = conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, _sqlite_event_params(rows))
         if inserted.rowcount == len(rows):
-            return {(r["product_id"], r["message_id"]) for r in rows}
+            return set(map(_EVENT_KEY, rows))
         by_id = {r["id"]: r for r in rows}
         ids = list(by_id)
         stored: set[tuple[str, str]] = set()
@@ -240,7 +240,7 @@ def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple
                 row = by_id[event_id]
                 stored.add((row["product_id"], row["message_id"]))
         return stored
-    return _copy_events(conn, rows)
+    return _copy_events(conn, rows, assigned)
 
 
 _PG_STAGE = "sightline_events_in"
@@ -249,9 +249,11 @@ _PG_CREATE_STAGE = (
     "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 _PG_COPY = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
-# Through the dedup keys of the partitioned table (sightline/store/partitions.py).
-_PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS)
-_PG_UNSTAGE = f"DELETE FROM {_PG_STAGE} WHERE id = ANY(%s)"
+# Through the dedup keys of the partitioned table (sightline/store/partitions.py); the
+# stage keeps the new events only, for the stats' statements sent behind it.
+_PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS, unstage=True)
+_PG_SESSIONS = staged_sessions_sql(_PG_STAGE)
+_PG_ROLLUPS = staged_rollups_sql(_PG_STAGE)
 
 
 _STAGE_READY = "sightline_events_stage"
@@ -265,13 +267,20 @@ def _forget_stage(conn: sa.Connection) -> None:
     conn.connection.info.pop(_STAGE_READY, None)
 
 
-def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """PostgreSQL: ``COPY`` the rows into a session-local stage, then one ``INSERT ...
-    SELECT ... ON CONFLICT DO NOTHING RETURNING``: no statement text per batch size to
-    build and parse (what a multi-row ``INSERT ... VALUES`` costs), one round trip per
-    step. The stage is emptied at commit (``ON COMMIT DELETE ROWS``) and kept for the
-    connection's next batch."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+def _copy_events(
+    conn: sa.Connection, rows: list[dict[str, Any]], assigned: set[str]
+) -> set[tuple[str, str]]:
+    """PostgreSQL: ``COPY`` the rows into a session-local stage, then, in one pipeline
+    (one round trip), one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``
+    that leaves the new events alone in the stage, and the statements that add them to
+    the sessions and the daily rollups from there (``sightline.store.sessions``,
+    ``sightline.store.rollups``: aggregated in the database, nothing sent per row). No
+    statement text per batch size to build and parse (what a multi-row ``INSERT ...
+    VALUES`` costs). The stage is emptied at commit (``ON COMMIT DELETE ROWS``) and kept
+    for the connection's next batch."""
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    stats = driver.cursor()  # type: ignore[union-attr]
     encode = _json.encode
     statement = _PG_COPY
     info = conn.connection.info
@@ -300,14 +309,13 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
                 values[second] = encode(values[second]).decode()
                 write(values)
         statement = _PG_MERGE
-        cursor.execute(_PG_MERGE)
-        stored = {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
-        if len(stored) < len(rows):
-            # The stage keeps the new events only: the stats aggregate it (mark_staged).
-            statement = _PG_UNSTAGE
-            old = [r["id"] for r in rows if (r["product_id"], r["message_id"]) not in stored]
-            cursor.execute(_PG_UNSTAGE, (old,))
-        return stored
+        with driver.pipeline():  # type: ignore[union-attr]
+            cursor.execute(_PG_MERGE)
+            # Errors are raised when the pipeline ends: named after the merge, the first.
+            stats.execute(_PG_SESSIONS, (sorted(assigned),))
+            for rollup in _PG_ROLLUPS:
+                stats.execute(rollup)
+        return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
     except conn.dialect.loaded_dbapi.Error as exc:
         info.pop(_STAGE_READY, None)
         # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
@@ -316,6 +324,7 @@ def _copy_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[tuple[s
             statement, None, exc, conn.dialect.loaded_dbapi.Error
         ) from exc
     finally:
+        stats.close()
         cursor.close()
 
 

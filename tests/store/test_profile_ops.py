@@ -185,3 +185,17 @@ def test_the_skip_compares_with_the_stored_row_not_with_what_was_written(store: 
         conn.execute(sa.delete(user_attributes).where(user_attributes.c.name == "plan"))
     store.change(op("plan", REMOVE), op("tags", SET, None))
     assert store.attributes() == {}
+
+
+def test_a_write_the_database_refuses_is_a_data_error_and_the_store_goes_on(
+    store: Store,
+) -> None:
+    """PostgreSQL sends a batch's user writes in one pipeline: a refused one (a name
+    longer than the column) still fails the batch as SQLAlchemy's ``DataError``, which
+    the worker isolates (``worker.batch``), and the next batch is stored."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores any length")
+    with pytest.raises(sa.exc.DataError):
+        store.change(op("plan", SET, "pro"), op("x" * 300, SET, 1))
+    store.change(op("plan", SET, "pro"))
+    assert store.attributes() == {"plan": ("string", "pro")}

@@ -1,0 +1,67 @@
+"""``sql.bulk_insert`` / ``execute_rows``: one statement for many rows on PostgreSQL
+(arrays), ``executemany`` on SQLite, with the same stored values: JSON goes as JSON
+text, so a JSON array stays one value (not a dimension of the SQL array) and a JSON
+``null`` stays distinct from SQL ``NULL``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from sightline.store.db import make_engine
+from sightline.store.schema import JSON
+from sightline.store.sql import bulk_insert, execute_rows
+
+_metadata = sa.MetaData()
+_scratch = sa.Table(
+    "scratch_bulk",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(8), nullable=False),
+    sa.Column("doc", JSON, nullable=True),
+)
+_COLUMNS = ("id", "name", "doc")
+VALUES: list[Any] = [
+    {"a": 1, "b": [1, 2.5, None]},
+    ["x", ["nested", ["deeper"]]],
+    [["a"], ["b"]],
+    [],
+    {},
+    "text",
+    7,
+    1.5,
+    True,
+    None,  # JSON null (SQLAlchemy's rule for a JSON column)
+    sa.JSON.NULL,  # JSON null, said explicitly
+    sa.null(),  # SQL NULL
+    "with 'quotes' and \\ and \u00e9",
+]
+
+
+def test_json_values_arrays_and_nulls_are_stored_as_given(database_url: str) -> None:
+    engine = make_engine(database_url)
+    _metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            insert = bulk_insert(conn, _scratch, _COLUMNS)
+            statement = insert.on_conflict_do_update(
+                index_elements=["id"], set_={"doc": insert.excluded.doc}
+            )
+            rows = [{"id": n, "name": f"r{n}", "doc": v} for n, v in enumerate(VALUES)]
+            execute_rows(conn, statement, _COLUMNS, rows)
+            # Again: the conflict path writes the same values.
+            execute_rows(conn, statement, _COLUMNS, rows)
+        with engine.connect() as conn:
+            stored = dict(conn.execute(sa.select(_scratch.c.id, _scratch.c.doc)).all())
+            sql_nulls = set(
+                conn.execute(sa.select(_scratch.c.id).where(_scratch.c.doc.is_(None))).scalars()
+            )
+    finally:
+        _metadata.drop_all(engine)
+        engine.dispose()
+    assert stored == {
+        n: None if v is sa.JSON.NULL or isinstance(v, sa.sql.elements.Null) else v
+        for n, v in enumerate(VALUES)
+    }
+    assert sql_nulls == {n for n, v in enumerate(VALUES) if isinstance(v, sa.sql.elements.Null)}
