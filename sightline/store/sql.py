@@ -196,6 +196,7 @@ def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
 
 # Bound as SQLAlchemy binds them on SQLite by the driver itself (a bool as 0 / 1), or a time.
 _PLAIN_TYPES = (sa.String, sa.Integer, sa.Boolean)
+_SQLITE_COMPILED_MAX = 256
 _SQLITE_COMPILED: dict[
     tuple[int, tuple[str, ...]], tuple[Any, tuple[str, tuple[int, ...]] | None]
 ] = {}
@@ -221,5 +222,7 @@ def _sqlite_compiled(
     if plain:
         times = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, sa.DateTime))
         result = (compiled.string, times)
-    _SQLITE_COMPILED[key] = (statement, result)
+    if len(_SQLITE_COMPILED) >= _SQLITE_COMPILED_MAX:  # statements are meant to be cached
+        _SQLITE_COMPILED.clear()  # (cached_statement); a caller that builds them anew
+    _SQLITE_COMPILED[key] = (statement, result)  # each time must not grow this forever
     return result
