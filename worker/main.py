@@ -43,8 +43,8 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
     process manager to restart the workers. SIGTERM or SIGINT meanwhile stops it.
 
     The cyclic garbage collector is tuned for batches while it works: what the process
-    loaded before its first job (modules, the user-agent parser, the engine) is moved out
-    of its sight (``gc.freeze``), and the young generation is collected every
+    loaded before its first job (modules, the user-agent parser, the engine) is collected
+    once and moved out of its sight (``gc.freeze``), and the young generation is collected every
     :data:`GC_YOUNG` allocations instead of 700. A batch keeps tens of thousands of
     objects alive until it is stored, which made collections frequent and each walk the
     batch again, or the whole heap: ~15 % of the worker's CPU (``bench/worker.py``).
@@ -112,13 +112,16 @@ class _BatchCollector:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._working = 0
+        self._collected = False
         self._thresholds = gc.get_threshold()
 
     def enter(self) -> None:
         with self._lock:
             if self._working == 0:
                 self._thresholds = gc.get_threshold()
-                gc.collect()
+                if not self._collected:  # once: a process that runs workers again (the
+                    gc.collect()  # tests) would walk its whole heap each time (~0.1 s)
+                    self._collected = True
                 gc.freeze()
                 gc.set_threshold(GC_YOUNG, *self._thresholds[1:])
             self._working += 1
