@@ -93,7 +93,7 @@ _get = operator.itemgetter
 class _Columns:
     """What the rollups read of event rows, column by column (one pass of C per column)."""
 
-    __slots__ = ("bots", "days", "periods", "products", "rows", "users", "views")
+    __slots__ = ("anonymous", "bots", "days", "periods", "products", "rows", "users", "views")
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
@@ -102,6 +102,7 @@ class _Columns:
         self.days = _days(list(map(_get("timestamp"), rows)))
         self.views: list[bool] = list(map(VIEW_TYPES.__contains__, map(_get("type"), rows)))
         self.users: list[str | None] = list(map(_get("user_id"), rows))
+        self.anonymous: list[str | None] = list(map(_get("anonymous_id"), rows))
         # period and bit of each day (a batch holds a few days)
         places = {day: divmod((day - _EPOCH).days, PERIOD_DAYS) for day in set(self.days)}
         self.periods: list[tuple[int, int]] = list(map(places.__getitem__, self.days))
@@ -142,9 +143,8 @@ def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _visitor_day_rows(cols: _Columns) -> list[tuple[Any, ...]]:
     """:func:`visitor_day_deltas` as tuples of ``DELTA_COLUMNS``."""
-    anonymous = cols.column("anonymous_id")
     # `user_id or anonymous_id or ""`: an empty id is no id
-    visitors = [u or a or "" for u, a in zip(cols.users, anonymous, strict=True)]
+    visitors = [u or a or "" for u, a in zip(cols.users, cols.anonymous, strict=True)]
     keys = list(zip(cols.products, cols.days, cols.bots, visitors, strict=True))
     events, views = _tally(keys, cols.views)
     users = set(compress(keys, map(operator.is_not, cols.users, repeat(None, len(keys)))))
@@ -175,10 +175,7 @@ def _value_rows(
     with any ``NO_VALUE`` of the same key)."""
     n = len(cols.rows)
     # COALESCE(user_id, anonymous_id), as the stats count visitors
-    visitors = [
-        u if u is not None else a
-        for u, a in zip(cols.users, cols.column("anonymous_id"), strict=True)
-    ]
+    visitors = [u if u is not None else a for u, a in zip(cols.users, cols.anonymous, strict=True)]
     groups: dict[tuple[str, bool, datetime], list[int]] = {}
     for i, group in enumerate(zip(cols.products, cols.bots, cols.days, strict=True)):
         places = groups.get(group)
@@ -312,7 +309,6 @@ def _value_visitors_statement(conn: sa.Connection) -> Any:
 
 _PG_DAY = "date_trunc('day', \"timestamp\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 _PG_VIEW = "type IN ('page', 'screen')"
-_STAGED_SQL: dict[str, tuple[str, ...]] = {}
 
 
 def staged_sql(stage: str) -> tuple[str, ...]:
@@ -329,9 +325,6 @@ def staged_sql(stage: str) -> tuple[str, ...]:
     Bits are only ever added (an erasure deletes a visitor's rows only once their
     events can no longer be written: ``sightline.store.erasure``), so a row read as
     holding them still does at commit."""
-    found = _STAGED_SQL.get(stage)
-    if found is not None:
-        return found
     columns = ", ".join(sorted(set(BREAKDOWN_COLUMNS.values())))
     event = (
         f"SELECT product_id, is_bot, user_id, {columns}, "
@@ -383,5 +376,4 @@ def staged_sql(stage: str) -> tuple[str, ...]:
         "days = value_visitors.days | excluded.days "
         "WHERE (value_visitors.days | excluded.days) <> value_visitors.days",
     )
-    _STAGED_SQL[stage] = sql
     return sql

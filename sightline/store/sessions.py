@@ -258,18 +258,12 @@ def _upsert_statement(conn: sa.Connection) -> Any:
     )
 
 
-_STAGED_SQL: dict[str, str] = {}
-
-
 def staged_sql(stage: str) -> str:
     """PostgreSQL: the sessions upsert of the events in the writer's ``stage`` (its new
     events only), as :func:`session_deltas` computes them (a session's first event: the
     earliest, the first staged of equal times; the stage is filled by one ``COPY`` in
     batch order). Run by the driver with one parameter: the ids of the events
     :func:`assign_sessions` gave a session (a list)."""
-    found = _STAGED_SQL.get(stage)
-    if found is not None:
-        return found
     first = ", ".join(f"f.{name}" for name in FIRST_EVENT_COLUMNS[2:])
     counted = ", ".join(f"'{kind}'" for kind in sorted(VIEW_TYPES))
     acted = ", ".join(f"'{kind}'" for kind in sorted(INTERACTION_TYPES))
@@ -307,5 +301,4 @@ def staged_sql(stage: str) -> str:
         "interaction_count = sessions.interaction_count + excluded.interaction_count, "
         f"{keep}"
     )
-    _STAGED_SQL[stage] = sql
     return sql

@@ -188,10 +188,15 @@ def execute_columns(
     conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
 
-def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
-    """Times as SQLAlchemy's SQLite ``DateTime`` stores them: the wall clock as text,
+def sqlite_time(value: datetime | None) -> str | None:
+    """A time as SQLAlchemy's SQLite ``DateTime`` stores it: the wall clock as text,
     microseconds always (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
-    return [None if v is None else v.isoformat(" ", "microseconds")[:26] for v in values]
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
+
+
+def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
+    """:func:`sqlite_time` of each value."""
+    return list(map(sqlite_time, values))
 
 
 # Bound as SQLAlchemy binds them on SQLite by the driver itself (a bool as 0 / 1), or a time.

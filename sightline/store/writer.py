@@ -36,6 +36,7 @@ from sightline.store.sql import (
     greatest,
     least,
     pipelined,
+    sqlite_time,
     sqlite_times,
 )
 
@@ -179,11 +180,6 @@ _SQLITE_INSERT_EVENTS = (
 _json = msgspec.json.Encoder()
 
 
-def _sqlite_time(value: datetime | None) -> str | None:
-    """What SQLAlchemy's SQLite ``DateTime`` stores: the wall clock, microseconds always."""
-    return None if value is None else value.isoformat(" ", "microseconds")[:26]
-
-
 _RECEIVED_AT = _EVENT_COLUMNS.index("received_at")
 _OTHER_TIMES_AT = tuple(
     i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES and c != "received_at"
@@ -207,7 +203,7 @@ def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         key = (moment, moment.tzinfo)
         text = received_text.get(key)
         if text is None:
-            text = received_text[key] = _sqlite_time(moment)
+            text = received_text[key] = sqlite_time(moment)
         received.append(text)
     columns[_RECEIVED_AT] = received
     for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
