@@ -54,7 +54,7 @@ from sightline.store.schema import (
     user_attributes,
     users,
 )
-from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert
+from sightline.store.sql import IN_CHUNK, cached_statement, dialect_insert, driver_error
 
 CHUNK_SIZE = 5_000
 """Most rows one erasure transaction deletes."""
@@ -175,10 +175,7 @@ def _lock_for_batch_pg(conn: sa.Connection, wanted: list[str]) -> dict[str, int]
             statement = _PG_VERSIONS
             return {p: int(v) for p, v in versions.fetchall()}
     except conn.dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would have raised it (the worker tells an outage from a bug).
-        raise sa.exc.DBAPIError.instance(
-            statement, None, exc, conn.dialect.loaded_dbapi.Error
-        ) from exc
+        raise driver_error(conn, statement, exc) from exc  # the worker tells an outage from a bug
 
 
 def load_suppression(conn: sa.Connection, product_id: str) -> SuppressionList | None:

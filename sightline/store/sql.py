@@ -152,11 +152,14 @@ def pipelined(conn: sa.Connection) -> Iterator[None]:
         with driver.pipeline():  # type: ignore[union-attr]
             yield
     except conn.dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would have raised it: DataError (the batch isolates the message
-        # at fault), OperationalError (an outage: retry) ...
-        raise sa.exc.DBAPIError.instance(
-            "(pipelined statements)", None, exc, conn.dialect.loaded_dbapi.Error
-        ) from exc
+        raise driver_error(conn, "(pipelined statements)", exc) from exc
+
+
+def driver_error(conn: sa.Connection, statement: str, exc: Exception) -> sa.exc.StatementError:
+    """An error of the driver, used directly (``COPY``, pipelines), as SQLAlchemy would
+    have raised it: ``DataError`` (the batch isolates the message at fault),
+    ``OperationalError`` (an outage: retry the batch) ..."""
+    return sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error)
 
 
 def execute_columns(

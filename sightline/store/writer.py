@@ -32,6 +32,7 @@ from sightline.store.sql import (
     IN_CHUNK,
     bulk_insert,
     cached_statement,
+    driver_error,
     execute_rows,
     greatest,
     least,
@@ -314,11 +315,7 @@ def _copy_events(
         return {(product_id, message_id) for product_id, message_id in cursor.fetchall()}
     except conn.dialect.loaded_dbapi.Error as exc:
         info.pop(_STAGE_READY, None)
-        # As SQLAlchemy would have raised it: DataError (isolate the message at fault),
-        # OperationalError (an outage: retry the batch) ...
-        raise sa.exc.DBAPIError.instance(
-            statement, None, exc, conn.dialect.loaded_dbapi.Error
-        ) from exc
+        raise driver_error(conn, statement, exc) from exc
     finally:
         stats.close()
         cursor.close()
