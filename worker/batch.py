@@ -85,6 +85,16 @@ class _Item(NamedTuple):
     is_sanitised: bool = False
 
 
+class Prepared(NamedTuple):
+    """A batch's envelopes prepared for the store (:meth:`BatchProcessor.prepare_batch`)."""
+
+    items: list[_Item]
+    dead: list[DeadLetter]
+    bots_dropped: int
+    envelopes: int
+    """How many envelopes the batch had (its jobs' ``args``)."""
+
+
 def _without_nul(item: _Item) -> _Item:
     text = msgspec.json.encode(item.normalised).replace(b"\\u0000", b"\\ufffd")
     return _Item(msgspec.json.decode(text, type=Normalised), item.source, is_sanitised=True)
@@ -98,6 +108,13 @@ class BatchProcessor:
         self._enrich = enrich
 
     def process(self, envelopes: Sequence[Any]) -> WriteResult:
+        """Prepare and store ``envelopes``: :meth:`prepare_batch`, then :meth:`store`."""
+        return self.store(self.prepare_batch(envelopes))
+
+    def prepare_batch(self, envelopes: Sequence[Any]) -> Prepared:
+        """Every envelope to its enriched canonical records or a dead letter, with no
+        transaction open (the products are read through their cache): what a worker may
+        do for the next batch while the last one is being written (``worker.rqworker``)."""
         items: list[_Item] = []
         dead: list[DeadLetter] = []
         bots_dropped = 0
@@ -115,12 +132,18 @@ class BatchProcessor:
                         continue
                     normalised = msgspec.structs.replace(normalised, events=kept)
             items.append(_Item(normalised, data))
+        return Prepared(items, dead, bots_dropped, len(envelopes))
+
+    def store(self, prepared: Prepared) -> WriteResult:
+        """A prepared batch in one transaction; what the database refuses of it isolated
+        and dead-lettered (see the module's doc)."""
+        items, dead = prepared.items, prepared.dead
         try:
             result = self._write(items, dead)
         except _DATA_ERRORS as exc:
             log.warning("the store refused a batch (%s): isolating the message at fault", exc)
             result = self._write_isolating(items, dead)
-        result.bots_dropped = bots_dropped
+        result.bots_dropped = prepared.bots_dropped
         return result
 
     def prepare(self, data: Any) -> Normalised:

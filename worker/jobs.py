@@ -25,6 +25,7 @@ from rq import Retry
 from sqlalchemy import exc as sa_exc
 
 from worker import runtime
+from worker.batch import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +48,29 @@ def outage_retry(hours: float) -> Retry:
 
 def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
     """Store one group-commit batch; through a database outage, ask RQ to retry it."""
+    prepared = prepare_batch(envelopes)
+    return prepared if isinstance(prepared, Retry) else store_batch(prepared)
+
+
+def prepare_batch(envelopes: list[Any]) -> Prepared | Retry:
+    """:func:`process_batch`'s first half, which opens no transaction (``worker.rqworker``
+    runs it for the next batch while the last one is written): the envelopes prepared."""
     rt = runtime.current()
     try:
-        result = rt.processor.process(envelopes)
+        return rt.processor.prepare_batch(envelopes)
+    except OUTAGE_ERRORS as exc:  # the products' cache reads the database
+        return _outage(len(envelopes), exc, rt.settings.outage_retry_hours)
+
+
+def store_batch(prepared: Prepared) -> dict[str, int] | Retry:
+    """:func:`process_batch`'s second half: the prepared batch in one transaction."""
+    rt = runtime.current()
+    try:
+        result = rt.processor.store(prepared)
     except OUTAGE_ERRORS as exc:
-        log.warning("database unreachable, batch of %d to be retried: %s", len(envelopes), exc)
-        return outage_retry(rt.settings.outage_retry_hours)
+        return _outage(prepared.envelopes, exc, rt.settings.outage_retry_hours)
     rt.publish(result)  # committed: live viewers may see them now (never raises)
-    rt.count(result, len(envelopes))
+    rt.count(result, prepared.envelopes)
     return {
         "stored": result.stored,
         "duplicates": result.duplicates,
@@ -62,3 +78,8 @@ def process_batch(envelopes: list[Any]) -> dict[str, int] | Retry:
         "suppressed": result.suppressed,
         "refused_changes": result.refused_changes,
     }
+
+
+def _outage(envelopes: int, exc: Exception, hours: float) -> Retry:
+    log.warning("database unreachable, batch of %d to be retried: %s", envelopes, exc)
+    return outage_retry(hours)

@@ -31,8 +31,9 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 from redis.client import Pipeline
@@ -47,6 +48,7 @@ from rq.worker.base import WorkerStatus
 
 from sightline.queue import JOB_FUNCTION
 from worker import jobs
+from worker.batch import Prepared
 from worker.recovery import RECOVERIES
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class SightlineWorker(SimpleWorker):
 
     max_events: int = 1
     """Envelopes one transaction may take from several jobs; 1 runs each job alone."""
+    _writer: ThreadPoolExecutor | None = None
+    """The thread that writes a batch while the next is prepared (made at the first)."""
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if (
@@ -83,32 +87,107 @@ class SightlineWorker(SimpleWorker):
         if not _combinable(job):
             super().execute_job(job, queue)
             return
-        batch = [job, *self._claim(queue, self.max_events - _size(job), _size(job))]
-        executions = self._start(batch, queue)
-        envelopes = [envelope for j in batch for envelope in j.args[0]]
-        timeout = max(j.timeout or queue.DEFAULT_TIMEOUT for j in batch)
         try:
-            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
-                result = jobs.process_batch(envelopes)
+            batch = [job, *self._claim(queue, self.max_events - _size(job), _size(job))]
+            self._store_backlog(batch, queue)
+        finally:
+            self.set_state(WorkerStatus.IDLE)
+
+    def _store_backlog(self, batch: list[Job], queue: Queue) -> None:
+        """Store ``batch``, then the batches the queue still holds behind it, each in one
+        transaction, until it is empty or a stop is requested: while one batch is written
+        (in this worker's writer thread), the next is claimed and prepared here."""
+        current, prepared = self._begin(batch, queue)
+        following = self._claim_following(current, queue)
+        while following:
+            writing = self._write_behind(prepared)
+            upcoming = self._begin(following, queue)
+            following = self._claim_following(upcoming[0], queue)
+            self._end(current, queue, self._wait(current, writing) if writing else prepared)
+            self.heartbeat()
+            current, prepared = upcoming
+        self._end(current, queue, self._store_here(current, prepared))
+
+    def _claim_following(self, current: _Round, queue: Queue) -> list[Job]:
+        """The next round's jobs (none once a stop is requested: RQ's warm shutdown)."""
+        if self._stop_requested:
+            return []
+        return self._claim(queue, self.max_events, _envelopes(current.jobs) // len(current.jobs))
+
+    def _begin(self, batch: list[Job], queue: Queue) -> tuple[_Round, _Outcome]:
+        """Start ``batch``'s jobs (RQ's bookkeeping) and prepare their envelopes."""
+        executions = self._start(batch, queue)
+        timeout = max(j.timeout or queue.DEFAULT_TIMEOUT for j in batch)
+        current = _Round(batch, executions, int(timeout))
+        try:
+            with self.death_penalty_class(current.timeout, JobTimeoutException, job_id=batch[0].id):
+                return current, jobs.prepare_batch([e for j in batch for e in j.args[0]])
         except Exception:
+            return current, _Raised()
+
+    def _store_here(self, current: _Round, prepared: _Outcome) -> _Outcome:
+        if not isinstance(prepared, Prepared):
+            return prepared
+        try:
+            with self.death_penalty_class(
+                current.timeout, JobTimeoutException, job_id=current.jobs[0].id
+            ):
+                return jobs.store_batch(prepared)
+        except Exception:
+            return _Raised()
+
+    def _write_behind(self, prepared: _Outcome) -> Future[dict[str, int] | Retry] | None:
+        """The prepared batch's write, started in the writer thread (None: nothing to write)."""
+        if not isinstance(prepared, Prepared):
+            return None
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer")
+        return self._writer.submit(jobs.store_batch, prepared)
+
+    def _wait(self, current: _Round, writing: Future[dict[str, int] | Retry]) -> _Outcome:
+        try:
+            with self.death_penalty_class(
+                current.timeout, JobTimeoutException, job_id=current.jobs[0].id
+            ):
+                return writing.result()
+        except JobTimeoutException:
+            timed_out = _Raised()
+            # One write at a time: the jobs fail (and run again) once this one has ended.
+            log.warning("a batch outlived its jobs' timeout: they fail once its write ends")
+            wait([writing])
+            return timed_out
+        except Exception:
+            return _Raised()
+
+    def _end(self, current: _Round, queue: Queue, outcome: _Outcome) -> None:
+        """RQ's end of each job of ``current``: done, retried (a database outage), or, when
+        the batch raised (a bug, not an outage), each job run again on its own, RQ's way,
+        so only the job at fault fails."""
+        batch, executions = current.jobs, current.executions
+        assert not isinstance(outcome, Prepared), "a round ends stored, retried or raised"
+        if isinstance(outcome, _Raised):
             if len(batch) == 1:
-                self._finalize_failure(job, queue, executions[0], sys.exc_info())
-                self.set_state(WorkerStatus.IDLE)
+                self._finalize_failure(batch[0], queue, executions[0], outcome.exc_info)
                 return
-            log.exception("a batch of %d jobs failed: running each on its own", len(batch))
+            log.error("a batch of %d jobs failed: running each on its own", len(batch),
+                      exc_info=outcome.exc_info)  # fmt: skip
             for each, execution in zip(batch, executions, strict=True):
                 self.perform_job(each, queue, execution)
-            self.set_state(WorkerStatus.IDLE)
             return
         ended = now()
         for each in batch:
             each.ended_at = ended
-        if isinstance(result, Retry):
+        if isinstance(outcome, Retry):
             for each, execution in zip(batch, executions, strict=True):
-                self.handle_job_retry(each, queue, result, queue.started_job_registry, execution)
-            self.set_state(WorkerStatus.IDLE)
+                self.handle_job_retry(each, queue, outcome, queue.started_job_registry, execution)
             return
         self._finish(batch, executions)
+
+    def teardown(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        super().teardown()  # type: ignore[no-untyped-call]
 
     def _claim(self, queue: Queue, budget: int, estimate: int) -> list[Job]:
         """Move queued jobs holding up to ``budget`` envelopes onto the intermediate list
@@ -116,7 +195,7 @@ class SightlineWorker(SimpleWorker):
         with; a job that is not to be combined goes back to the front of the queue."""
         claimed: list[Job] = []
         while budget > 0:
-            average = math.ceil(sum(map(_size, claimed)) / len(claimed)) if claimed else estimate
+            average = math.ceil(_envelopes(claimed) / len(claimed)) if claimed else estimate
             count = max(1, min(CLAIM_ROUND, budget // max(1, average)))
             with self.connection.pipeline(transaction=False) as pipe:
                 for _ in range(count):
@@ -237,6 +316,32 @@ def _plain(job: Job) -> bool:
         and not job.kwargs
         and isinstance(job.args[0], list)
     )
+
+
+class _Round(NamedTuple):
+    """The jobs stored in one transaction."""
+
+    jobs: list[Job]
+    executions: list[Execution]
+    timeout: int
+    """Seconds (the longest of its jobs' timeouts) to prepare it, and to write it."""
+
+
+class _Raised:
+    """What preparing or writing a round raised (``sys.exc_info()``)."""
+
+    __slots__ = ("exc_info",)
+
+    def __init__(self) -> None:
+        self.exc_info = sys.exc_info()
+
+
+_Outcome = Prepared | dict[str, int] | Retry | _Raised
+"""A round's state: prepared; stored; to be retried (an outage); or what it raised."""
+
+
+def _envelopes(batch: Sequence[Job]) -> int:
+    return sum(map(_size, batch))
 
 
 def _size(job: Job) -> int:
