@@ -73,8 +73,7 @@ from sightline.store.stats import BREAKDOWNS, StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
 from sightline.store.writer import (
     _EVENT_COLUMNS,
-    _SQLITE_INSERT_EVENTS,
-    _sqlite_event_params,
+    insert_sqlite_events,
 )
 from worker.enricher import Enricher
 
@@ -173,7 +172,7 @@ def load(engine: sa.Engine, chunks: Iterator[list[dict[str, Any]]]) -> int:
     for rows in chunks:
         with engine.begin() as conn:
             if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, _sqlite_event_params(rows))
+                insert_sqlite_events(conn, rows)
             else:
                 _copy(conn, rows)
             record_sessions(conn, rows, {r["id"] for r in rows})

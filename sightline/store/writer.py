@@ -8,8 +8,10 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 from __future__ import annotations
 
 import operator
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -173,11 +175,16 @@ _EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
 _EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in ("properties", "context"))
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
-_SQLITE_INSERT_EVENTS = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
-    "ON CONFLICT (product_id, message_id) DO NOTHING"
-)
+_SQLITE_ROW = f"({', '.join('?' for _ in _EVENT_COLUMNS)})"
+_SQLITE_ROWS_AT_ONCE = (1024, 256, 64, 16, 4, 1)
+"""How many rows one SQLite insert takes: a batch goes as the fewest of these (a few
+statement texts, each compiled once and kept in the driver's statement cache)."""
+_SQLITE_INSERTS = {
+    size: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
+    + ", ".join([_SQLITE_ROW] * size)
+    + " ON CONFLICT (product_id, message_id) DO NOTHING"
+    for size in _SQLITE_ROWS_AT_ONCE
+}
 _json = msgspec.json.Encoder()
 
 
@@ -187,12 +194,10 @@ _OTHER_TIMES_AT = tuple(
 )
 
 
-def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as SQLAlchemy's SQLite types would bind them, without its per-value work:
-    built column by column (the columns taken out of the rows and the tuples put back
-    together in C), only times and JSON converted in Python."""
-    if not rows:
-        return []
+def _sqlite_event_columns(rows: list[dict[str, Any]]) -> list[Sequence[Any]]:
+    """The rows' values as SQLAlchemy's SQLite types would bind them, without its
+    per-value work: column by column (taken out of the rows in C), only times and JSON
+    converted in Python. ``rows`` is not empty."""
     columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
     for i in _OTHER_TIMES_AT:
         columns[i] = sqlite_times(columns[i])
@@ -209,7 +214,35 @@ def _sqlite_event_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     columns[_RECEIVED_AT] = received
     for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
         columns[i] = list(map(bytes.decode, map(_json.encode, columns[i])))
-    return list(zip(*columns, strict=True))
+    return columns
+
+
+def insert_sqlite_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """SQLite: insert the event rows that are new (``ON CONFLICT DO NOTHING``); how many.
+
+    Up to 1,024 rows per statement, not ``executemany``'s one: SQLite then inserts them in
+    one call during which the driver holds no GIL, so the worker's preparing of the next
+    batch (``worker.rqworker``) runs meanwhile. Through ``executemany`` the writing thread
+    needs the GIL back after every row, and waits each time for the other thread to let
+    it go (up to the interpreter's switch interval, 5 ms)."""
+    if not rows:
+        return 0
+    columns = _sqlite_event_columns(rows)
+    limit = conn.connection.driver_connection.getlimit(  # type: ignore[union-attr]
+        sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+    )
+    inserted, start = 0, 0
+    for size in _SQLITE_ROWS_AT_ONCE:
+        if size * len(_EVENT_COLUMNS) > limit:
+            continue
+        statement = _SQLITE_INSERTS[size]
+        while len(rows) - start >= size:
+            # Row after row, flat, put together in C.
+            chunk = (column[start : start + size] for column in columns)
+            values = tuple(chain.from_iterable(zip(*chunk, strict=True)))
+            inserted += conn.exec_driver_sql(statement, values).rowcount
+            start += size
+    return inserted
 
 
 _EVENT_KEY = operator.itemgetter("product_id", "message_id")
@@ -225,8 +258,7 @@ def _insert_events(
     if conn.dialect.name == "sqlite":
         # BEGIN IMMEDIATE holds the write lock: nobody else inserts until we commit, so
         # when fewer rows went in than were sent, the ids we generated tell which did.
-        inserted = conn.exec_driver_sql(_SQLITE_INSERT_EVENTS, _sqlite_event_params(rows))
-        if inserted.rowcount == len(rows):
+        if insert_sqlite_events(conn, rows) == len(rows):
             return set(map(_EVENT_KEY, rows))
         by_id = {r["id"]: r for r in rows}
         ids = list(by_id)
