@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -183,12 +185,67 @@ def execute_columns(
         else:
             conn.execute(statement, rows)
         return
-    sql, times = compiled
+    statements, times = compiled
     if times:
         values = list(values)
         for i in times:
             values[i] = sqlite_times(values[i])
-    conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+    execute_sqlite_rows(conn, statements, values)
+
+
+SQLITE_ROWS_AT_ONCE = (1024, 256, 64, 16, 4, 1)
+"""How many rows one SQLite statement of :func:`execute_sqlite_rows` takes: a batch goes
+as the fewest of these (a few statement texts, each compiled once and kept in the
+driver's statement cache)."""
+
+
+class SqliteRows:
+    """An ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` for SQLite, with its ``VALUES``
+    repeated for :data:`SQLITE_ROWS_AT_ONCE` rows (each text made once, when needed)."""
+
+    def __init__(self, sql: str, width: int) -> None:
+        self.width = width
+        row = "(" + ", ".join(["?"] * width) + ")"
+        head, found, tail = sql.partition("VALUES " + row)
+        if not found or row in tail:
+            raise ValueError(f"not one row of {width} values: {sql}")
+        self._parts = (head + "VALUES ", row, tail)
+        self._texts: dict[int, str] = {}
+
+    def __getitem__(self, rows: int) -> str:
+        text = self._texts.get(rows)
+        if text is None:
+            head, row, tail = self._parts
+            text = self._texts[rows] = head + ", ".join([row] * rows) + tail
+        return text
+
+
+def execute_sqlite_rows(
+    conn: sa.Connection, statements: SqliteRows, values: Sequence[Sequence[Any]]
+) -> int:
+    """Run ``statements`` on SQLite for the rows given column by column (``values[i]``
+    holds every row's value of the i-th column, already as the driver binds it); the
+    rows it changed.
+
+    Up to 1,024 rows per statement, not ``executemany``'s one: SQLite then works through
+    them in one call during which the driver holds no GIL, so the worker's preparing of
+    the next batch (``worker.rqworker``) runs meanwhile. Through ``executemany`` the
+    writing thread needs the GIL back after every row, and waits each time for the other
+    thread to let it go (up to the interpreter's switch interval, 5 ms)."""
+    count = len(values[0]) if values else 0
+    limit = conn.connection.driver_connection.getlimit(  # type: ignore[union-attr]
+        sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+    )
+    changed, start = 0, 0
+    for size in SQLITE_ROWS_AT_ONCE:
+        if size * statements.width > limit and size > 1:
+            continue
+        while count - start >= size:
+            chunk = (column[start : start + size] for column in values)
+            flat = tuple(chain.from_iterable(zip(*chunk, strict=True)))  # row by row, in C
+            changed += conn.exec_driver_sql(statements[size], flat).rowcount
+            start += size
+    return changed
 
 
 def sqlite_time(value: datetime | None) -> str | None:
@@ -206,13 +263,13 @@ def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
 _PLAIN_TYPES = (sa.String, sa.Integer, sa.Boolean)
 _SQLITE_COMPILED_MAX = 256
 _SQLITE_COMPILED: dict[
-    tuple[int, tuple[str, ...]], tuple[Any, tuple[str, tuple[int, ...]] | None]
+    tuple[int, tuple[str, ...]], tuple[Any, tuple[SqliteRows, tuple[int, ...]] | None]
 ] = {}
 
 
 def _sqlite_compiled(
     conn: sa.Connection, statement: Any, columns: Sequence[str]
-) -> tuple[str, tuple[int, ...]] | None:
+) -> tuple[SqliteRows, tuple[int, ...]] | None:
     """The positional SQL of a SQLite :func:`bulk_insert` statement for ``columns`` and
     the places of its times; ``None`` when a column needs SQLAlchemy's own binding."""
     key = (id(statement), tuple(columns))
@@ -229,7 +286,7 @@ def _sqlite_compiled(
     result = None
     if plain:
         times = tuple(i for i, kind in enumerate(kinds) if isinstance(kind, sa.DateTime))
-        result = (compiled.string, times)
+        result = (SqliteRows(compiled.string, len(columns)), times)
     if len(_SQLITE_COMPILED) >= _SQLITE_COMPILED_MAX:  # statements are meant to be cached
         _SQLITE_COMPILED.clear()  # (cached_statement); a caller that builds them anew
     _SQLITE_COMPILED[key] = (statement, result)  # each time must not grow this forever

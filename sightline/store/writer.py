@@ -8,10 +8,8 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 from __future__ import annotations
 
 import operator
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -32,10 +30,12 @@ from sightline.store.sessions import assign_sessions, record_sessions
 from sightline.store.sessions import staged_sql as staged_sessions_sql
 from sightline.store.sql import (
     IN_CHUNK,
+    SqliteRows,
     bulk_insert,
     cached_statement,
     driver_error,
     execute_rows,
+    execute_sqlite_rows,
     greatest,
     least,
     pipelined,
@@ -175,16 +175,12 @@ _EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
 _EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in ("properties", "context"))
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
-_SQLITE_ROW = f"({', '.join('?' for _ in _EVENT_COLUMNS)})"
-_SQLITE_ROWS_AT_ONCE = (1024, 256, 64, 16, 4, 1)
-"""How many rows one SQLite insert takes: a batch goes as the fewest of these (a few
-statement texts, each compiled once and kept in the driver's statement cache)."""
-_SQLITE_INSERTS = {
-    size: f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES "
-    + ", ".join([_SQLITE_ROW] * size)
-    + " ON CONFLICT (product_id, message_id) DO NOTHING"
-    for size in _SQLITE_ROWS_AT_ONCE
-}
+_SQLITE_INSERT_EVENTS = SqliteRows(
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+    "ON CONFLICT (product_id, message_id) DO NOTHING",
+    len(_EVENT_COLUMNS),
+)
 _json = msgspec.json.Encoder()
 
 
@@ -218,31 +214,11 @@ def _sqlite_event_columns(rows: list[dict[str, Any]]) -> list[Sequence[Any]]:
 
 
 def insert_sqlite_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
-    """SQLite: insert the event rows that are new (``ON CONFLICT DO NOTHING``); how many.
-
-    Up to 1,024 rows per statement, not ``executemany``'s one: SQLite then inserts them in
-    one call during which the driver holds no GIL, so the worker's preparing of the next
-    batch (``worker.rqworker``) runs meanwhile. Through ``executemany`` the writing thread
-    needs the GIL back after every row, and waits each time for the other thread to let
-    it go (up to the interpreter's switch interval, 5 ms)."""
+    """SQLite: insert the event rows that are new (``ON CONFLICT DO NOTHING``), many rows
+    per statement (``sql.execute_sqlite_rows``); how many went in."""
     if not rows:
         return 0
-    columns = _sqlite_event_columns(rows)
-    limit = conn.connection.driver_connection.getlimit(  # type: ignore[union-attr]
-        sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
-    )
-    inserted, start = 0, 0
-    for size in _SQLITE_ROWS_AT_ONCE:
-        if size * len(_EVENT_COLUMNS) > limit:
-            continue
-        statement = _SQLITE_INSERTS[size]
-        while len(rows) - start >= size:
-            # Row after row, flat, put together in C.
-            chunk = (column[start : start + size] for column in columns)
-            values = tuple(chain.from_iterable(zip(*chunk, strict=True)))
-            inserted += conn.exec_driver_sql(statement, values).rowcount
-            start += size
-    return inserted
+    return execute_sqlite_rows(conn, _SQLITE_INSERT_EVENTS, _sqlite_event_columns(rows))
 
 
 _EVENT_KEY = operator.itemgetter("product_id", "message_id")

@@ -5,13 +5,14 @@ text, so a JSON array stays one value (not a dimension of the SQL array) and a J
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from sightline.store.db import make_engine
 from sightline.store.schema import JSON
-from sightline.store.sql import bulk_insert, execute_rows
+from sightline.store.sql import bulk_insert, execute_columns, execute_rows
 
 _metadata = sa.MetaData()
 _scratch = sa.Table(
@@ -65,3 +66,48 @@ def test_json_values_arrays_and_nulls_are_stored_as_given(database_url: str) -> 
         for n, v in enumerate(VALUES)
     }
     assert sql_nulls == {n for n, v in enumerate(VALUES) if isinstance(v, sa.sql.elements.Null)}
+
+
+_counts = sa.Table(
+    "scratch_counts",
+    _metadata,
+    sa.Column("key", sa.String(16), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=True),
+)
+
+
+def test_an_upsert_of_many_rows_inserts_then_updates_each(database_url: str) -> None:
+    """SQLite runs it as multi-row statements (``sql.execute_sqlite_rows``: 1,024, 256,
+    ... rows each): every row inserted, then each one updated by the second run."""
+    engine = make_engine(database_url)
+    _metadata.create_all(engine)
+    statements: list[str] = []
+    sa.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_a: statements.append(statement),
+    )
+    moment = datetime(2026, 12, 1, 1, 2, 3, 456789)
+    count = 1024 + 256 + 7
+    try:
+        with engine.begin() as conn:
+            insert = bulk_insert(conn, _counts, ("key", "n", "at"))
+            statement = insert.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"n": _counts.c.n + insert.excluded.n, "at": insert.excluded.at},
+            )
+            keys = [f"k{i}" for i in range(count)]
+            for n in (1, 2):
+                execute_columns(
+                    conn, statement, ("key", "n", "at"), [keys, [n] * count, [moment] * count]
+                )
+        with engine.connect() as conn:
+            stored = {k: (n, at) for k, n, at in conn.execute(sa.select(_counts))}
+    finally:
+        _metadata.drop_all(engine)
+        engine.dispose()
+    assert stored == {f"k{i}": (3, moment) for i in range(count)}
+    if database_url.startswith("sqlite"):
+        inserts = [s for s in statements if s.startswith("INSERT INTO scratch_counts")]
+        assert [s.count("), (") + 1 for s in inserts] == [1024, 256, 4, 1, 1, 1] * 2
