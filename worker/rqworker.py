@@ -95,18 +95,20 @@ class SightlineWorker(SimpleWorker):
 
     def _store_backlog(self, batch: list[Job], queue: Queue) -> None:
         """Store ``batch``, then the batches the queue still holds behind it, each in one
-        transaction, until it is empty or a stop is requested: while one batch is written
-        (in this worker's writer thread), the next is claimed and prepared here."""
+        transaction, until it is empty or a stop is requested. Each is written by this
+        worker's writer thread while the next is claimed and prepared here (the drivers
+        let the GIL go while the database works): the worker holds at most the batch it
+        writes and the one it prepares, and leaves the rest to the other workers."""
         current, prepared = self._begin(batch, queue)
-        following = self._claim_following(current, queue)
-        while following:
+        while True:
             writing = self._write_behind(prepared)
-            upcoming = self._begin(following, queue)
-            following = self._claim_following(upcoming[0], queue)
+            following = self._claim_following(current, queue)
+            upcoming = self._begin(following, queue) if following else None
             self._end(current, queue, self._wait(current, writing) if writing else prepared)
+            if upcoming is None:
+                return
             self.heartbeat()
             current, prepared = upcoming
-        self._end(current, queue, self._store_here(current, prepared))
 
     def _claim_following(self, current: _Round, queue: Queue) -> list[Job]:
         """The next round's jobs (none once a stop is requested: RQ's warm shutdown)."""
@@ -124,17 +126,6 @@ class SightlineWorker(SimpleWorker):
                 return current, jobs.prepare_batch([e for j in batch for e in j.args[0]])
         except Exception:
             return current, _Raised()
-
-    def _store_here(self, current: _Round, prepared: _Outcome) -> _Outcome:
-        if not isinstance(prepared, Prepared):
-            return prepared
-        try:
-            with self.death_penalty_class(
-                current.timeout, JobTimeoutException, job_id=current.jobs[0].id
-            ):
-                return jobs.store_batch(prepared)
-        except Exception:
-            return _Raised()
 
     def _write_behind(self, prepared: _Outcome) -> Future[dict[str, int] | Retry] | None:
         """The prepared batch's write, started in the writer thread (None: nothing to write)."""
