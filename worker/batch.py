@@ -1,4 +1,5 @@
-"""``process_batch``'s body: envelopes -> canonical records -> one transaction.
+"""``process_batch``'s body: envelopes -> canonical records (``prepare_batch``) -> one
+transaction (``store``).
 
 Each envelope is prepared on its own (decode, normalise, enrich): one bad
 envelope becomes a dead letter with its reason and the rest of the batch is

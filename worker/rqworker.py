@@ -11,11 +11,19 @@ envelopes' worth of jobs and
    ``MULTI``/``EXEC``, each job's execution record, StartedJobRegistry entry, worker
    name and ``started`` status, and its removal from the intermediate list): every
    claimed job is where :mod:`worker.recovery` looks for the jobs of a dead worker;
-2. stores all their envelopes in one batch, one transaction (``worker.jobs.process_batch``:
-   a bad envelope is still a dead letter, its neighbours stored);
+2. prepares all their envelopes (``worker.jobs.prepare_batch``: decoded, normalised,
+   enriched; a bad envelope is a dead letter) and stores them in one batch, one
+   transaction (``worker.jobs.store_batch``), in the worker's writer thread;
 3. finishes them all in one pipeline, after the commit (a worker killed in between
    leaves them started: they are requeued and run again, and the store, idempotent on
    (product, message id), stores nothing twice).
+
+While a batch is written, the worker claims and prepares the next (step 1 and the
+preparing of step 2 for the jobs queued behind): both drivers let the GIL go while the
+database works (SQLite's inserts go many rows per statement for this, see
+``sightline.store.sql.execute_sqlite_rows``), so the preparing runs meanwhile on another
+core. Batches are written one at a time, in the order they were claimed; a worker holds
+at most the batch it writes and the one it prepares.
 
 If the combined batch raises (a bug, not an outage), each job is run again on its own,
 RQ's way, so only the job at fault fails; through a database outage every job gets
