@@ -22,3 +22,36 @@ def test_migrated_database_matches_the_schema(database_url: str) -> None:
         assert diff == []
     finally:
         engine.dispose()
+
+
+PARTIAL = {
+    "ix_events_product_user": "user_id IS NOT NULL",
+    "ix_events_product_account": "account_id IS NOT NULL",
+    "ix_events_product_entity": "entity_type IS NOT NULL",
+}
+
+
+def test_the_person_account_and_entity_indexes_hold_the_events_that_have_one(
+    database_url: str,
+) -> None:
+    """Migration 0011: an event without a user id, account or entity costs those indexes
+    no insert (the comparison above does not look at an index's condition); on
+    PostgreSQL the event keys' time index is a BRIN index."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                found = dict(
+                    conn.exec_driver_sql(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                    ).all()
+                )
+            else:
+                found = dict(
+                    conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes").all()
+                )
+                assert "USING brin" in found["ix_event_keys_timestamp"]
+        for name, condition in PARTIAL.items():
+            assert found[name].replace("(", "").replace(")", "").endswith(f"WHERE {condition}")
+    finally:
+        engine.dispose()
