@@ -11,7 +11,9 @@ every 2xx must be there; the excess is at most the requests wrk abandoned in
 flight when it stopped (one per connection). The collector's resident memory is
 sampled every second of the measured run (``/proc/PID/status``): its peak, its value
 at the half and at the end (goal: under 200 MB and flat: the second half adds under
-5 %). Prints one JSON line.
+5 %). The CPU time each server process spent in the measured run (user + system, from
+``/proc/PID/stat``) per request is printed too: on a shared machine the rates move with
+the load, the CPU per request much less. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -176,6 +178,12 @@ class RssSampler:
         }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:
     queue = make_queue(redis, queue_name)
     ids = queue.get_job_ids()
@@ -219,6 +227,7 @@ def main() -> None:
         }
 
         results = {}
+        cpu_us: dict[str, float] = {}
         rss: dict[str, float | bool] = {}
         for name, app, factory in (
             ("plain", "bench.plain_app:app", False),
@@ -231,8 +240,11 @@ def main() -> None:
                 time.sleep(1)  # the warm-up's abandoned requests finish (and are enqueued)
                 if name == "collector":
                     Redis.from_url(embedded.url).flushdb()
+                cpu = cpu_seconds(process.pid)
                 with RssSampler(process.pid) as sampler:
                     results[name] = wrk(port, script, args.seconds, args.connections)
+                cpu = cpu_seconds(process.pid) - cpu
+                cpu_us[name] = cpu * 1e6 / results[name]["requests"]
                 if name == "collector":
                     rss = sampler.summary()
                 time.sleep(1)  # so do the measured run's
@@ -252,6 +264,9 @@ def main() -> None:
                     "plain_rps": round(plain["rps"]),
                     "collector_rps": round(real["rps"]),
                     "ratio": round(real["rps"] / plain["rps"], 3),
+                    "plain_cpu_us_per_request": round(cpu_us["plain"], 1),
+                    "collector_cpu_us_per_request": round(cpu_us["collector"], 1),
+                    "cpu_ratio": round(cpu_us["plain"] / cpu_us["collector"], 3),
                     "plain_p50_ms": plain["p50_ms"],
                     "plain_p99_ms": plain["p99_ms"],
                     "collector_p50_ms": real["p50_ms"],
