@@ -37,7 +37,11 @@ class Tally(Collector):
     """
 
     def __init__(
-        self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        registry: CollectorRegistry,
     ) -> None:
         self.name = name
         self.documentation = documentation
