@@ -3,15 +3,21 @@
     python bench/collector.py [--seconds 10] [--connections 64]
     python bench/collector.py --seconds 600    # the soak: is the collector's RSS flat?
 
-Runs wrk (Debian package ``wrk``) on loopback, single-event ``POST /v1/track``,
-first against bench/plain_app.py (a route answering 204), then against the real
-collector (one uvicorn process each, real Redis with the embedded defaults: AOF,
-fsync every second). Then it counts the events inside the RQ jobs in Redis:
-every 2xx must be there; the excess is at most the requests wrk abandoned in
-flight when it stopped (one per connection). The collector's resident memory is
-sampled every second of the measured run (``/proc/PID/status``): its peak, its value
-at the half and at the end (goal: under 200 MB and flat: the second half adds under
-5 %). Prints one JSON line.
+Runs wrk (Debian package ``wrk``) on loopback, single-event ``POST /v1/track``, first
+against bench/plain_app.py (a route answering 204), then against the real collector (one
+uvicorn process each, real Redis with the embedded defaults: AOF, fsync every second).
+Both run under the HTTP protocol ``sightline up`` serves with
+(``collector.server.BoundedHttpToolsProtocol``: uvicorn's httptools with head limits,
+read timeouts and one write per answer); the plain route also runs under uvicorn's own
+httptools protocol (``plain_stock_*``, ``ratio_to_stock``), the baseline as it was
+before the collector's protocol was measured with it. Then it counts the events inside
+the RQ jobs in Redis: every 2xx must be there; the excess is at most the requests wrk
+abandoned in flight when it stopped (one per connection). The collector's resident
+memory is sampled every second of the measured run (``/proc/PID/status``): its peak, its
+value at the half and at the end (goal: under 200 MB and flat: the second half adds
+under 5 %). The CPU time each server process spent in the measured run (user + system,
+from ``/proc/PID/stat``) per request is printed too: on a shared machine the rates move
+with the load, the CPU per request much less. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -59,8 +65,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PROTOCOL = "collector.server:BoundedHttpToolsProtocol"
+"""What ``sightline up`` and ``sightline collector`` serve with (``sightline.up``)."""
+
+
 def serve(
-    app: str, port: int, env: dict[str, str], factory: bool = False
+    app: str, port: int, env: dict[str, str], factory: bool = False, http: str = PROTOCOL
 ) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
@@ -72,6 +82,8 @@ def serve(
         "--log-level",
         "warning",
         "--no-access-log",
+        "--http",
+        http,
     ]
     if factory:
         args.append("--factory")
@@ -176,6 +188,12 @@ class RssSampler:
         }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:
     queue = make_queue(redis, queue_name)
     ids = queue.get_job_ids()
@@ -219,20 +237,25 @@ def main() -> None:
         }
 
         results = {}
+        cpu_us: dict[str, float] = {}
         rss: dict[str, float | bool] = {}
-        for name, app, factory in (
-            ("plain", "bench.plain_app:app", False),
-            ("collector", "collector.app:create_app", True),
+        for name, app, factory, http in (
+            ("plain_stock", "bench.plain_app:app", False, "httptools"),
+            ("plain", "bench.plain_app:app", False, PROTOCOL),
+            ("collector", "collector.app:create_app", True, PROTOCOL),
         ):
             port = free_port()
-            process = serve(app, port, env, factory)
+            process = serve(app, port, env, factory, http)
             try:
                 wrk(port, script, 2, args.connections)  # warm-up, not counted
                 time.sleep(1)  # the warm-up's abandoned requests finish (and are enqueued)
                 if name == "collector":
                     Redis.from_url(embedded.url).flushdb()
+                cpu = cpu_seconds(process.pid)
                 with RssSampler(process.pid) as sampler:
                     results[name] = wrk(port, script, args.seconds, args.connections)
+                cpu = cpu_seconds(process.pid) - cpu
+                cpu_us[name] = cpu * 1e6 / results[name]["requests"]
                 if name == "collector":
                     rss = sampler.summary()
                 time.sleep(1)  # so do the measured run's
@@ -242,7 +265,7 @@ def main() -> None:
 
         redis = Redis.from_url(embedded.url)
         in_jobs, jobs = events_in_jobs(redis, settings.queue_name)
-        plain, real = results["plain"], results["collector"]
+        stock, plain, real = results["plain_stock"], results["plain"], results["collector"]
         print(
             json.dumps(
                 {
@@ -252,6 +275,13 @@ def main() -> None:
                     "plain_rps": round(plain["rps"]),
                     "collector_rps": round(real["rps"]),
                     "ratio": round(real["rps"] / plain["rps"], 3),
+                    "plain_stock_rps": round(stock["rps"]),
+                    "ratio_to_stock": round(real["rps"] / stock["rps"], 3),
+                    "plain_cpu_us_per_request": round(cpu_us["plain"], 1),
+                    "collector_cpu_us_per_request": round(cpu_us["collector"], 1),
+                    "cpu_ratio": round(cpu_us["plain"] / cpu_us["collector"], 3),
+                    "plain_stock_cpu_us_per_request": round(cpu_us["plain_stock"], 1),
+                    "cpu_ratio_to_stock": round(cpu_us["plain_stock"] / cpu_us["collector"], 3),
                     "plain_p50_ms": plain["p50_ms"],
                     "plain_p99_ms": plain["p99_ms"],
                     "collector_p50_ms": real["p50_ms"],

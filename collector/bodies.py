@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from sightline.errors import ClientError, FieldError, InvalidInput, PayloadTooLarge
 
@@ -146,7 +146,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     inflater = None if encoding in IDENTITY else _Inflater(encoding, limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    # The ASGI messages read here, as ``Request.stream`` would (an async generator per
+    # request, two steps for a one-message body, cost ~1 µs of the hot path's ~30).
+    receive = request.receive
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            request._is_disconnected = True
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if not more:
+            request._stream_consumed = True
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
@@ -154,7 +166,11 @@ async def read_body(request: Request, limit: int) -> bytes:
             chunks.append(chunk)
         elif chunk:
             inflater.feed(chunk)
-    body = b"".join(chunks) if inflater is None else inflater.finish()
+    body = (
+        (chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if inflater is None
+        else inflater.finish()
+    )
     if not body.strip():
         raise InvalidInput("the request body is empty")
     return body

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Any
+import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,20 +27,58 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
+class Tally(Collector):
+    """A counter family counted in a plain dict and read by each scrape.
+
+    For the counts every request makes (its answer, its envelopes): a prometheus-client
+    ``Counter`` child takes a lock per increment (~0.6 µs); the event loop alone counts
+    these, so a dict update is enough (~0.1 µs). A scrape (``generate_latest``) reads the
+    values as they are: exported as a ``Counter`` would be (``_total`` and ``_created``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.counts: dict[tuple[str, ...], float] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+        registry.register(self)
+
+    def add(self, labels: tuple[str, ...], amount: float) -> None:
+        value = self.counts.get(labels)
+        if value is None:
+            self._created[labels] = time.time()
+            self.counts[labels] = float(amount)
+        else:
+            self.counts[labels] = value + amount
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in list(self.counts.items()):
+            family.add_metric(list(labels), value, created=self._created[labels])
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.requests = Tally(
             "sightline_requests",
             "HTTP requests answered, by dialect and status code",
-            ["dialect", "status"],
-            registry=self.registry,
+            ("dialect", "status"),
+            self.registry,
         )
-        self.events_enqueued = Counter(
+        self.events_enqueued = Tally(
             "sightline_events_enqueued",
             "Envelopes acknowledged (by Redis, or by the spool while Redis is away)",
-            ["dialect"],
-            registry=self.registry,
+            ("dialect",),
+            self.registry,
         )
         self.flush_size = Histogram(
             "sightline_flush_batch_size",
@@ -79,22 +120,13 @@ class Metrics:
             registry=self.registry,
         )
 
-        self._request_children: dict[tuple[str, int], Any] = {}
-        self._enqueued_children: dict[str, Any] = {}
-
     def count_request(self, dialect: str, status: int) -> None:
-        # ``labels()`` takes a lock and builds a key per call: cache the children.
-        child = self._request_children.get((dialect, status))
-        if child is None:
-            child = self.requests.labels(dialect=dialect, status=str(status))
-            self._request_children[(dialect, status)] = child
-        child.inc()
+        """On the event loop only (``Tally``), as every count of an answer is."""
+        self.requests.add((dialect, str(status)), 1)
 
     def count_enqueued(self, dialect: str, events: int) -> None:
-        child = self._enqueued_children.get(dialect)
-        if child is None:
-            child = self._enqueued_children[dialect] = self.events_enqueued.labels(dialect=dialect)
-        child.inc(events)
+        """On the event loop only (``Tally``)."""
+        self.events_enqueued.add((dialect,), events)
 
     def count_rate_limited(self, dialect: str, scope: str) -> None:
         self.rate_limited.labels(dialect=dialect, scope=scope).inc()

@@ -45,6 +45,14 @@ class Job(RQJob):
     _packed: tuple[bytes, bytes] | None = None
     """(data, the bytes stored for it): what was read from Redis, or last written."""
 
+    def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None):
+        # RQ resolves the serializer of every job it builds or fetches: an isinstance
+        # check against a runtime Protocol, ~10 µs on Python 3.11. Ours needs none.
+        ours = serializer is JSONSerializer
+        super().__init__(id, connection, None if ours else serializer)
+        if ours:
+            self.serializer = JSONSerializer
+
     def restore(self, raw_data: dict[bytes, bytes]) -> None:
         super().restore(raw_data)
         stored = raw_data.get(b"data")

@@ -158,3 +158,29 @@ def test_ordinary_requests_and_large_bodies_still_work(running: tuple[Running, P
         time.sleep(SHORT / 5)
     raw = answer(conn)
     assert status(raw) == 200, raw[:300]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_kept_alive_connection_gets_each_request_its_own_time(
+    running: tuple[Running, Product],
+) -> None:
+    """One timer per connection, moved rather than set anew: a request that begins after
+    others gets its whole time, then its 408."""
+    server, _ = running
+    conn = server.connect()
+    for _ in range(3):
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = conn.recv(65536)
+        while b"\r\n\r\n" not in raw:
+            raw += conn.recv(65536)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += conn.recv(65536)
+        assert status(raw) in (200, 503)
+        time.sleep(SHORT / 2)  # the timer of the last request is still set
+    conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # half a head
+    began = time.monotonic()
+    raw = answer(conn)
+    assert status(raw) == 408, raw[:200]
+    assert time.monotonic() - began >= SHORT * 0.9  # not cut short by an earlier deadline
