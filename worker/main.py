@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import signal
 import threading
@@ -11,6 +10,7 @@ import threading
 from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 
+from sightline.gctuning import TunedGC
 from sightline.queue import Job, make_queue
 from sightline.redisconn import connect
 from sightline.serializer import JSONSerializer
@@ -104,37 +104,9 @@ def run_worker(settings: Settings, *, burst: bool = False, name: str | None = No
         rt.close()
 
 
-class _BatchCollector:
-    """The cyclic GC tuned while at least one worker of this process works (see
-    :func:`run_worker`), as it was once none does (the process may go on: tests run
-    workers in threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._working = 0
-        self._collected = False
-        self._thresholds = gc.get_threshold()
-
-    def enter(self) -> None:
-        with self._lock:
-            if self._working == 0:
-                self._thresholds = gc.get_threshold()
-                if not self._collected:  # once: a process that runs workers again (the
-                    gc.collect()  # tests) would walk its whole heap each time (~0.1 s)
-                    self._collected = True
-                gc.freeze()
-                gc.set_threshold(GC_YOUNG, *self._thresholds[1:])
-            self._working += 1
-
-    def exit(self) -> None:
-        with self._lock:
-            self._working -= 1
-            if self._working == 0:
-                gc.set_threshold(*self._thresholds)
-                gc.unfreeze()
-
-
-_BATCH_GC = _BatchCollector()
+_BATCH_GC = TunedGC(GC_YOUNG)
+"""The cyclic GC tuned while at least one worker of this process works (see
+:func:`run_worker`), as it was once none does (tests run workers in threads)."""
 
 
 def _redis_back(settings: Settings, interval: float = 0.5) -> bool:
