@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -254,9 +255,32 @@ def sqlite_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
-def sqlite_times(values: Iterable[datetime | None]) -> list[str | None]:
-    """:func:`sqlite_time` of each value."""
-    return list(map(sqlite_time, values))
+_UTC_OR_NAIVE = frozenset((UTC, None))
+_ZONE = operator.attrgetter("tzinfo")
+_time_list = msgspec.json.Encoder().encode
+_SQLITE_TIME_LENGTH = 26  # YYYY-MM-DD HH:MM:SS.ffffff
+
+
+def sqlite_times(values: Sequence[datetime | None]) -> list[str | None]:
+    """:func:`sqlite_time` of each value.
+
+    Times in UTC (or naive: a wall clock as it is) are written by msgspec, all in one
+    call, as RFC 3339 text that only differs from SQLite's form by its ``T`` and ``Z``
+    (and by leaving out a fraction of zero): a tenth of the cost of formatting each in
+    Python, which the worker paid for three times of every event it stores."""
+    if None in values:
+        texts = iter(sqlite_times([v for v in values if v is not None]))
+        return [None if v is None else next(texts) for v in values]
+    if not values:
+        return []
+    if not _UTC_OR_NAIVE.issuperset(map(_ZONE, values)):
+        return list(map(sqlite_time, values))
+    # ["2026-12-01T01:02:03.456789Z",...]: no T, Z, quote nor comma but these
+    text = _time_list(values).decode().replace("T", " ").replace("Z", "")
+    times = text[2:-2].split('","')
+    if len(text) != len(values) * (_SQLITE_TIME_LENGTH + 3) + 1:  # a whole second or more
+        times = [t if len(t) == _SQLITE_TIME_LENGTH else f"{t}.000000" for t in times]
+    return cast("list[str | None]", times)
 
 
 # Bound as SQLAlchemy binds them on SQLite by the driver itself (a bool as 0 / 1), or a time.

@@ -39,7 +39,6 @@ from sightline.store.sql import (
     greatest,
     least,
     pipelined,
-    sqlite_time,
     sqlite_times,
 )
 
@@ -184,30 +183,16 @@ _SQLITE_INSERT_EVENTS = SqliteRows(
 _json = msgspec.json.Encoder()
 
 
-_RECEIVED_AT = _EVENT_COLUMNS.index("received_at")
-_OTHER_TIMES_AT = tuple(
-    i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES and c != "received_at"
-)
+_TIMES_AT = tuple(i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES)
 
 
 def _sqlite_event_columns(rows: list[dict[str, Any]]) -> list[Sequence[Any]]:
     """The rows' values as SQLAlchemy's SQLite types would bind them, without its
-    per-value work: column by column (taken out of the rows in C), only times and JSON
-    converted in Python. ``rows`` is not empty."""
+    per-value work: column by column (taken out of the rows in C), only times (a column
+    at a time, :func:`sqlite_times`) and JSON converted. ``rows`` is not empty."""
     columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
-    for i in _OTHER_TIMES_AT:
+    for i in _TIMES_AT:
         columns[i] = sqlite_times(columns[i])
-    # A batch's events mostly share a few receive times (one per request): format each once.
-    # (Keyed with the zone too: equal moments in other zones have other wall clocks.)
-    received_text: dict[tuple[datetime, Any], str | None] = {}
-    received: list[str | None] = []
-    for moment in columns[_RECEIVED_AT]:
-        key = (moment, moment.tzinfo)
-        text = received_text.get(key)
-        if text is None:
-            text = received_text[key] = sqlite_time(moment)
-        received.append(text)
-    columns[_RECEIVED_AT] = received
     for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
         columns[i] = list(map(bytes.decode, map(_json.encode, columns[i])))
     return columns

@@ -5,14 +5,17 @@ text, so a JSON array stays one value (not a dimension of the SQL array) and a J
 
 from __future__ import annotations
 
-from datetime import datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from sightline.store.db import make_engine
-from sightline.store.schema import JSON
-from sightline.store.sql import bulk_insert, execute_columns, execute_rows
+from sightline.store.schema import JSON, Time
+from sightline.store.sql import bulk_insert, execute_columns, execute_rows, sqlite_times
 
 _metadata = sa.MetaData()
 _scratch = sa.Table(
@@ -111,3 +114,40 @@ def test_an_upsert_of_many_rows_inserts_then_updates_each(database_url: str) -> 
     if database_url.startswith("sqlite"):
         inserts = [s for s in statements if s.startswith("INSERT INTO scratch_counts")]
         assert [s.count("), (") + 1 for s in inserts] == [1024, 256, 4, 1, 1, 1] * 2
+
+
+def test_sqlite_times_are_sqlalchemys_own() -> None:
+    """``sqlite_times`` (msgspec's text of UTC and naive times, reshaped) binds what
+    SQLAlchemy's SQLite ``DateTime`` does: whole seconds, the first and last years, times
+    of other zones (their wall clock), ``None``, in any mix."""
+    dialect = sqlite.dialect()
+    bind = Time.dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    moments = [
+        datetime(2026, 12, 1, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(2026, 12, 1, 1, 2, 3, tzinfo=UTC),  # msgspec leaves the fraction out
+        datetime(2026, 12, 1, 1, 2, 3, 120000),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(0))),
+        datetime(2026, 6, 1, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 6, 1, 12, 0, 0, 5, tzinfo=ZoneInfo("Europe/Berlin")),
+    ]
+    rng = random.Random(12)
+    for size in (0, 1, 2, 5, 40):
+        for kinds in ((0,), (0, 1), (0, 2, 3), (0, 1, 2, 3, 4), tuple(range(len(moments)))):
+            values: list[datetime | None] = [
+                _moved(moments[rng.choice(kinds)], rng.choice((0, -(10**6), 7)))
+                for _ in range(size)
+            ]
+            for with_none in (False, True):
+                if with_none and values:
+                    values[rng.randrange(len(values))] = None
+                assert sqlite_times(values) == [bind(v) for v in values]
+                assert sqlite_times(tuple(values)) == [bind(v) for v in values]
+
+
+def _moved(moment: datetime, microseconds: int) -> datetime:
+    try:
+        return moment + timedelta(microseconds=microseconds)
+    except OverflowError:  # the first and last moments stay as they are
+        return moment
