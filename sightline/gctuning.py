@@ -24,30 +24,60 @@ import threading
 
 
 class TunedGC:
-    """Held by a counter (several apps, or workers in threads, may run in one process,
-    as tests do): tuned by the first holder, restored by the last."""
+    """One tuning a holder asks for (``young``), held by a count shared by every
+    :class:`TunedGC` of the process (a collector app and workers may run in one process,
+    as tests do): the first holder of any tunes, the last restores the thresholds the
+    process had; meanwhile the young threshold is the largest that a holder asks for.
+
+    Each time the last holder lets go, what was frozen goes back to the oldest
+    generation, where CPython's heuristic for a full collection does not count it (only
+    what younger collections promote there is counted): a process that holds and lets
+    go again and again (tests running workers in one process) would then never run a
+    full collection, and its cyclic garbage would pile up. So a full collection runs
+    there when the process has let go more than :data:`FULL_EVERY` times since the
+    last one it ran (a long-running server or worker lets go once, when it stops)."""
 
     def __init__(self, young: int) -> None:
         self.young = young
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._collected = False
-        self._thresholds = gc.get_threshold()
 
     def enter(self) -> None:
-        with self._lock:
-            if self._holders == 0:
-                self._thresholds = gc.get_threshold()
-                if not self._collected:  # once per process: a process that serves again
-                    gc.collect()  # (tests) would walk its whole heap each time (~0.1 s)
-                    self._collected = True
+        with _STATE.lock:
+            holders = _STATE.holders
+            if not holders:
+                _STATE.thresholds = gc.get_threshold()
+                if not _STATE.collected:  # once: a process that serves again (tests)
+                    gc.collect()  # would walk its whole heap each time (~0.1 s)
+                    _STATE.collected = True
                 gc.freeze()
-                gc.set_threshold(self.young, *self._thresholds[1:])
-            self._holders += 1
+            holders.append(self.young)
+            gc.set_threshold(max(holders), *_STATE.thresholds[1:])
 
     def exit(self) -> None:
-        with self._lock:
-            self._holders -= 1
-            if self._holders == 0:
-                gc.set_threshold(*self._thresholds)
-                gc.unfreeze()
+        with _STATE.lock:
+            holders = _STATE.holders
+            holders.remove(self.young)
+            if holders:
+                gc.set_threshold(max(holders), *_STATE.thresholds[1:])
+                return
+            gc.set_threshold(*_STATE.thresholds)
+            gc.unfreeze()
+            _STATE.released += 1
+            if _STATE.released >= FULL_EVERY:
+                _STATE.released = 0
+                gc.collect()
+
+
+FULL_EVERY = 20
+"""Releases of the tuning (see :class:`TunedGC`) between two full collections."""
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holders: list[int] = []
+        self.thresholds = gc.get_threshold()
+        self.collected = False
+        self.released = 0
+
+
+_STATE = _State()

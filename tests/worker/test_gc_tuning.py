@@ -34,5 +34,4 @@ def test_the_collector_is_tuned_while_a_worker_works_and_restored_after(
     finally:
         del main._BATCH_GC.enter
     assert working.is_set() and seen[0] == (GC_YOUNG, *before[1:])
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before  # as the system's collector app (held) has it
