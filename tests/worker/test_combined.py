@@ -46,6 +46,20 @@ def record_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
+def write_boom_fails(monkeypatch: pytest.MonkeyPatch, *, in_main_thread: bool = True) -> None:
+    """A bug in the store: writing a batch holding an event named "Boom" raises (with
+    ``in_main_thread=False``, only in the worker's writer thread)."""
+    write_batch = vars(worker.batch)["write_batch"]
+
+    def buggy(conn: sa.Connection, items: list[Any], *args: Any) -> Any:
+        here = in_main_thread or threading.current_thread() is not threading.main_thread()
+        if here and any(e.name == "Boom" for item in items for e in item.events):
+            raise RuntimeError("a bug in the store")
+        return write_batch(conn, items, *args)
+
+    monkeypatch.setattr(worker.batch, "write_batch", buggy)
+
+
 def write_jobs(system: System, *batches: list[Any]) -> list[str]:
     queue = make_queue(system.redis, system.settings.queue_name)
     writer = JobWriter(queue, max_retries=1, job_timeout=60)
@@ -126,14 +140,7 @@ def test_the_batch_is_bounded_by_max_events(
 def test_a_job_raising_in_a_combined_batch_fails_alone(
     system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_batch = vars(worker.batch)["write_batch"]
-
-    def buggy(conn: sa.Connection, items: list[Any], *args: Any) -> Any:
-        if any(e.name == "Boom" for item in items for e in item.events):
-            raise RuntimeError("a bug in the store")
-        return write_batch(conn, items, *args)
-
-    monkeypatch.setattr(worker.batch, "write_batch", buggy)
+    write_boom_fails(monkeypatch)
     sizes = record_batches(monkeypatch)
     ids = write_jobs(
         system,
@@ -285,16 +292,7 @@ def test_the_next_batch_is_prepared_while_the_last_is_written(
 def test_a_batch_raising_in_the_writer_thread_is_run_job_by_job(
     system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_batch = vars(worker.batch)["write_batch"]
-
-    def buggy(conn: sa.Connection, items: list[Any], *args: Any) -> Any:
-        if threading.current_thread() is not threading.main_thread() and any(
-            e.name == "Boom" for item in items for e in item.events
-        ):
-            raise RuntimeError("a bug in the store")
-        return write_batch(conn, items, *args)
-
-    monkeypatch.setattr(worker.batch, "write_batch", buggy)
+    write_boom_fails(monkeypatch, in_main_thread=False)
     sizes = record_batches(monkeypatch)
     write_jobs(
         system,
