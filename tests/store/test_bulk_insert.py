@@ -81,7 +81,7 @@ _counts = sa.Table(
 
 
 def test_an_upsert_of_many_rows_inserts_then_updates_each(database_url: str) -> None:
-    """SQLite runs it as multi-row statements (``sql.execute_sqlite_rows``: 1,024, 256,
+    """SQLite runs it as multi-row statements (``sql.execute_sqlite_rows``: 2,048, 1,024,
     ... rows each): every row inserted, then each one updated by the second run."""
     engine = make_engine(database_url)
     _metadata.create_all(engine)

@@ -1,5 +1,5 @@
 """SQLite's events insert (``writer.insert_sqlite_events``): a batch goes as few
-multi-row statements (1,024, 256, 64, 16, 4 and 1 rows; fewer when the library allows
+multi-row statements (2,048, 1,024, 256, 64, 16, 4 and 1 rows; fewer when the library allows
 fewer bound values), and stores exactly what one ``executemany`` of the same rows stores,
 new rows only (``ON CONFLICT DO NOTHING``), counted."""
 
