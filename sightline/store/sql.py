@@ -234,9 +234,9 @@ def execute_sqlite_rows(
     Up to 2,048 rows per statement (:data:`SQLITE_ROWS_AT_ONCE`), not ``executemany``'s
     one: SQLite then works through them in one call during which the driver holds no
     GIL, so the worker's preparing of the next batch (``worker.rqworker``) runs
-    meanwhile. Through ``executemany`` the
-    writing thread needs the GIL back after every row, and waits each time for the other
-    thread to let it go (up to the interpreter's switch interval, 5 ms)."""
+    meanwhile. Through ``executemany`` the writing thread needs the GIL back after every
+    row, and waits each time for the other thread to let it go (up to the interpreter's
+    switch interval, 5 ms)."""
     count = len(values[0]) if values else 0
     limit = conn.connection.driver_connection.getlimit(  # type: ignore[union-attr]
         sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
