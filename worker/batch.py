@@ -24,6 +24,7 @@ import logging
 import operator
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -34,6 +35,7 @@ from sightline.dialects import UnknownDialect, resolve
 from sightline.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
 from sightline.ipaddr import anonymise_addresses
 from sightline.model import BotHandling, Event, IpHandling, Normalised, authority_of
+from sightline.store.db import WriterTurns
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
 from sightline.store.schema import events
@@ -104,6 +106,7 @@ def _without_nul(item: _Item) -> _Item:
 class BatchProcessor:
     def __init__(self, engine: sa.Engine, enrich: Enricher) -> None:
         self.engine = engine
+        self._turns = WriterTurns.for_engine(engine)
         self.products = ProductCache(engine)
         self.suppression = SuppressionCache()
         self._enrich = enrich
@@ -216,7 +219,8 @@ class BatchProcessor:
         )
 
     def _write(self, items: Sequence[_Item], dead: Sequence[DeadLetter]) -> WriteResult:
-        with self.engine.begin() as conn:
+        # SQLite: this worker's turn at the write lock first (sightline.store.db).
+        with self._turns.turn() if self._turns else nullcontext(), self.engine.begin() as conn:
             # Erased people's messages go here, in the write transaction: worker.suppression.
             kept, letters, suppressed = self.suppression.filter(
                 conn, [item.normalised for item in items], dead

@@ -1,0 +1,116 @@
+"""SQLite workers take turns at the write lock (``sightline.store.db.WriterTurns``): a
+worker waiting for its turn wakes when the holder lets it go, and a worker's batch is
+written inside its turn."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sightline.store.db import WriterTurns, make_engine
+from tests.harness import System
+from worker.batch import BatchProcessor
+from worker.enricher import Enricher
+
+WAITER = """
+import sys
+from sightline.store.db import WriterTurns
+turns = WriterTurns(sys.argv[1])
+print("waiting", flush=True)
+with turns.turn():
+    print("turn", flush=True)
+    sys.stdin.readline()  # hold it until told
+"""
+
+
+def _line(process: subprocess.Popen[str], timeout: float) -> str | None:
+    """The process's next line within ``timeout`` seconds, else ``None``."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    return process.stdout.readline().strip() if ready else None
+
+
+def _waiter(database: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", WAITER, database],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert _line(process, 60) == "waiting"
+    return process
+
+
+def test_a_process_waits_for_the_turn_and_gets_it_when_let_go(tmp_path: Any) -> None:
+    database = str(tmp_path / "store.db")
+    turns = WriterTurns(database)
+    with turns.turn():
+        waiter = _waiter(database)
+        try:
+            assert _line(waiter, 0.5) is None, "took the turn while another process held it"
+        except BaseException:
+            waiter.kill()
+            raise
+    try:
+        assert _line(waiter, 30) == "turn"
+        # Now the other process holds it: this one waits in turn.
+        taken = threading.Event()
+
+        def take() -> None:
+            with turns.turn():
+                taken.set()
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        assert not taken.wait(0.5), "took the turn while another process held it"
+        assert waiter.stdin is not None
+        waiter.stdin.write("\n")
+        waiter.stdin.flush()
+        assert taken.wait(30)
+        thread.join(30)
+    finally:
+        waiter.kill()
+        waiter.wait(30)
+
+
+def test_turns_for_sqlite_files_only() -> None:
+    assert WriterTurns.for_engine(sa.create_engine("sqlite://")) is None
+    assert WriterTurns.for_engine(sa.create_engine("postgresql+psycopg://u@127.0.0.1:1/x")) is None
+
+
+def test_a_batch_is_written_in_the_workers_turn(system: System) -> None:
+    """While another process holds the turn, a worker's batch waits for it (and is not
+    stored); let go, the batch is stored."""
+    turns = WriterTurns.for_engine(system.engine)
+    if turns is None:
+        pytest.skip("SQLite only: PostgreSQL takes concurrent writers")
+    processor = BatchProcessor(make_engine(str(system.engine.url)), Enricher())
+    r = system.send("/debug/v1/track", {"userId": "u1", "event": "Turned"})
+    assert r.status_code == 200, r.text
+    envelopes = r.json()["envelopes"]
+    waiter = _waiter(str(system.engine.url.database))
+    try:
+        assert _line(waiter, 30) == "turn"
+        stored: list[int] = []
+        writing = threading.Thread(
+            target=lambda: stored.append(processor.process(envelopes).stored)
+        )
+        writing.start()
+        writing.join(0.5)
+        assert writing.is_alive() and system.events() == [], "wrote outside its turn"
+        assert waiter.stdin is not None
+        waiter.stdin.write("\n")
+        waiter.stdin.flush()
+        writing.join(30)
+        assert stored == [1]
+        assert [e.name for e in system.events()] == ["Turned"]
+    finally:
+        waiter.kill()
+        waiter.wait(30)
+        processor.engine.dispose()
