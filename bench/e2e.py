@@ -47,7 +47,7 @@ from redis import Redis
 
 from bench.collector import LUA, free_port, wrk
 from sightline.redis_keys import Counter, counter_key
-from sightline.store.db import make_engine
+from sightline.store.db import make_engine, read_connection
 from sightline.store.schema import event_keys, events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ class Probe(threading.Thread):
         while True:
             pending = list(self.sent)[:500]
             if pending:
-                with self.engine.connect() as conn:
+                with read_connection(self.engine) as conn:  # SQLite: no write lock
                     found = conn.execute(self.stored_ids, {"ids": pending}).scalars()
                     now = time.monotonic()
                     for message_id in found:

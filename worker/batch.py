@@ -35,7 +35,7 @@ from sightline.dialects import UnknownDialect, resolve
 from sightline.envelope import ENVELOPE_VERSION, Envelope, envelope_from_job
 from sightline.ipaddr import anonymise_addresses
 from sightline.model import BotHandling, Event, IpHandling, Normalised, authority_of
-from sightline.store.db import WriterTurns
+from sightline.store.db import WriterTurns, read_connection
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
 from sightline.store.schema import events
@@ -76,7 +76,9 @@ class ProductCache:
         age = time.monotonic() - self._loaded_at
         # A product we do not know may be new: look again, but not more than once a second.
         if age > self._ttl or (product_id not in self._products and age > 1.0):
-            with self._engine.connect() as conn:
+            # A snapshot read: on SQLite a plain connection begins IMMEDIATE, and waited
+            # (the prepare step with it) for the write lock another batch held.
+            with read_connection(self._engine) as conn:
                 self._products = {p.id: p for p in list_products(conn)}
             self._loaded_at = time.monotonic()
         return self._products.get(product_id)

@@ -1,6 +1,6 @@
 """SQLite workers take turns at the write lock (``sightline.store.db.WriterTurns``): a
 worker waiting for its turn wakes when the holder lets it go, and a worker's batch is
-written inside its turn."""
+written inside its turn; the worker's reads beside a write do not wait for it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from sightline.store.db import WriterTurns, make_engine
 from tests.harness import System
-from worker.batch import BatchProcessor
+from worker.batch import BatchProcessor, ProductCache
 from worker.enricher import Enricher
 
 WAITER = """
@@ -114,3 +114,16 @@ def test_a_batch_is_written_in_the_workers_turn(system: System) -> None:
         waiter.kill()
         waiter.wait(30)
         processor.engine.dispose()
+
+
+def test_the_workers_product_cache_reads_while_a_batch_holds_the_write_lock(
+    system: System,
+) -> None:
+    """The worker's product cache reloads in its prepare step, beside a batch being
+    written: a snapshot read, never a wait for SQLite's write lock (a plain connection
+    begins IMMEDIATE, and waited out the batch, or failed after busy_timeout)."""
+    cache = ProductCache(system.engine)
+    with system.engine.begin() as writing:  # on SQLite: BEGIN IMMEDIATE, the write lock
+        writing.execute(sa.select(1))
+        product = cache.get(system.product.id)
+    assert product is not None and product.id == system.product.id
