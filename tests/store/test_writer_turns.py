@@ -29,22 +29,29 @@ with turns.turn():
 """
 
 
-def _line(process: subprocess.Popen[str], timeout: float) -> str | None:
-    """The process's next line within ``timeout`` seconds, else ``None``."""
+def _line(process: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """The process's next line within ``timeout`` seconds, else ``None``. Its stdout is
+    unbuffered (``bufsize=0``): a buffered reader could take two lines at once and leave
+    ``select`` nothing to see for the second."""
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], timeout)
-    return process.stdout.readline().strip() if ready else None
+    return process.stdout.readline().decode().strip() if ready else None
 
 
-def _waiter(database: str) -> subprocess.Popen[str]:
+def _waiter(database: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, "-c", WAITER, database],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        text=True,
+        bufsize=0,
     )
     assert _line(process, 60) == "waiting"
     return process
+
+
+def _let_go(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(b"\n")
 
 
 def test_a_process_waits_for_the_turn_and_gets_it_when_let_go(tmp_path: Any) -> None:
@@ -69,9 +76,7 @@ def test_a_process_waits_for_the_turn_and_gets_it_when_let_go(tmp_path: Any) -> 
         thread = threading.Thread(target=take)
         thread.start()
         assert not taken.wait(0.5), "took the turn while another process held it"
-        assert waiter.stdin is not None
-        waiter.stdin.write("\n")
-        waiter.stdin.flush()
+        _let_go(waiter)
         assert taken.wait(30)
         thread.join(30)
     finally:
@@ -104,9 +109,7 @@ def test_a_batch_is_written_in_the_workers_turn(system: System) -> None:
         writing.start()
         writing.join(0.5)
         assert writing.is_alive() and system.events() == [], "wrote outside its turn"
-        assert waiter.stdin is not None
-        waiter.stdin.write("\n")
-        waiter.stdin.flush()
+        _let_go(waiter)
         writing.join(30)
         assert stored == [1]
         assert [e.name for e in system.events()] == ["Turned"]
