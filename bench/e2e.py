@@ -98,13 +98,14 @@ class Probe(threading.Thread):
     """``PROBE_RATE`` events a second with unique message ids; when each is stored.
 
     The poll is an index search of the product's message ids (SQLite: the events' unique
-    key; PostgreSQL: ``event_keys``, written in the events' transaction). A poll by
-    message id alone scanned every stored event twenty times a second, a load that grew
-    with the store and took the cores the system under test runs on."""
+    key; PostgreSQL: ``event_keys``, written in the events' transaction) in a snapshot
+    read. A poll by message id alone scanned every stored event twenty times a second, a
+    load that grew with the store and took the cores the system under test runs on; and
+    on SQLite a plain connection begins IMMEDIATE, taking the workers' write lock."""
 
     def __init__(self, url: str, key: str, product_id: str, database_url: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.key, self.product_id = url, key, product_id
+        self.url, self.key = url, key
         self.engine = make_engine(database_url)
         table = event_keys if self.engine.dialect.name == "postgresql" else events
         self.stored_ids = sa.select(table.c.message_id).where(

@@ -132,7 +132,7 @@ def workers_on_a_backlog(server_url: str, processes: int, count: int) -> Backlog
                     raise SystemExit(f"{processes} worker(s) did not register")
                 time.sleep(0.01)
             released, cpu_released = time.perf_counter(), busy_cores()
-            connection.rename(held, queue.key)  # wakes the workers' BLPOP
+            connection.rename(held, queue.key)  # wakes the workers blocked on the queue
             deadline = time.monotonic() + 1800
             while int(connection.get(stored_key) or 0) < count:
                 if time.monotonic() > deadline:
