@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -215,11 +216,15 @@ class WriterTurns:
     its commit: the kernel wakes the worker waiting on it the moment it is let go, and
     that one begins while the other is still finishing its round. Writers that do not
     take turns (the CLI, the maintenance thread) still wait on SQLite's lock as before.
-    The lock dies with its process."""
+    The lock dies with its process. The file takes the database's permission bits; a
+    worker that cannot open it (another user's, a read-only directory) writes without
+    turns, as before them, rather than failing its batches."""
 
     def __init__(self, database: str) -> None:
+        self.database = database
         self.path = f"{database}-writers.lock"
         self._threads = threading.Lock()  # one turn at a time in this process, too
+        self._warned = False
 
     @classmethod
     def for_engine(cls, engine: sa.Engine) -> WriterTurns | None:
@@ -231,9 +236,25 @@ class WriterTurns:
     def turn(self) -> Iterator[None]:
         """Wait for this worker's turn (no other process holds it), and hold it."""
         with self._threads:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = self._open()
+            if fd is None:
+                yield
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # waits without the GIL
                 yield
             finally:
                 os.close(fd)  # lets the lock go
+
+    def _open(self) -> int | None:
+        try:
+            mode = Path(self.database).stat().st_mode & 0o777
+        except OSError:
+            mode = 0o666  # the umask's
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, mode)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("writing %s without turns: %s", self.database, exc)
+                self._warned = True
+            return None

@@ -4,6 +4,7 @@ written inside its turn; the worker's reads beside a write do not wait for it.""
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -82,6 +83,32 @@ def test_a_process_waits_for_the_turn_and_gets_it_when_let_go(tmp_path: Any) -> 
     finally:
         waiter.kill()
         waiter.wait(30)
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writes_without_turns(tmp_path: Any) -> None:
+    """The turns are for fairness: a worker that cannot open the lock file (here its
+    directory is gone) writes as it did before them, instead of failing its batches."""
+    turns = WriterTurns(str(tmp_path / "gone" / "store.db"))
+    entered = []
+    for _ in range(2):
+        with turns.turn():
+            entered.append(True)
+    assert entered == [True, True]
+
+
+def test_the_lock_file_takes_the_databases_permissions(tmp_path: Any) -> None:
+    database = tmp_path / "store.db"
+    database.touch(mode=0o640)
+    database.chmod(0o640)
+    with WriterTurns(str(database)).turn():
+        pass
+    assert (tmp_path / "store.db-writers.lock").stat().st_mode & 0o777 == 0o640 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def test_turns_for_sqlite_files_only() -> None:
