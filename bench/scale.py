@@ -70,12 +70,10 @@ def stored(database_url: str) -> int:
     return int(count)
 
 
-def busy_cores() -> tuple[float, float]:
-    """(seconds, seconds of the machine's cores busy) so far, from /proc/stat (Linux)."""
+def cpu_ticks() -> tuple[int, int]:
+    """(all, busy) ticks of the machine's cores so far, from /proc/stat (Linux)."""
     ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    per_second = os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return sum(ticks) / per_second, (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+    return sum(ticks), sum(ticks) - ticks[3] - ticks[4]  # less idle and iowait
 
 
 class Backlog(NamedTuple):
@@ -131,14 +129,14 @@ def workers_on_a_backlog(server_url: str, processes: int, count: int) -> Backlog
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{processes} worker(s) did not register")
                 time.sleep(0.01)
-            released, cpu_released = time.perf_counter(), busy_cores()
+            released, ticks_released = time.perf_counter(), cpu_ticks()
             connection.rename(held, queue.key)  # wakes the workers blocked on the queue
             deadline = time.monotonic() + 1800
             while int(connection.get(stored_key) or 0) < count:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{processes} worker(s) did not store the backlog")
                 time.sleep(0.005)
-            done, cpu_done = time.perf_counter(), busy_cores()
+            done, ticks_done = time.perf_counter(), cpu_ticks()
         finally:
             for process in running:
                 process.terminate()
@@ -151,7 +149,9 @@ def workers_on_a_backlog(server_url: str, processes: int, count: int) -> Backlog
     return Backlog(
         total / (done - released),
         total / (done - spawned),
-        (cpu_done[1] - cpu_released[1]) / (cpu_done[0] - cpu_released[0]),
+        (os.cpu_count() or 1)
+        * (ticks_done[1] - ticks_released[1])
+        / (ticks_done[0] - ticks_released[0]),
     )
 
 
