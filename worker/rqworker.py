@@ -112,7 +112,8 @@ class SightlineWorker(SimpleWorker):
             writing = self._write_behind(prepared)
             following = self._claim_following(current, queue)
             upcoming = self._begin(following, queue) if following else None
-            self._end(current, queue, self._wait(current, writing) if writing else prepared)
+            outcome = self._wait(current, writing) if writing else prepared
+            self._end(current, queue, outcome, last=upcoming is None)
             if upcoming is None:
                 return
             self.heartbeat()
@@ -158,10 +159,10 @@ class SightlineWorker(SimpleWorker):
         except Exception:
             return _Raised()
 
-    def _end(self, current: _Round, queue: Queue, outcome: _Outcome) -> None:
+    def _end(self, current: _Round, queue: Queue, outcome: _Outcome, *, last: bool) -> None:
         """RQ's end of each job of ``current``: done, retried (a database outage), or, when
         the batch raised (a bug, not an outage), each job run again on its own, RQ's way,
-        so only the job at fault fails."""
+        so only the job at fault fails. ``last``: no round is started behind it."""
         batch, executions = current.jobs, current.executions
         assert not isinstance(outcome, Prepared), "a round ends stored, retried or raised"
         if isinstance(outcome, _Raised):
@@ -180,7 +181,7 @@ class SightlineWorker(SimpleWorker):
             for each, execution in zip(batch, executions, strict=True):
                 self.handle_job_retry(each, queue, outcome, queue.started_job_registry, execution)
             return
-        self._finish(batch, executions)
+        self._finish(batch, executions, idle=last)
 
     def teardown(self) -> None:
         if self._writer is not None:
@@ -263,9 +264,14 @@ class SightlineWorker(SimpleWorker):
         self.procline(f"Processing {len(batch)} jobs from {queue.name}")  # type: ignore[no-untyped-call]
         return executions
 
-    def _finish(self, batch: Sequence[Job], executions: Sequence[Execution]) -> None:
+    def _finish(self, batch: Sequence[Job], executions: Sequence[Execution], *, idle: bool) -> None:
         """What RQ does for a successful job kept for no time (``result_ttl=0``): the job,
-        its execution and their registry entries deleted; the worker's counters."""
+        its execution and their registry entries deleted; the worker's counters; its state
+        idle if ``idle``. Not while another round is started: RQ takes a stop signal
+        that comes while the worker is not busy for "stop now" (``StopRequested``, raised
+        wherever the main thread is), and one that came while it waited for the next
+        round's write was taken for that batch failing, its jobs run again one by one,
+        and the stop lost (the worker went on; ``bench/scale.py`` found it)."""
         working = timedelta()
         with self.connection.pipeline() as pipe:
             for job, execution in zip(batch, executions, strict=True):
@@ -285,7 +291,8 @@ class SightlineWorker(SimpleWorker):
             pipe.srem(executions[0].worker_executions_key, *done)
             pipe.hincrby(self.key, "successful_job_count", len(batch))
             self.increment_total_working_time(working, pipe)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            if idle:
+                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             pipe.execute()
 
 

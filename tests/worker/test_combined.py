@@ -363,3 +363,31 @@ def test_a_warm_stop_ends_the_batch_in_hand_and_leaves_the_rest_queued(
     assert StartedJobRegistry(system.settings.queue_name, connection=system.redis).count == 0
     system.work()
     assert len(system.events()) == 8
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_stop_during_the_last_rounds_write_is_a_warm_stop(
+    system: System, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The signal comes once the round before has ended (and the worker had gone idle
+    in Redis while the last round was in hand, so RQ raised ``StopRequested`` into the
+    wait for its write: the batch was taken for failed, its jobs run again one by one,
+    and the stop lost): the round is finished as any other, each job once."""
+    timeline = Timeline(monkeypatch)
+    write_jobs(system, *[[track(system, f"l-{j}")] for j in range(4)])
+    from worker.main import run_worker
+
+    def stop_at_the_last_write() -> None:
+        while [what for what, _ in timeline.steps()].count("write") < 2:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_at_the_last_write)
+    stopper.start()
+    run_worker(system.settings.with_changes(worker_max_events=2), burst=True)
+    stopper.join()
+    assert [step for step in timeline.steps() if step[0] == "write"] == [("write", 2)] * 2
+    assert not [r for r in caplog.records if "running each on its own" in r.getMessage()]
+    assert len(system.events()) == 4
+    assert system.queued_jobs() == 0
+    assert StartedJobRegistry(system.settings.queue_name, connection=system.redis).count == 0
