@@ -39,7 +39,13 @@ from sightline.store.db import WriterTurns, read_connection
 from sightline.store.effects import IdentityError
 from sightline.store.products import Product, list_products
 from sightline.store.schema import events
-from sightline.store.writer import DeadLetter, WriteResult, write_batch, write_dead_letters
+from sightline.store.writer import (
+    DeadLetter,
+    EventRows,
+    WriteResult,
+    write_batch,
+    write_dead_letters,
+)
 from worker.deadletter import Reason, Rejected
 from worker.suppression import SuppressionCache
 
@@ -98,6 +104,8 @@ class Prepared(NamedTuple):
     bots_dropped: int
     envelopes: int
     """How many envelopes the batch had (its jobs' ``args``)."""
+    rows: EventRows
+    """The items' event rows, made before the transaction (``sightline.store.writer``)."""
 
 
 def _without_nul(item: _Item) -> _Item:
@@ -138,17 +146,18 @@ class BatchProcessor:
                         continue
                     normalised = msgspec.structs.replace(normalised, events=kept)
             items.append(_Item(normalised, data))
-        return Prepared(items, dead, bots_dropped, len(envelopes))
+        made = EventRows(item.normalised for item in items)
+        return Prepared(items, dead, bots_dropped, len(envelopes), made)
 
     def store(self, prepared: Prepared) -> WriteResult:
         """A prepared batch in one transaction; what the database refuses of it isolated
         and dead-lettered (see the module's doc)."""
-        items, dead = prepared.items, prepared.dead
+        items, dead, made = prepared.items, prepared.dead, prepared.rows
         try:
-            result = self._write(items, dead)
+            result = self._write(items, dead, made)
         except _DATA_ERRORS as exc:
             log.warning("the store refused a batch (%s): isolating the message at fault", exc)
-            result = self._write_isolating(items, dead)
+            result = self._write_isolating(items, dead, made)
         result.bots_dropped = prepared.bots_dropped
         return result
 
@@ -220,18 +229,22 @@ class BatchProcessor:
             reason=reason.value, detail=detail, envelope=envelope, product_id=product_id
         )
 
-    def _write(self, items: Sequence[_Item], dead: Sequence[DeadLetter]) -> WriteResult:
+    def _write(
+        self, items: Sequence[_Item], dead: Sequence[DeadLetter], made: EventRows | None
+    ) -> WriteResult:
         # SQLite: this worker's turn at the write lock first (sightline.store.db).
         with self._turns.turn() if self._turns else nullcontext(), self.engine.begin() as conn:
             # Erased people's messages go here, in the write transaction: worker.suppression.
             kept, letters, suppressed = self.suppression.filter(
                 conn, [item.normalised for item in items], dead
             )
-            result = write_batch(conn, kept, letters)
+            result = write_batch(conn, kept, letters, made)
             result.suppressed = suppressed
             return result
 
-    def _write_isolating(self, items: list[_Item], dead: list[DeadLetter]) -> WriteResult:
+    def _write_isolating(
+        self, items: list[_Item], dead: list[DeadLetter], made: EventRows
+    ) -> WriteResult:
         """Store what the database accepts, halving until each refused message is alone."""
         result = WriteResult()
         refused: list[DeadLetter] = []
@@ -239,7 +252,7 @@ class BatchProcessor:
         while pending:
             part = pending.pop()
             try:
-                result.add(self._write(part, ()))
+                result.add(self._write(part, (), made))
             except _DATA_ERRORS as exc:
                 if len(part) > 1:
                     middle = len(part) // 2

@@ -10,13 +10,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import sqlalchemy as sa
 
 from sightline.model import (
     AliasChange,
+    Event,
     Normalised,
 )
 from sightline.store.dimensions import add_dimensions
@@ -76,17 +77,21 @@ class WriteResult(msgspec.Struct):
 
 
 def write_batch(
-    conn: sa.Connection, items: Sequence[Normalised], dead: Sequence[DeadLetter] = ()
+    conn: sa.Connection,
+    items: Sequence[Normalised],
+    dead: Sequence[DeadLetter] = (),
+    made: EventRows | None = None,
 ) -> WriteResult:
-    """Write everything in the caller's transaction."""
+    """Write everything in the caller's transaction. ``made``: the items' event rows as
+    far as they were made before it (:class:`EventRows`)."""
     now = datetime.now(UTC)
     result = WriteResult(dead_letters=len(dead))
     write_dead_letters(conn, dead, now)
     items = resolve_identities(conn, items)
-    rows, owners = _event_rows(items)
+    rows, texts, owners = _event_rows(items, made)
     inherit_accounts(conn, rows)
-    assigned = _prepare_stats(conn, rows)
-    new_keys = _insert_events(conn, rows, assigned)
+    assigned = assign_sessions(conn, rows)
+    new_keys = _insert_events(conn, rows, texts, assigned)
     result.stored = len(new_keys)
     result.duplicates = sum(len(n.events) for n in items) - result.stored
     links: list[tuple[str, AliasChange]] = []
@@ -120,15 +125,6 @@ def write_batch(
     return result
 
 
-def _prepare_stats(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """What the stats read, on the rows before they are inserted: the dimension columns
-    (``sightline.store.dimensions``) and a session id for events that came without one
-    (``sightline.store.sessions``; the sessions table is updated by the new rows after
-    the insert). The ids of the events given a Sightline session."""
-    add_dimensions(rows)
-    return assign_sessions(conn, rows)
-
-
 def _record_stats(conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]) -> None:
     """The newly stored events into the stats' tables: their sessions and the daily
     rollup (``sightline.store.sessions``, ``sightline.store.rollups``)."""
@@ -153,26 +149,96 @@ def write_dead_letters(conn: sa.Connection, dead: Sequence[DeadLetter], now: dat
         )
 
 
+JsonTexts = tuple[str, str]
+"""An event's properties and context as the JSON text the store keeps."""
+
+
+class _Made(NamedTuple):
+    event: Event
+    row: dict[str, Any]
+    texts: JsonTexts
+
+
+class EventRows:
+    """What of a batch's event rows does not depend on the store, made before its
+    transaction: each event's row (its columns as :func:`write_batch` inserts them) with
+    the dimension columns the stats read (``sightline.store.dimensions``), and the JSON
+    text of its properties and context. The worker makes them in its prepare step, on its
+    main thread, while its writer thread writes the batch before (``worker.rqworker``),
+    so the writing, which one worker (SQLite: one process) does at a time, does less.
+
+    :func:`write_batch` takes an event's row from here only for that very event object
+    (a message renamed by ``resolve_identities`` or sanitised is a new object: its row is
+    made again), and a copy: what a transaction sets in a row (the account, the session)
+    is not kept if it rolls back and the batch is written again."""
+
+    def __init__(self, items: Iterable[Normalised] = ()) -> None:
+        events = [event for item in items for event in item.events]
+        rows = _new_rows(events)
+        self._made = {
+            id(event): _Made(event, row, texts)
+            for event, row, texts in zip(events, rows, _json_texts(rows), strict=True)
+        }
+
+    def get(self, event: Event) -> tuple[dict[str, Any], JsonTexts] | None:
+        """A copy of ``event``'s row and its JSON texts, if made for this object."""
+        made = self._made.get(id(event))  # (each entry keeps its event alive: ids stay)
+        if made is None or made.event is not event:
+            return None
+        return made.row.copy(), made.texts
+
+
+def _new_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The events' rows with their dimension columns."""
+    rows = []
+    for event in events:
+        row = msgspec.structs.asdict(event)
+        row["type"] = event.type.value
+        rows.append(row)
+    add_dimensions(rows)
+    return rows
+
+
+def _json_texts(rows: list[dict[str, Any]]) -> list[JsonTexts]:
+    """Each row's properties and context as JSON text (map: half the time of a
+    comprehension calling ``.decode()``)."""
+    texts = [list(map(bytes.decode, map(_json.encode, map(_get(c), rows)))) for c in _JSON]
+    return list(zip(*texts, strict=True)) if rows else []
+
+
 def _event_rows(
-    items: Iterable[Normalised],
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Normalised]]:
+    items: Iterable[Normalised], made: EventRows | None = None
+) -> tuple[list[dict[str, Any]], list[JsonTexts], dict[tuple[str, str], Normalised]]:
+    """The rows of the items' events (the first of a message that comes twice), their
+    JSON texts, and which item each (product, message id) is of."""
     rows: list[dict[str, Any]] = []
+    texts: list[JsonTexts] = []
     owners: dict[tuple[str, str], Normalised] = {}
+    missing: list[tuple[int, Event]] = []  # (made here, all at once)
     for item in items:
         for event in item.events:
             key = (event.product_id, event.message_id)
             if key in owners:  # the same message twice in one batch: the first one counts
                 continue
             owners[key] = item
-            row = msgspec.structs.asdict(event)
-            row["type"] = event.type.value
-            rows.append(row)
-    return rows, owners
+            found = made.get(event) if made is not None else None
+            if found is None:
+                missing.append((len(rows), event))
+                found = ({}, ("", ""))
+            rows.append(found[0])
+            texts.append(found[1])
+    if missing:
+        fresh = _new_rows([event for _, event in missing])
+        for (i, _), row, text in zip(missing, fresh, _json_texts(fresh), strict=True):
+            rows[i], texts[i] = row, text
+    return rows, texts, owners
 
 
 _EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
-_EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in ("properties", "context"))
+_JSON = ("properties", "context")
+_EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in _JSON)
+_get = operator.itemgetter
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
 _SQLITE_INSERT_EVENTS = SqliteRows(
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -186,40 +252,51 @@ _json = msgspec.json.Encoder()
 _TIMES_AT = tuple(i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES)
 
 
-def _sqlite_event_columns(rows: list[dict[str, Any]]) -> list[Sequence[Any]]:
+def _sqlite_event_columns(
+    rows: list[dict[str, Any]], texts: Sequence[JsonTexts] | None = None
+) -> list[Sequence[Any]]:
     """The rows' values as SQLAlchemy's SQLite types would bind them, without its
     per-value work: column by column (taken out of the rows in C), only times (a column
-    at a time, :func:`sqlite_times`) and JSON converted. ``rows`` is not empty."""
+    at a time, :func:`sqlite_times`) and JSON converted (``texts``: the rows' JSON, made
+    already). ``rows`` is not empty."""
     columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
     for i in _TIMES_AT:
         columns[i] = sqlite_times(columns[i])
-    for i in _EVENT_JSON_AT:  # (map: half the time of a comprehension calling .decode())
-        columns[i] = list(map(bytes.decode, map(_json.encode, columns[i])))
+    json = zip(*(texts or _json_texts(rows)), strict=True)
+    for i, column in zip(_EVENT_JSON_AT, json, strict=True):
+        columns[i] = column
     return columns
 
 
-def insert_sqlite_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+def insert_sqlite_events(
+    conn: sa.Connection, rows: list[dict[str, Any]], texts: Sequence[JsonTexts] | None = None
+) -> int:
     """SQLite: insert the event rows that are new (``ON CONFLICT DO NOTHING``), many rows
-    per statement (``sql.execute_sqlite_rows``); how many went in."""
+    per statement (``sql.execute_sqlite_rows``); how many went in. ``texts``: the rows'
+    JSON texts, if made already."""
     if not rows:
         return 0
-    return execute_sqlite_rows(conn, _SQLITE_INSERT_EVENTS, _sqlite_event_columns(rows))
+    return execute_sqlite_rows(conn, _SQLITE_INSERT_EVENTS, _sqlite_event_columns(rows, texts))
 
 
 _EVENT_KEY = operator.itemgetter("product_id", "message_id")
 
 
 def _insert_events(
-    conn: sa.Connection, rows: list[dict[str, Any]], assigned: set[str]
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    texts: list[JsonTexts],
+    assigned: set[str],
 ) -> set[tuple[str, str]]:
-    """Insert the rows that are new; the keys of those. PostgreSQL records their stats
-    too (``assigned``: see :func:`_prepare_stats`)."""
+    """Insert the rows that are new (``texts``: their JSON); the keys of those.
+    PostgreSQL records their stats too (``assigned``: the events given a session by
+    ``sightline.store.sessions.assign_sessions``)."""
     if not rows:
         return set()
     if conn.dialect.name == "sqlite":
         # BEGIN IMMEDIATE holds the write lock: nobody else inserts until we commit, so
         # when fewer rows went in than were sent, the ids we generated tell which did.
-        if insert_sqlite_events(conn, rows) == len(rows):
+        if insert_sqlite_events(conn, rows, texts) == len(rows):
             return set(map(_EVENT_KEY, rows))
         by_id = {r["id"]: r for r in rows}
         ids = list(by_id)
@@ -230,7 +307,7 @@ def _insert_events(
                 row = by_id[event_id]
                 stored.add((row["product_id"], row["message_id"]))
         return stored
-    return _copy_events(conn, rows, assigned)
+    return _copy_events(conn, rows, texts, assigned)
 
 
 _PG_STAGE = "sightline_events_in"
@@ -258,7 +335,7 @@ def _forget_stage(conn: sa.Connection) -> None:
 
 
 def _copy_events(
-    conn: sa.Connection, rows: list[dict[str, Any]], assigned: set[str]
+    conn: sa.Connection, rows: list[dict[str, Any]], texts: list[JsonTexts], assigned: set[str]
 ) -> set[tuple[str, str]]:
     """PostgreSQL: ``COPY`` the rows into a session-local stage, then, in one pipeline
     (one round trip), one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``
@@ -271,7 +348,6 @@ def _copy_events(
     driver = conn.connection.driver_connection
     cursor = driver.cursor()  # type: ignore[union-attr]
     stats = driver.cursor()  # type: ignore[union-attr]
-    encode = _json.encode
     statement = _PG_COPY
     info = conn.connection.info
     try:
@@ -293,10 +369,10 @@ def _copy_events(
         with cursor.copy(_PG_COPY) as copy:
             get, write = _EVENT_VALUES, copy.write_row
             first, second = _EVENT_JSON_AT
-            for r in rows:
+            for r, (properties, context) in zip(rows, texts, strict=True):
                 values = list(get(r))
-                values[first] = encode(values[first]).decode()
-                values[second] = encode(values[second]).decode()
+                values[first] = properties
+                values[second] = context
                 write(values)
         statement = _PG_MERGE
         with driver.pipeline():  # type: ignore[union-attr]
