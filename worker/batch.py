@@ -146,7 +146,7 @@ class BatchProcessor:
                         continue
                     normalised = msgspec.structs.replace(normalised, events=kept)
             items.append(_Item(normalised, data))
-        made = EventRows(item.normalised for item in items)
+        made = EventRows((item.normalised for item in items), dialect=self.engine.dialect.name)
         return Prepared(items, dead, bots_dropped, len(envelopes), made)
 
     def store(self, prepared: Prepared) -> WriteResult:

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import compress, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -228,19 +228,36 @@ def _picker(places: list[int], n: int) -> Callable[[list[Any]], Sequence[Any]]:
     return lambda column: get(column)
 
 
-def record_visitor_days(conn: sa.Connection, new_rows: list[dict[str, Any]]) -> None:
+class Deltas(NamedTuple):
+    """What event rows add to the three rollups, as tuples of their columns, sorted."""
+
+    visitor_days: list[tuple[Any, ...]]
+    value_days: list[tuple[Any, ...]]
+    value_visitors: list[tuple[Any, ...]]
+
+
+def deltas_of(rows: list[dict[str, Any]]) -> Deltas:
+    """What ``rows`` (event rows with their dimension columns) add to the rollups: what
+    :func:`record_visitor_days` writes. Reads the rows' product, bot flag, time, type,
+    user and anonymous ids, name and dimension columns only."""
+    cols = _Columns(rows)
+    return Deltas(_visitor_day_rows(cols), *_value_rows(cols))
+
+
+def record_visitor_days(
+    conn: sa.Connection, new_rows: list[dict[str, Any]], deltas: Deltas | None = None
+) -> None:
     """Add the newly stored events to the daily rollups (``visitor_days``,
     ``value_days``, ``value_visitors``): the writer's one hook for them, deltas computed
-    here and sent as arrays (SQLite: the rows of one ``executemany`` each). (PostgreSQL's
-    writer aggregates its staged events in the database instead: :func:`staged_sql`; the
-    rows' ~13 rollup keys each cost more to send than to compute there.)"""
+    here (``deltas``: computed already, :func:`deltas_of` these rows) and sent as arrays
+    (SQLite: the rows of one ``executemany`` each). (PostgreSQL's writer aggregates its
+    staged events in the database instead: :func:`staged_sql`; the rows' ~13 rollup keys
+    each cost more to send than to compute there.)"""
     if not new_rows:
         return
-    cols = _Columns(new_rows)
-    deltas = _visitor_day_rows(cols)
+    visitor_day_rows, day_rows, visitor_rows = deltas or deltas_of(new_rows)
     statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)
-    execute_columns(conn, statement, DELTA_COLUMNS, list(zip(*deltas, strict=True)))
-    day_rows, visitor_rows = _value_rows(cols)
+    execute_columns(conn, statement, DELTA_COLUMNS, list(zip(*visitor_day_rows, strict=True)))
     statement = cached_statement(conn, "upsert_value_days", _value_days_statement)
     execute_columns(conn, statement, VALUE_DAY_COLUMNS, list(zip(*day_rows, strict=True)))
     statement = cached_statement(conn, "upsert_value_visitors", _value_visitors_statement)

@@ -24,7 +24,7 @@ from sightline.store.dimensions import add_dimensions
 from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
 from sightline.store.partitions import insert_new_events_sql
-from sightline.store.rollups import record_visitor_days
+from sightline.store.rollups import Deltas, deltas_of, record_visitor_days
 from sightline.store.rollups import staged_sql as staged_rollups_sql
 from sightline.store.schema import dead_letters, events, users
 from sightline.store.sessions import assign_sessions, record_sessions
@@ -88,7 +88,7 @@ def write_batch(
     result = WriteResult(dead_letters=len(dead))
     write_dead_letters(conn, dead, now)
     items = resolve_identities(conn, items)
-    rows, texts, owners = _event_rows(items, made)
+    rows, texts, owners, all_made = _event_rows(items, made)
     inherit_accounts(conn, rows)
     assigned = assign_sessions(conn, rows)
     new_keys = _insert_events(conn, rows, texts, assigned)
@@ -110,8 +110,11 @@ def write_batch(
         else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
     )
     result.stored_rows = new_rows
-    if conn.dialect.name != "postgresql":  # PostgreSQL's went with the insert (_copy_events)
-        _record_stats(conn, new_rows, assigned)
+    if _rollups_in_python(conn.dialect.name):  # PostgreSQL's went with the insert
+        # The rollups made before the transaction count every row made: taken when every
+        # one was new (the transaction changes none of what they read: _event_rows).
+        rollups = made.rollups if made is not None and all_made and new_rows is rows else None
+        _record_stats(conn, new_rows, assigned, rollups)
     writes = effects.flush(
         {(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None}
     )
@@ -125,11 +128,23 @@ def write_batch(
     return result
 
 
-def _record_stats(conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]) -> None:
+def _rollups_in_python(dialect: str) -> bool:
+    """Whether the writer computes the rollups in Python (on PostgreSQL the database
+    aggregates the staged events: :func:`_copy_events`)."""
+    return dialect != "postgresql"
+
+
+def _record_stats(
+    conn: sa.Connection,
+    new_rows: list[dict[str, Any]],
+    assigned: set[str],
+    rollups: Deltas | None = None,
+) -> None:
     """The newly stored events into the stats' tables: their sessions and the daily
-    rollup (``sightline.store.sessions``, ``sightline.store.rollups``)."""
+    rollups (``sightline.store.sessions``, ``sightline.store.rollups``; ``rollups``: what
+    they add to those, computed already)."""
     record_sessions(conn, new_rows, assigned)
-    record_visitor_days(conn, new_rows)
+    record_visitor_days(conn, new_rows, rollups)
 
 
 def write_dead_letters(conn: sa.Connection, dead: Sequence[DeadLetter], now: datetime) -> None:
@@ -172,13 +187,21 @@ class EventRows:
     made again), and a copy: what a transaction sets in a row (the account, the session)
     is not kept if it rolls back and the batch is written again."""
 
-    def __init__(self, items: Iterable[Normalised] = ()) -> None:
+    def __init__(self, items: Iterable[Normalised] = (), *, dialect: str = "") -> None:
         events = [event for item in items for event in item.events]
         rows = _new_rows(events)
         self._made = {
             id(event): _Made(event, row, texts)
             for event, row, texts in zip(events, rows, _json_texts(rows), strict=True)
         }
+        self.rollups: Deltas | None = (
+            deltas_of(rows) if rows and _rollups_in_python(dialect) else None
+        )
+        """What the rows add to the rollups (for the ``dialect`` where Python computes
+        that), when every row made is written and new: see :func:`write_batch`."""
+
+    def __len__(self) -> int:
+        return len(self._made)
 
     def get(self, event: Event) -> tuple[dict[str, Any], JsonTexts] | None:
         """A copy of ``event``'s row and its JSON texts, if made for this object."""
@@ -208,9 +231,14 @@ def _json_texts(rows: list[dict[str, Any]]) -> list[JsonTexts]:
 
 def _event_rows(
     items: Iterable[Normalised], made: EventRows | None = None
-) -> tuple[list[dict[str, Any]], list[JsonTexts], dict[tuple[str, str], Normalised]]:
+) -> tuple[list[dict[str, Any]], list[JsonTexts], dict[tuple[str, str], Normalised], bool]:
     """The rows of the items' events (the first of a message that comes twice), their
-    JSON texts, and which item each (product, message id) is of."""
+    JSON texts, which item each (product, message id) is of, and whether the rows are
+    every row ``made`` holds (none made here, none left out).
+
+    What a transaction changes in the rows (``inherit_accounts``: the account;
+    ``assign_sessions``: the session) is nothing :func:`~sightline.store.rollups.deltas_of`
+    reads: ``made``'s rollups hold for them."""
     rows: list[dict[str, Any]] = []
     texts: list[JsonTexts] = []
     owners: dict[tuple[str, str], Normalised] = {}
@@ -231,7 +259,8 @@ def _event_rows(
         fresh = _new_rows([event for _, event in missing])
         for (i, _), row, text in zip(missing, fresh, _json_texts(fresh), strict=True):
             rows[i], texts[i] = row, text
-    return rows, texts, owners
+    all_made = made is not None and not missing and len(rows) == len(made)
+    return rows, texts, owners, all_made
 
 
 _EVENT_COLUMNS = tuple(c.name for c in events.columns)

@@ -1,7 +1,9 @@
 """``EventRows``: the event rows the worker makes before a batch's transaction (in its
-prepare step) store exactly what rows made in the transaction store; a row is taken only
-for the very event it was made for, and as a copy, so a transaction that rolls back
-leaves nothing of itself in the rows written again. SQLite and PostgreSQL."""
+prepare step), and on SQLite what they add to the rollups, store exactly what rows made
+in the transaction store, the batch new, partly replayed or holding a message twice; a
+row is taken only for the very event it was made for, and as a copy, so a transaction
+that rolls back leaves nothing of itself in the rows written again. SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,21 +11,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import pytest
 import sqlalchemy as sa
 
 from sightline.model import Event, EventType, Normalised
 from sightline.store.db import make_engine
 from sightline.store.products import create_product
-from sightline.store.schema import events, sessions, visitor_days
+from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
 from sightline.store.writer import EventRows, write_batch
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 UA = {"browser_family": "Firefox", "os_family": "Linux", "device_type": "desktop"}
 
 
-def _items(product_id: str) -> list[Normalised]:
+def _items(product_id: str, count: int = 40, wrap: int = 36, batch: int = 0) -> list[Normalised]:
+    """``count`` events of messages m0, m1 ... m``wrap - 1``, m0, m1 ..."""
     items = []
-    for n in range(40):
+    for n in range(count):
         context: dict[str, Any] = {
             "page": {"url": f"https://shop.example/p{n % 3}?q=1"},
             "ua": UA,  # shared, as the enrichment shares it
@@ -32,8 +36,8 @@ def _items(product_id: str) -> list[Normalised]:
         if n % 5 == 0:
             context["sessionId"] = f"client-{n % 2}"
         event = Event(
-            id=f"{product_id}-e{n}",
-            message_id=f"m{n % 36}",  # the last four repeat earlier messages
+            id=f"{product_id}-e{n}-{batch}",
+            message_id=f"m{n % wrap}",
             product_id=product_id,
             name="Home" if n % 2 else "Signed Up",
             type=EventType.PAGE if n % 2 else EventType.TRACK,
@@ -71,30 +75,46 @@ def _sessions(conn: sa.Connection) -> dict[str, tuple[int, int, int]]:
     return {p: (n, total, given) for p, n, total, given in conn.execute(query)}
 
 
-def _visitor_days(conn: sa.Connection) -> dict[str, tuple[int, int]]:
-    query = sa.select(
-        visitor_days.c.product_id, sa.func.count(), sa.func.sum(visitor_days.c.events)
-    )
-    return {
-        p: (n, total) for p, n, total in conn.execute(query.group_by(visitor_days.c.product_id))
-    }
+def _rollups(conn: sa.Connection, product_id: str) -> list[set[tuple[Any, ...]]]:
+    """The product's rows of the three rollups."""
+    return [
+        {
+            tuple(row)
+            for row in conn.execute(
+                sa.select(*(c for c in table.c if c.name != "product_id")).where(
+                    table.c.product_id == product_id
+                )
+            )
+        }
+        for table in (visitor_days, value_days, value_visitors)
+    ]
 
 
+@pytest.mark.parametrize("count", [36, 40], ids=["new", "a-message-twice"])
 def test_rows_made_before_the_transaction_store_what_rows_made_in_it_store(
-    database_url: str,
+    database_url: str, count: int
 ) -> None:
     engine = make_engine(database_url)
     with engine.begin() as conn:
         made_here, made_before = create_product(conn, "A").id, create_product(conn, "B").id
-    items = _items(made_before)
+    items = _items(made_before, count)
+    dialect = engine.dialect.name
     with engine.begin() as conn:
-        plain = write_batch(conn, _items(made_here))
-        early = write_batch(conn, items, made=EventRows(items))
-    assert (early.stored, early.duplicates) == (plain.stored, plain.duplicates) == (36, 4)
+        plain = write_batch(conn, _items(made_here, count))
+        early = write_batch(conn, items, made=EventRows(items, dialect=dialect))
+    assert (early.stored, early.duplicates) == (plain.stored, plain.duplicates)
+    assert (early.stored, early.duplicates) == (36, count - 36)
+    # Then m30 ... m43: the new ones only count (PostgreSQL: through the stage).
+    again = _items(made_here, 44, wrap=44, batch=1)[30:]
+    again_made = _items(made_before, 44, wrap=44, batch=1)[30:]
+    with engine.begin() as conn:
+        write_batch(conn, again)
+        write_batch(conn, again_made, made=EventRows(again_made, dialect=dialect))
     with engine.connect() as conn:
         assert _stored(conn, made_before) == _stored(conn, made_here)
+        assert len(_stored(conn, made_here)) == 44
         assert _sessions(conn)[made_before] == _sessions(conn)[made_here]
-        assert _visitor_days(conn)[made_before] == _visitor_days(conn)[made_here]
+        assert _rollups(conn, made_before) == _rollups(conn, made_here)
     engine.dispose()
 
 
@@ -123,19 +143,19 @@ def test_a_batch_written_again_after_a_rollback_is_stored_as_if_written_once(
     engine = make_engine(database_url)
     with engine.begin() as conn:
         once, twice = create_product(conn, "once").id, create_product(conn, "twice").id
-    items = _items(twice)
-    made = EventRows(items)
+    items = _items(twice, 36)
+    made = EventRows(items, dialect=engine.dialect.name)
     conn = engine.connect()
     with conn.begin() as transaction:
         write_batch(conn, items, made=made)  # sessions assigned, accounts looked up ...
         transaction.rollback()
     conn.close()
     with engine.begin() as conn:
-        write_batch(conn, _items(once))
+        write_batch(conn, _items(once, 36))
         write_batch(conn, items, made=made)
     with engine.connect() as conn:
         assert _stored(conn, twice) == _stored(conn, once)
         assert _sessions(conn)[twice] == _sessions(conn)[once]
         assert _sessions(conn)[once][1] == 36
-        assert _visitor_days(conn)[twice] == _visitor_days(conn)[once]
+        assert _rollups(conn, twice) == _rollups(conn, once)
     engine.dispose()
