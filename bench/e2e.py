@@ -2,9 +2,14 @@
 
     python bench/e2e.py [--database-url URL] [--workers N] [--seconds 30]
                         [--fractions 0.05,0.1,0.2,0.3,0.45,0.6,0.8,1.0] [--refine 2]
+                        [--drain-only]
 
 1. The collector alone (``sightline collector``, no worker) under wrk (closed loop,
-   64 connections, 10 s): its rate R, the ceiling of what can be acknowledged.
+   64 connections, 10 s): its rate R, the ceiling of what can be acknowledged. Then
+   the N workers of ``sightline up`` store what it accepted (jobs of the collector's
+   natural size, the collector idle): their rate, from the first event stored to the
+   last, over R is "N workers / one collector" on the very same events
+   (``--workers 1 --drain-only``: one worker, and no steps).
 2. ``sightline up`` (one collector, N workers, Redis, the store) under autocannon
    (npm, a devDependency) at a constant rate, ``--seconds`` each, at increasing
    fractions of R until a rate is not sustained; then ``--refine`` times at the rate
@@ -255,6 +260,25 @@ def drain(redis: Redis, queue: str, timeout: float = 300) -> None:
         time.sleep(0.5)
 
 
+def drain_rate(redis: Redis, queue: str, timeout: float = 600) -> tuple[float, int]:
+    """Drain the backlog, timed from the first event the workers store to the last:
+    (events stored per second, how many)."""
+    key = counter_key(queue, Counter.STORED)
+
+    def stored() -> int:
+        return int(redis.get(key) or 0)
+
+    deadline = time.monotonic() + timeout
+    before = stored()
+    while stored() == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first, started = stored(), time.monotonic()
+    while backlog(redis, queue) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    count = stored() - first
+    return count / max(time.monotonic() - started, 1e-9), count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -266,6 +290,11 @@ def main() -> None:
         "--fractions",
         default="0.05,0.1,0.2,0.3,0.45,0.6,0.8,1.0",
         help="the rates tried, as fractions of the collector-alone rate, in order",
+    )
+    parser.add_argument(
+        "--drain-only",
+        action="store_true",
+        help="only the collector alone and the workers' drain of what it accepted",
     )
     parser.add_argument(
         "--refine",
@@ -315,7 +344,9 @@ def main() -> None:
         queue = "sightline"
         steps = []
         try:
-            drain(redis, queue)  # what the collector alone accepted
+            # What the collector alone accepted, stored by the workers: their rate on the
+            # same events as the collector's, in jobs of its natural size.
+            drained, drained_events = drain_rate(redis, queue)
 
             def run(rate: int) -> dict[str, Any]:
                 result = step(
@@ -332,7 +363,8 @@ def main() -> None:
                 return result
 
             last_sustained = 0
-            for fraction in (float(f) for f in args.fractions.split(",")):
+            fractions = [] if args.drain_only else args.fractions.split(",")
+            for fraction in (float(f) for f in fractions):
                 rate = max(100, int(collector_alone * fraction))
                 if not run(rate)["sustained"]:
                     failed = rate
@@ -357,6 +389,9 @@ def main() -> None:
                     "workers": args.workers or os.cpu_count(),
                     "seconds_per_step": args.seconds,
                     "collector_alone_rps": round(collector_alone),
+                    "workers_drain_events_per_s": round(drained),
+                    "workers_drained_events": drained_events,
+                    "drain_ratio_to_collector_alone": round(drained / collector_alone, 3),
                     "steps": steps,
                     "highest_sustained_rps": best,
                     "ratio_to_collector_alone": round(best / collector_alone, 3),
