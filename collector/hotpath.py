@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Address, Headers, State
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -35,35 +35,72 @@ from collector.routing import Endpoint
 
 
 class DictHeaders(Headers):
-    """Starlette's ``Headers`` with lookups by one dict (the first of repeated names wins,
-    as ``Headers`` answers); ``getlist``, iteration and the rest are Starlette's own."""
+    """Starlette's ``Headers`` with lookups by one dict of decoded names and values (the
+    first of repeated names wins, as ``Headers`` answers); ``getlist``, iteration and the
+    rest are Starlette's own."""
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(scope=scope)
-        self._first = {key: value for key, value in reversed(self._list)}
+        self._first = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in reversed(self._list)
+        }
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._first.get(key.lower().encode("latin-1"))
-        return default if value is None else value.decode("latin-1")
+        value = self._first.get(key.lower())
+        return default if value is None else value
 
     def __getitem__(self, key: str) -> str:
-        value = self._first.get(key.lower().encode("latin-1"))
+        value = self._first.get(key.lower())
         if value is None:
             raise KeyError(key)
-        return value.decode("latin-1")
+        return value
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower().encode("latin-1") in self._first
+        return isinstance(key, str) and key.lower() in self._first
+
+
+class DictState(State):
+    """Starlette's ``State`` whose attributes are the request's state dict itself.
+
+    ``State`` answers each attribute from its ``__getattr__``, which Python calls only
+    after the ordinary lookup failed (an ``AttributeError`` raised and caught per read);
+    here the ordinary lookup finds it. Writes and deletions go to the same dict, as
+    ``State``'s do."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "__dict__", state)
+
+    @property
+    def _state(self) -> dict[str, Any]:
+        return self.__dict__
+
+    @_state.setter
+    def _state(self, state: dict[str, Any]) -> None:
+        object.__setattr__(self, "__dict__", state)
 
 
 class HotRequest(Request):
-    """A request whose headers are a :class:`DictHeaders`."""
+    """A request whose headers are a :class:`DictHeaders` and state a :class:`DictState`,
+    both made once, and whose client address is made once."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        super().__init__(scope, receive)
+        self._headers = DictHeaders(scope)
+        self._state = DictState(scope.setdefault("state", {}))
+        host_port = scope.get("client")
+        self._client = None if host_port is None else Address(*host_port)
 
     @property
     def headers(self) -> Headers:
-        if not hasattr(self, "_headers"):
-            self._headers = DictHeaders(self.scope)
         return self._headers
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def client(self) -> Address | None:
+        return self._client
 
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
