@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
@@ -196,8 +197,33 @@ class GroupCommitter:
                 waiter.set_exception(error)
 
 
+ENQUEUE_SCRIPT = """
+local failed
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
+  if type(reply) == 'table' and reply.err and not failed then failed = reply end
+  i = i + n + 1
+end
+if failed then return failed end
+return #ARGV
+"""
+"""Runs the commands it is given (each as its argument count, then its arguments) as
+MULTI/EXEC would: all of them, atomically, every one even after one fails; answers the
+first failure, if any."""
+
+
 async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        for args, options in commands:
-            pipe.execute_command(*args, **options)
-        await pipe.execute()
+    """``commands`` (``JobBuilder.commands``: RQ's enqueue and our counter) in one
+    atomic step, as one Redis command: a Lua script, which redis-py loads again if the
+    server lost it.
+
+    It was a MULTI/EXEC pipeline, which costs a reply, a read and a timeout per command
+    (seven, ~45 µs of a flush's CPU more).
+    """
+    argv: list[Any] = []
+    for args, _ in commands:  # the options only tell redis-py how to parse a reply
+        argv.append(len(args))
+        argv.extend(args)
+    await redis.register_script(ENQUEUE_SCRIPT)(args=argv)

@@ -20,6 +20,7 @@ for every header that is absent (most of the dozen an ingest request asks about)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -34,29 +35,35 @@ from collector.metrics import Metrics
 from collector.routing import Endpoint
 
 
+@functools.lru_cache(maxsize=256)
+def _header_name(key: str) -> bytes:
+    """A header name as ASGI carries it (the names asked for are the code's own: few)."""
+    return key.lower().encode("latin-1")
+
+
 class DictHeaders(Headers):
-    """Starlette's ``Headers`` with lookups by one dict of decoded names and values (the
-    first of repeated names wins, as ``Headers`` answers); ``getlist``, iteration and the
-    rest are Starlette's own."""
+    """Starlette's ``Headers`` with lookups by one dict (the first of repeated names wins,
+    as ``Headers`` answers); ``getlist``, iteration and the rest are Starlette's own."""
 
     def __init__(self, scope: Scope) -> None:
-        super().__init__(scope=scope)
-        self._first = {
-            key.decode("latin-1"): value.decode("latin-1") for key, value in reversed(self._list)
-        }
+        headers = scope["headers"]
+        if type(headers) is not list:  # as ``Headers`` does
+            headers = scope["headers"] = list(headers)
+        self._list = headers
+        self._first: dict[bytes, bytes] = dict(reversed(self._list))
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self._first.get(key.lower())
-        return default if value is None else value
+        value = self._first.get(_header_name(key))
+        return default if value is None else value.decode("latin-1")
 
     def __getitem__(self, key: str) -> str:
-        value = self._first.get(key.lower())
+        value = self._first.get(_header_name(key))
         if value is None:
             raise KeyError(key)
-        return value
+        return value.decode("latin-1")
 
     def __contains__(self, key: Any) -> bool:
-        return isinstance(key, str) and key.lower() in self._first
+        return isinstance(key, str) and _header_name(key) in self._first
 
 
 class DictState(State):
