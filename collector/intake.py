@@ -130,7 +130,7 @@ async def accept(
     if is_debug(request):
         raise DebugAnswer(envelopes)
     committer: GroupCommitter = state.committer
-    await committer.submit(envelopes)
+    await committer.submission(envelopes)
     metrics: Metrics = state.metrics
     metrics.count_enqueued(dialect, len(envelopes))
     return envelopes
