@@ -81,9 +81,12 @@ class GroupCommitter:
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The running loop, from :meth:`start` (``None``: the one running a submission)."""
         self._closing = False
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush_forever(), name="group-commit")
 
     async def stop(self) -> None:
@@ -102,7 +105,8 @@ class GroupCommitter:
         suspend and resume through): ``envelopes`` are pending when it returns."""
         if self._closing:
             raise QueueUnavailable("the collector is shutting down")
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The loop's own future, made directly (``create_future`` is a call more, ~0.2 µs).
+        waiter: asyncio.Future[None] = asyncio.Future(loop=self._loop)
         self._pending.extend(envelopes)
         self._waiters.append(waiter)
         self._arrivals += 1
