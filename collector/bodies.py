@@ -116,7 +116,9 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _encoding(request: Request) -> str:
-    header = request.headers.get("content-encoding", "")
+    header = request.headers.get("content-encoding")
+    if header is None:  # most requests
+        return ""
     encoding = header.strip().lower()
     if encoding in IDENTITY or encoding in SUPPORTED:
         return encoding

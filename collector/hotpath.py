@@ -87,27 +87,23 @@ class DictState(State):
 
 
 class HotRequest(Request):
-    """A request whose headers are a :class:`DictHeaders` and state a :class:`DictState`,
-    both made once, and whose client address is made once."""
+    """A request whose headers (a :class:`DictHeaders`), state (a :class:`DictState`) and
+    client address are made once, and read as plain attributes.
+
+    ``Request`` answers them from properties (a call per read, ~0.07 µs, and an ingest
+    request reads them a dozen times); class attributes that are not descriptors let the
+    instance's own values through."""
+
+    headers: Headers = None  # type: ignore[assignment]
+    state: State = None  # type: ignore[assignment]
+    client: Address | None = None
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         super().__init__(scope, receive)
-        self._headers = DictHeaders(scope)
-        self._state = DictState(scope.setdefault("state", {}))
+        self.headers = DictHeaders(scope)
+        self.state = DictState(scope.setdefault("state", {}))
         host_port = scope.get("client")
-        self._client = None if host_port is None else Address(*host_port)
-
-    @property
-    def headers(self) -> Headers:
-        return self._headers
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def client(self) -> Address | None:
-        return self._client
+        self.client = None if host_port is None else Address(*host_port)
 
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
