@@ -41,6 +41,10 @@ def _decode_basic_user(header: str) -> str | None:
 _basic_user = functools.lru_cache(maxsize=1024)(_decode_basic_user)
 
 
+_SERVER = KeyKind.SERVER
+"""Read as a global (an enum member is ~0.05 µs a read on Python 3.11)."""
+
+
 def bearer_token(request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
@@ -59,10 +63,12 @@ async def authorize(
         raise Unauthorized(
             "no key: send it as Basic auth user, X-Write-Key or writeKey", style=style
         )
-    grant = await directory.resolve(key)
+    grant = directory.known(key)  # nearly all: no coroutine of ``resolve``'s
+    if grant is None:
+        grant = await directory.resolve(key)
     if grant is None:
         raise Unauthorized("unknown key", style=style)
-    if require is KeyKind.SERVER and grant.kind is not KeyKind.SERVER:
+    if require is _SERVER and grant.kind is not _SERVER:
         raise Forbidden("this endpoint needs a server key, not a write key", style=style)
     if not grant.product.allows_origin(origin):
         raise Forbidden(f"origin {origin} is not allowed for this product", style=style)

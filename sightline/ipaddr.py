@@ -182,6 +182,8 @@ ADDRESS_MEMBERS = frozenset({"ip", "cip", "ip_override"})
 """Members that carry a client address in the wire formats Sightline speaks: ``ip``
 (native and Pyze ``context.ip``, Snowplow's ``ip``, Umami's ``payload.ip``), ``cip``
 (Matomo) and ``ip_override`` (GA4)."""
+_FULL = IpHandling.FULL
+"""Read as a global (an enum member is ~0.05 µs a read on Python 3.11)."""
 _ADDRESS_MARKER = re.compile(
     b"|".join(re.escape(f'"{name}"'.encode()) for name in sorted(ADDRESS_MEMBERS))
 )
@@ -200,7 +202,7 @@ def scrub_body(raw: bytes, peer: str | None, mode: IpHandling) -> tuple[bytes, s
     anonymised form, wherever it is. A body that holds neither (most) is returned as it
     is, without being decoded.
     """
-    if mode is IpHandling.FULL:
+    if mode is _FULL:
         return raw, None
     needle = peer.encode() if peer else None
     if not (needle is not None and needle in raw) and _ADDRESS_MARKER.search(raw) is None:
