@@ -142,13 +142,8 @@ def validate(kind: str, raw: bytes, prefix: str = "") -> AnyMessage:
             [FieldError(prefix.rstrip(".") or "$", "message larger than 32 KB")],
         )
     message = decode(raw, MESSAGE_TYPES[kind], what=f"{kind} message", prefix=prefix)
-    errors = edge_errors(
-        prefix,
-        message.context,
-        sentAt=message.sentAt,
-        timestamp=message.timestamp,
-        originalTimestamp=message.originalTimestamp,
-    )
+    times = {"timestamp": message.timestamp, "originalTimestamp": message.originalTimestamp}
+    errors = edge_errors(prefix, message.context, sentAt=message.sentAt, **times)
     if _id_of(message.userId) is None and _id_of(message.anonymousId) is None:
         errors.append(FieldError(prefix + "userId", "either userId or anonymousId is required"))
     if errors:
