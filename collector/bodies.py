@@ -173,6 +173,6 @@ async def read_body(request: Request, limit: int) -> bytes:
         if inflater is None
         else inflater.finish()
     )
-    if not body.strip():
+    if not body or body.isspace():  # as ``not body.strip()``, without copying the body
         raise InvalidInput("the request body is empty")
     return body
