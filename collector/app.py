@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         require_current(engine)  # only `sightline migrate` / `up` migrate
         redis = connect(settings, timeout=settings.redis_timeout)
         async_redis = connect_async(settings, timeout=settings.redis_timeout)
+        # The group commit's and the spool's writes, each bounded by their caller's timeout.
+        commit_redis = connect_async(settings, timeout=None)
         builder = JobBuilder(
             make_queue(redis, settings.queue_name),
             max_retries=settings.max_retries,
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async def write(envelopes: Sequence[Envelope]) -> None:
             if not builder.prepared:  # Redis was away at start: ask, off the event loop
                 await asyncio.to_thread(builder.prepare)
-            await write_async(async_redis, builder.commands(envelopes))
+            await write_async(commit_redis, builder.commands(envelopes))
 
         def load_keys() -> KeyTable:
             with read_connection(engine) as conn:
@@ -96,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async def write_raw(envelopes: Sequence[msgspec.Raw]) -> None:
             if not builder.prepared:
                 await asyncio.to_thread(builder.prepare)
-            await write_async(async_redis, builder.commands(envelopes))
+            await write_async(commit_redis, builder.commands(envelopes))
 
         committer = GroupCommitter(
             write,
@@ -152,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             edge_locator.close()
             redis.close()
             await async_redis.aclose()
+            await commit_redis.aclose()
             engine.dispose()
 
     handlers: dict[type[Exception], ErrorHandler] = {

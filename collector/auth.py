@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from starlette.requests import Request
 
@@ -14,7 +15,19 @@ from sightline.store.products import normalise_identifier
 
 def basic_auth_user(request: Request) -> str | None:
     """The user part of ``Authorization: Basic base64(user:password)`` (Segment's ``key:``)."""
-    header = request.headers.get("authorization", "")
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    # A client sends the same header with every request: decoded once (short ones only,
+    # so the memo stays small whatever headers come).
+    return _basic_user(header) if len(header) <= MEMO_HEADER else _decode_basic_user(header)
+
+
+MEMO_HEADER = 256
+"""The longest ``Authorization`` header whose decoding is remembered."""
+
+
+def _decode_basic_user(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
         return None
@@ -23,6 +36,13 @@ def basic_auth_user(request: Request) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded.partition(":")[0] or None
+
+
+_basic_user = functools.lru_cache(maxsize=1024)(_decode_basic_user)
+
+
+_SERVER = KeyKind.SERVER
+"""Read as a global (an enum member is ~0.05 µs a read on Python 3.11)."""
 
 
 def bearer_token(request: Request) -> str | None:
@@ -43,10 +63,12 @@ async def authorize(
         raise Unauthorized(
             "no key: send it as Basic auth user, X-Write-Key or writeKey", style=style
         )
-    grant = await directory.resolve(key)
+    grant = directory.known(key)  # nearly all: no coroutine of ``resolve``'s
+    if grant is None:
+        grant = await directory.resolve(key)
     if grant is None:
         raise Unauthorized("unknown key", style=style)
-    if require is KeyKind.SERVER and grant.kind is not KeyKind.SERVER:
+    if require is _SERVER and grant.kind is not _SERVER:
         raise Forbidden("this endpoint needs a server key, not a write key", style=style)
     if not grant.product.allows_origin(origin):
         raise Forbidden(f"origin {origin} is not allowed for this product", style=style)

@@ -116,7 +116,9 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _encoding(request: Request) -> str:
-    header = request.headers.get("content-encoding", "")
+    header = request.headers.get("content-encoding")
+    if header is None:  # most requests
+        return ""
     encoding = header.strip().lower()
     if encoding in IDENTITY or encoding in SUPPORTED:
         return encoding
@@ -171,6 +173,6 @@ async def read_body(request: Request, limit: int) -> bytes:
         if inflater is None
         else inflater.finish()
     )
-    if not body.strip():
+    if not body or body.isspace():  # as ``not body.strip()``, without copying the body
         raise InvalidInput("the request body is empty")
     return body

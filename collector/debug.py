@@ -31,7 +31,8 @@ _json = msgspec.json.Encoder()
 
 
 def is_debug(request: Request) -> bool:
-    return str(request.scope.get("root_path", "")).endswith(PREFIX)
+    root_path = request.scope.get("root_path")
+    return bool(root_path) and str(root_path).endswith(PREFIX)
 
 
 class DebugAnswer(Exception):

@@ -92,6 +92,10 @@ class ProductDirectory:
             except Exception:  # the database may be briefly away; keep serving the last table
                 log.exception("could not refresh the product key table")
 
+    def known(self, key: str) -> Grant | None:
+        """The grant for ``key`` in the table as it is (no reload: see :meth:`resolve`)."""
+        return self._table.grants.get(key)
+
     async def resolve(self, key: str) -> Grant | None:
         grant = self._table.grants.get(key)
         if grant is not None:

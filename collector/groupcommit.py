@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
@@ -80,9 +81,12 @@ class GroupCommitter:
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The running loop, from :meth:`start` (``None``: the one running a submission)."""
         self._closing = False
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush_forever(), name="group-commit")
 
     async def stop(self) -> None:
@@ -94,15 +98,21 @@ class GroupCommitter:
                 await self._task
 
     async def submit(self, envelopes: Sequence[Envelope]) -> None:
+        await self.submission(envelopes)
+
+    def submission(self, envelopes: Sequence[Envelope]) -> asyncio.Future[None]:
+        """:meth:`submit` as the future to await (one coroutine frame fewer for a request to
+        suspend and resume through): ``envelopes`` are pending when it returns."""
         if self._closing:
             raise QueueUnavailable("the collector is shutting down")
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The loop's own future, made directly (``create_future`` is a call more, ~0.2 µs).
+        waiter: asyncio.Future[None] = asyncio.Future(loop=self._loop)
         self._pending.extend(envelopes)
         self._waiters.append(waiter)
         self._arrivals += 1
         self._wakeup.set()
         # Always resolved by the flusher: every write is bounded by ``timeout``.
-        await waiter
+        return waiter
 
     async def _flush_forever(self) -> None:
         while True:
@@ -155,7 +165,8 @@ class GroupCommitter:
             await self._spill(spool, envelopes, waiters)
             return
         try:
-            await asyncio.wait_for(self._write(envelopes), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._write(envelopes)
         except Exception as exc:  # any Redis failure or timeout: spooled, else 503
             log.warning("group commit of %d envelopes failed: %r", len(envelopes), exc)
             if spool is not None:
@@ -196,8 +207,33 @@ class GroupCommitter:
                 waiter.set_exception(error)
 
 
+ENQUEUE_SCRIPT = """
+local failed
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local reply = redis.pcall(unpack(ARGV, i + 1, i + n))
+  if type(reply) == 'table' and reply.err and not failed then failed = reply end
+  i = i + n + 1
+end
+if failed then return failed end
+return #ARGV
+"""
+"""Runs the commands it is given (each as its argument count, then its arguments) as
+MULTI/EXEC would: all of them, atomically, every one even after one fails; answers the
+first failure, if any."""
+
+
 async def write_async(redis: AsyncRedis, commands: list[Command]) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        for args, options in commands:
-            pipe.execute_command(*args, **options)
-        await pipe.execute()
+    """``commands`` (``JobBuilder.commands``: RQ's enqueue and our counter) in one
+    atomic step, as one Redis command: a Lua script, which redis-py loads again if the
+    server lost it.
+
+    It was a MULTI/EXEC pipeline, which costs a reply, a read and a timeout per command
+    (seven, ~45 µs of a flush's CPU more).
+    """
+    argv: list[Any] = []
+    for args, _ in commands:  # the options only tell redis-py how to parse a reply
+        argv.append(len(args))
+        argv.extend(args)
+    await redis.register_script(ENQUEUE_SCRIPT)(args=argv)

@@ -83,25 +83,29 @@ async def accept(
     """
     received_at = datetime.now(UTC)
     client = request.client
+    host = client.host if client else None
     # uvicorn takes a trusted proxy's X-Forwarded-For as it comes: keep only an address.
-    peer = client.host if client and not anonymous and _is_address(client.host) else None
+    address = host if host is not None and _is_address(host) else None
+    peer = None if anonymous else address
+    state = request.state
     # The enabled flag is decided here, as the key table knows it (reloaded by the call that
     # switched it), not by the worker's cache later: see ``Envelope.product_enabled``.
-    product = request.state.directory.product(product_id)
+    product = state.directory.product(product_id)
     enabled = product.is_enabled if product is not None else None
     if product is not None and (product.rate_per_key or product.rate_per_ip):
-        await _check_rate(request, product, dialect, client.host if client else "-", len(payloads))
+        await _check_rate(request, product, dialect, host or "-", len(payloads))
+    headers = request.headers
     if user_agent is None:
-        user_agent = request.headers.get("user-agent")
+        user_agent = headers.get("user-agent")
     if user_agent is not None:
         user_agent = user_agent[:MAX_USER_AGENT]
-    origin = request.headers.get("origin")
+    origin = headers.get("origin")
     # The product's IP handling, before anything is enqueued (``collector.privacy``).
-    edge: EdgeLocator = request.state.edge_locator
+    edge: EdgeLocator = state.edge_locator
     protected = protect(
         edge,
         product.ip_handling if product is not None else IpHandling.TRUNCATED,
-        client.host if client and _is_address(client.host) else None,
+        address,
         ip if ip is not None else peer,
         [payload.body for payload in payloads],
     )
@@ -125,8 +129,8 @@ async def accept(
     ]
     if is_debug(request):
         raise DebugAnswer(envelopes)
-    committer: GroupCommitter = request.state.committer
-    await committer.submit(envelopes)
-    metrics: Metrics = request.state.metrics
+    committer: GroupCommitter = state.committer
+    await committer.submission(envelopes)
+    metrics: Metrics = state.metrics
     metrics.count_enqueued(dialect, len(envelopes))
     return envelopes

@@ -58,6 +58,10 @@ class EdgeLocator:
             self.locator.close()
 
 
+_FULL = IpHandling.FULL
+"""Read as a global (an enum member is ~0.05 µs a read on Python 3.11)."""
+
+
 class Protected(NamedTuple):
     """One payload as it may be enqueued: its body, the kept address and the location."""
 
@@ -79,7 +83,7 @@ def protect(
     ``ip``: the address the envelope would carry (the peer's, unless the endpoint gave
     another, or ``None`` when the client asked not to be kept).
     """
-    if policy is IpHandling.FULL:
+    if policy is _FULL:
         return [Protected(body, ip, None) for body in bodies]
     kept = edge.kept(ip, policy) if ip is not None else None
     result = []

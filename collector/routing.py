@@ -8,6 +8,7 @@ without being documented, nor documented without being served.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +97,7 @@ class Endpoint:
     """It returns stored data: a read key of the product, an admin token or the dashboard
     session (``collector.readauth``), never a write key (tests/api/test_route_table.py)."""
 
-    @property
+    @functools.cached_property
     def dialect(self) -> str:
         return self.name.split(".", 1)[0]
 

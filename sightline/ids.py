@@ -10,19 +10,33 @@ import uuid
 _random = random.Random()  # ids need uniqueness, not secrecy: no syscall per id
 
 
+_last_prefix = (-1, "")
+"""The last millisecond an id was made in, and its ids' first 15 characters."""
+
+
 def uuid7(unix_ms: int | None = None) -> str:
     """A UUIDv7 (RFC 9562): 48-bit millisecond timestamp, version, 74 random bits.
 
     Sorting the strings sorts by creation time, which keeps the events table's
     primary-key index append-mostly. Built as text directly: this is on the
-    collector's hot path (one per envelope).
+    collector's hot path (one per envelope); the text of the millisecond (and the
+    version digit) is made once per millisecond.
     """
+    global _last_prefix
     ms = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    last = _last_prefix  # one tuple, replaced whole: threads never see half of it
+    if last[0] != ms:
+        h = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+        last = _last_prefix = (ms, f"{h[:8]}-{h[8:]}-7")
     rand = _random.getrandbits(74)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62) << 64
-    value |= 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    # The version's 12 random bits, the variant (0b10) and 14 more, the last 48. (A
+    # %-format: an f-string formats each field by a call, ~0.2 µs more.)
+    return "%s%03x-%04x-%012x" % (  # noqa: UP031
+        last[1],
+        rand >> 62,
+        0x8000 | rand >> 48 & 0x3FFF,
+        rand & 0xFFFF_FFFF_FFFF,
+    )
 
 
 def derived_id(*parts: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -181,7 +182,12 @@ ADDRESS_MEMBERS = frozenset({"ip", "cip", "ip_override"})
 """Members that carry a client address in the wire formats Sightline speaks: ``ip``
 (native and Pyze ``context.ip``, Snowplow's ``ip``, Umami's ``payload.ip``), ``cip``
 (Matomo) and ``ip_override`` (GA4)."""
-_ADDRESS_MARKERS = tuple(f'"{name}"'.encode() for name in ADDRESS_MEMBERS)
+_FULL = IpHandling.FULL
+"""Read as a global (an enum member is ~0.05 µs a read on Python 3.11)."""
+_ADDRESS_MARKER = re.compile(
+    b"|".join(re.escape(f'"{name}"'.encode()) for name in sorted(ADDRESS_MEMBERS))
+)
+"""Any of the members, quoted: one scan of a body (a scan per member was ~0.6 µs)."""
 
 
 def scrub_body(raw: bytes, peer: str | None, mode: IpHandling) -> tuple[bytes, str | None]:
@@ -196,10 +202,10 @@ def scrub_body(raw: bytes, peer: str | None, mode: IpHandling) -> tuple[bytes, s
     anonymised form, wherever it is. A body that holds neither (most) is returned as it
     is, without being decoded.
     """
-    if mode is IpHandling.FULL:
+    if mode is _FULL:
         return raw, None
     needle = peer.encode() if peer else None
-    if not (needle is not None and needle in raw) and not any(m in raw for m in _ADDRESS_MARKERS):
+    if not (needle is not None and needle in raw) and _ADDRESS_MARKER.search(raw) is None:
         return raw, None
     document = json_decode(raw)
     carried: list[str] = []

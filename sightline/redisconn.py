@@ -25,11 +25,13 @@ def connect(settings: Settings, *, timeout: float | None) -> Redis:
     )
 
 
-def connect_async(settings: Settings, *, timeout: float) -> AsyncRedis:
-    """The collector's client for group-commit writes, on the event loop."""
+def connect_async(settings: Settings, *, timeout: float | None) -> AsyncRedis:
+    """A client on the event loop; ``timeout`` bounds every command, or ``None``: the
+    callers bound each call themselves (the group commit's writes, ``asyncio.timeout``),
+    and no reply pays a timer of its own (connecting is still bounded)."""
     return AsyncRedis.from_url(
         redis_url(settings),
         socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        socket_connect_timeout=timeout if timeout is not None else settings.redis_timeout,
         health_check_interval=30,
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 
 from sightline.ids import derived_id, new_key, uuid7
@@ -14,6 +15,15 @@ def test_uuid7_is_a_valid_version_7_uuid_ordered_by_time() -> None:
         assert str(parsed) == text
     assert ids == sorted(ids)
     assert int(ids[0].replace("-", "")[:12], 16) == 1_700_000_000_000
+
+
+def test_uuid7_carries_its_millisecond_whichever_came_before() -> None:
+    """Each millisecond's text is made once (``sightline.ids``): it follows the clock."""
+    for ms in (1, 1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1, 2**48 - 1):
+        parsed = uuid.UUID(uuid7(unix_ms=ms))
+        assert parsed.int >> 80 == ms
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert uuid.UUID(uuid7()).int >> 80 <= time.time_ns() // 1_000_000
 
 
 def test_uuid7_does_not_repeat() -> None:

@@ -11,6 +11,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from collector.answers import FixedAnswer
 from collector.auth import authorize, basic_auth_user
 from collector.bodies import read_body
 from collector.directory import KeyKind
@@ -21,6 +22,7 @@ from sightline.dialects import native, native_batch
 from sightline.errors import InvalidInput
 
 SUCCESS = b'{"success":true}'
+_success = FixedAnswer(SUCCESS, media_type="application/json")
 SHORT_PATHS = {
     "t": "track",
     "p": "page",
@@ -91,7 +93,7 @@ def _message_endpoint(kind: str) -> Handler:
             payloads=[Payload(kind, msgspec.Raw(raw))],
             sent_at=message.sentAt,
         )
-        answer = Response(SUCCESS, media_type="application/json")
+        answer = _success()
         if remembered is not None:
             set_cookie(request, answer, remembered)
         return answer
@@ -111,7 +113,7 @@ def batch_payloads(parsed: native_batch.Batch) -> list[Payload]:
 
 def batch_answer(parsed: native_batch.Batch) -> Response:
     if not parsed.rejected:
-        return Response(SUCCESS, media_type="application/json")
+        return _success()
     answer = BatchSuccess(
         success=True,
         accepted=len(parsed.items),

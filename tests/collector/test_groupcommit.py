@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
 
-from collector.groupcommit import GroupCommitter
+from collector.groupcommit import GroupCommitter, write_async
 from sightline.envelope import Envelope
 from sightline.errors import QueueUnavailable
 from sightline.queue import make_queue
@@ -216,3 +218,30 @@ async def test_an_open_loop_stream_fills_jobs_of_about_rate_times_linger() -> No
     assert sum(written) == 150
     # A fixed 2 ms gap would flush nearly every request alone (about 150 jobs).
     assert len(written) < 40, written
+
+
+@pytest.mark.anyio
+async def test_a_write_runs_every_command_as_multi_exec_would(redis_url: str) -> None:
+    """One atomic step: every command runs, even after one fails, and the first failure
+    is raised (the flush is answered 503 or spooled, as before)."""
+    redis = AsyncRedis.from_url(redis_url)
+    try:
+        await redis.set("a-string", "x")
+        await write_async(redis, [(("SET", "k1", "1"), {}), (("INCRBY", "k2", 5), {})])
+        assert await redis.mget("k1", "k2") == [b"1", b"5"]
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await write_async(
+                redis,
+                [
+                    (("RPUSH", "list", "first"), {}),
+                    (("SADD", "a-string", "member"), {}),
+                    (("INCRBY", "k2", 1), {}),
+                ],
+            )
+        assert await redis.lrange("list", 0, -1) == [b"first"]
+        assert await redis.get("k2") == b"6"
+        await redis.script_flush()  # a restarted Redis: the script is loaded again
+        await write_async(redis, [(("INCRBY", "k2", 1), {})])
+        assert await redis.get("k2") == b"7"
+    finally:
+        await redis.aclose()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from starlette.requests import Request
+from starlette.types import Message
 
 import collector.intake
+from collector.hotpath import HotRequest
 from tests.harness import System, basic
 
 
@@ -34,3 +37,35 @@ def test_the_hot_paths_and_the_rest_of_the_app_answer_alike(system: System) -> N
     assert system.client.get("/health").status_code == 200
     assert system.client.post("/v1/nope", json={}, headers=basic(key)).status_code == 404
     assert system.client.get("/v1/track").status_code == 405
+
+
+def test_a_hot_request_reads_headers_state_and_client_as_starlette_does() -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/track",
+        "headers": (
+            (b"x-one", b"first"),
+            (b"x-one", b"second"),
+            (b"user-agent", b"caf\xe9"),
+        ),
+        "client": ("10.0.0.1", 1234),
+        "state": {"directory": "the directory"},
+    }
+    hot, plain = HotRequest(dict(scope), receive), Request(dict(scope), receive)
+    for name in ("x-one", "X-One", "user-agent", "origin"):
+        assert hot.headers.get(name) == plain.headers.get(name)
+        assert (name in hot.headers) == (name in plain.headers)
+    assert hot.headers["X-ONE"] == "first" and hot.headers.getlist("x-one") == ["first", "second"]
+    with pytest.raises(KeyError):
+        hot.headers["origin"]
+    assert hot.client == plain.client == ("10.0.0.1", 1234)
+    assert hot.state.directory == "the directory"
+    hot.state.added = 1  # written to the request's state dict, as Starlette's State does
+    assert hot.scope["state"]["added"] == 1 and hot.state.added == 1
+    del hot.state.added
+    with pytest.raises(AttributeError):
+        hot.state.added  # noqa: B018
