@@ -38,7 +38,7 @@ import psycopg
 from sightline.ids import uuid7
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
-from sightline.store.writer import _EVENT_COLUMNS, _PG_COPY, _PG_CREATE_STAGE, _PG_MERGE
+from sightline.store.writer import _EVENT_COLUMNS, _PG_COPY_TEXT, _PG_CREATE_STAGE, _PG_MERGE
 
 OLD_MERGE = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -108,7 +108,7 @@ def writer(url: str, merge: str) -> Callable[[list[tuple[Any, ...]]], tuple[floa
         started = time.perf_counter()
         with conn.cursor() as cur:
             cur.execute(_PG_CREATE_STAGE)
-            with cur.copy(_PG_COPY) as copy:
+            with cur.copy(_PG_COPY_TEXT) as copy:  # rows of JSON text
                 for row in batch:
                     copy.write_row(row)
             cur.execute(merge)
@@ -169,7 +169,8 @@ def main() -> None:
     url = database(args.postgres_url, f"bench_convert_{tag}", "0008")
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         load = rows(args.convert_rows, rng)
-        with conn.cursor() as cur, cur.copy(_PG_COPY.replace("sightline_events_in", "events")) as c:
+        into_events = _PG_COPY_TEXT.replace("sightline_events_in", "events")
+        with conn.cursor() as cur, cur.copy(into_events) as c:
             for row in load:
                 c.write_row(row)
         conn.commit()
