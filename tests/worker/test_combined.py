@@ -229,11 +229,15 @@ def test_a_job_whose_data_cannot_be_read_fails_alone(
 
 
 class Timeline:
-    """When each batch was prepared and written, and by which thread."""
+    """When each batch was prepared and written, and by which thread.
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    A write is slow (a slow database): it takes 0.2 s; or, given the ``envelopes`` the
+    worker is to prepare in all, it lasts until the worker begins preparing another batch
+    or has prepared them all (the order a loaded machine's timing cannot change)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, envelopes: int | None = None) -> None:
         self.entries: list[tuple[str, int, str]] = []  # (what, envelopes, thread)
-        self._lock = threading.Lock()
+        self._noted = threading.Condition()
         prepare_batch, store_batch = jobs.prepare_batch, jobs.store_batch
 
         def preparing(envelopes: list[Any]) -> Any:
@@ -242,7 +246,10 @@ class Timeline:
 
         def storing(prepared: Prepared) -> Any:
             self._note("write", prepared.envelopes)
-            time.sleep(0.2)  # a slow database: the next batch is prepared meanwhile
+            if envelopes is None:
+                time.sleep(0.2)
+            else:
+                self._wait_for_a_prepare(envelopes)
             try:
                 return store_batch(prepared)
             finally:
@@ -251,9 +258,21 @@ class Timeline:
         monkeypatch.setattr(jobs, "prepare_batch", preparing)
         monkeypatch.setattr(jobs, "store_batch", storing)
 
+    def _wait_for_a_prepare(self, envelopes: int) -> None:
+        with self._noted:
+            since = len(self.entries)
+
+            def prepared() -> bool:
+                later = self.entries[since:]
+                done = sum(n for what, n, _ in self.entries if what == "prepare")
+                return done >= envelopes or any(what == "prepare" for what, _, _ in later)
+
+            assert self._noted.wait_for(prepared, timeout=30), "the next batch was prepared"
+
     def _note(self, what: str, envelopes: int) -> None:
-        with self._lock:
+        with self._noted:
             self.entries.append((what, envelopes, threading.current_thread().name))
+            self._noted.notify_all()
 
     def steps(self) -> list[tuple[str, int]]:
         return [(what, n) for what, n, _ in self.entries]
@@ -263,7 +282,7 @@ class Timeline:
 def test_the_next_batch_is_prepared_while_the_last_is_written(
     system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timeline = Timeline(monkeypatch)
+    timeline = Timeline(monkeypatch, envelopes=15)
     write_jobs(system, *[[track(system, f"w-{j}-{i}") for i in range(3)] for j in range(5)])
     from worker.main import run_worker
 
