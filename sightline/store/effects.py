@@ -573,20 +573,31 @@ def link_aliases(
         if not todo:
             continue
         user_ids = _ensure_users(conn, product_id, sorted({c.user_external_id for c in todo}), now)
-        conn.execute(
-            cached_statement(conn, "insert_aliases", _insert_aliases_statement),
-            [
-                {
-                    "product_id": product_id,
-                    "alias": c.alias,
-                    "kind": c.kind,
-                    "user_id": user_ids[c.user_external_id],
-                    "created_at": now,
-                }
-                for c in todo
-            ],
-        )
+        _insert_links(conn, product_id, todo, user_ids, now)
     return refused
+
+
+def _insert_links(
+    conn: sa.Connection,
+    product_id: str,
+    changes: Sequence[AliasChange],
+    user_ids: dict[str, int],
+    now: datetime,
+) -> None:
+    """Link each alias of ``changes`` to its user (``user_ids``: by external id)."""
+    conn.execute(
+        cached_statement(conn, "insert_aliases", _insert_aliases_statement),
+        [
+            {
+                "product_id": product_id,
+                "alias": c.alias,
+                "kind": c.kind,
+                "user_id": user_ids[c.user_external_id],
+                "created_at": now,
+            }
+            for c in changes
+        ],
+    )
 
 
 def _link_aliases_pg(
@@ -624,19 +635,7 @@ def _link_aliases_pg(
             unlinked.append(changes[alias])
     if unlinked:
         user_ids = _user_ids(conn, product_id, sorted({c.user_external_id for c in unlinked}))
-        conn.execute(
-            cached_statement(conn, "insert_aliases", _insert_aliases_statement),
-            [
-                {
-                    "product_id": product_id,
-                    "alias": c.alias,
-                    "kind": c.kind,
-                    "user_id": user_ids[c.user_external_id],
-                    "created_at": now,
-                }
-                for c in sorted(unlinked, key=lambda c: c.alias)
-            ],
-        )
+        _insert_links(conn, product_id, sorted(unlinked, key=lambda c: c.alias), user_ids, now)
     return refused
 
 
