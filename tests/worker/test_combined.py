@@ -287,17 +287,18 @@ def test_the_next_batch_is_prepared_while_the_last_is_written(
     from worker.main import run_worker
 
     run_worker(system.settings.with_changes(worker_max_events=6), burst=True)
-    assert timeline.steps() == [
-        ("prepare", 6),
-        ("write", 6),  # behind ...
-        ("prepare", 6),  # ... the next batch's preparation
-        ("written", 6),
-        ("write", 6),
-        ("prepare", 3),
-        ("written", 6),
-        ("write", 3),
-        ("written", 3),
-    ]
+    steps = timeline.steps()
+    at: dict[str, list[int]] = {"prepare": [], "write": [], "written": []}
+    for place, (what, _) in enumerate(steps):
+        at[what].append(place)
+    for what in at:
+        assert [steps[i][1] for i in at[what]] == [6, 6, 3], steps
+    prepared, writes, written = at["prepare"], at["write"], at["written"]
+    for n in range(3):
+        assert prepared[n] < writes[n] < written[n], steps  # prepared, then written
+        if n < 2:
+            assert written[n] < writes[n + 1], steps  # one write at a time, in order
+            assert prepared[n + 1] < written[n], steps  # the next prepared meanwhile
     threads = {thread for what, _, thread in timeline.entries if what == "write"}
     assert len(threads) == 1 and threading.main_thread().name not in threads, "one writer"
     assert len({e.message_id for e in system.events()}) == 15
