@@ -254,10 +254,11 @@ def step(
     }
 
 
-def drain(redis: Redis, queue: str, timeout: float = 300) -> None:
+def drain(redis: Redis, queue: str, timeout: float = 300, interval: float = 0.5) -> None:
+    """Wait until the backlog is empty (at most ``timeout``), looking every ``interval``."""
     deadline = time.monotonic() + timeout
     while backlog(redis, queue) > 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(interval)
 
 
 def drain_rate(redis: Redis, queue: str, timeout: float = 600) -> tuple[float, int]:
@@ -273,8 +274,7 @@ def drain_rate(redis: Redis, queue: str, timeout: float = 600) -> tuple[float, i
     while stored() == before and time.monotonic() < deadline:
         time.sleep(0.01)
     first, started = stored(), time.monotonic()
-    while backlog(redis, queue) > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    drain(redis, queue, deadline - started, interval=0.05)
     count = stored() - first
     return count / max(time.monotonic() - started, 1e-9), count
 

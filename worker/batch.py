@@ -230,7 +230,7 @@ class BatchProcessor:
         )
 
     def _write(
-        self, items: Sequence[_Item], dead: Sequence[DeadLetter], made: EventRows | None
+        self, items: Sequence[_Item], dead: Sequence[DeadLetter], made: EventRows
     ) -> WriteResult:
         # SQLite: this worker's turn at the write lock first (sightline.store.db).
         with self._turns.turn() if self._turns else nullcontext(), self.engine.begin() as conn:

@@ -189,7 +189,7 @@ class EventRows:
     made again), and a copy: what a transaction sets in a row (the account, the session)
     is not kept if it rolls back and the batch is written again."""
 
-    def __init__(self, items: Iterable[Normalised] = (), *, dialect: str = "") -> None:
+    def __init__(self, items: Iterable[Normalised], *, dialect: str = "") -> None:
         events = [event for item in items for event in item.events]
         rows = _new_rows(events)
         self._made = {
@@ -227,7 +227,9 @@ def _new_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
 def _json_texts(rows: list[dict[str, Any]]) -> list[JsonTexts]:
     """Each row's properties and context as JSON text (map: half the time of a
     comprehension calling ``.decode()``)."""
-    texts = [list(map(bytes.decode, map(_json.encode, map(_get(c), rows)))) for c in _JSON]
+    texts = [
+        list(map(bytes.decode, map(_json.encode, map(operator.itemgetter(c), rows)))) for c in _JSON
+    ]
     return list(zip(*texts, strict=True)) if rows else []
 
 
@@ -269,7 +271,6 @@ _EVENT_COLUMNS = tuple(c.name for c in events.columns)
 _EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
 _JSON = ("properties", "context")
 _EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in _JSON)
-_get = operator.itemgetter
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
 _SQLITE_INSERT_EVENTS = SqliteRows(
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
