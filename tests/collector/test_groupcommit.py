@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from collector.groupcommit import GroupCommitter, write_async
 from sightline.envelope import Envelope
@@ -17,6 +18,10 @@ from sightline.errors import QueueUnavailable
 from sightline.queue import make_queue
 from tests.harness import System
 from worker.recovery import Recovery
+
+
+class Colour(str, enum.Enum):  # as RQ's JobStatus
+    RED = "red"
 
 
 @pytest.fixture
@@ -243,5 +248,19 @@ async def test_a_write_runs_every_command_as_multi_exec_would(redis_url: str) ->
         await redis.script_flush()  # a restarted Redis: the script is loaded again
         await write_async(redis, [(("INCRBY", "k2", 1), {})])
         assert await redis.get("k2") == b"7"
+        # Arguments arrive as redis-py would send them: numbers as their text (beyond a
+        # double's 53 bits too), a str enum as its value, bytes as they are.
+        big = 2**62 + 1
+        fields = ("HSET", "h", "i", big, "f", 0.1, "s", Colour.RED, "b", b"\xff\x00")
+        await write_async(redis, [(fields, {})])
+        assert await redis.hgetall("h") == {
+            b"i": str(big).encode(),
+            b"f": b"0.1",
+            b"s": b"red",
+            b"b": b"\xff\x00",
+        }
+        with pytest.raises(DataError):
+            await write_async(redis, [(("SET", "k3", True), {})])
+        assert await redis.get("k3") is None
     finally:
         await redis.aclose()
