@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import secrets
+import struct
 import time
 import uuid
 
@@ -43,8 +45,22 @@ def derived_id(*parts: str) -> str:
     """A stable id for something a client sent without one (e.g. the n-th event of a call).
 
     The same envelope always yields the same id, so replaying it stores nothing twice.
+    It is the UUIDv5 (URL namespace) of ``sightline:`` and the parts joined by U+001F, as
+    ``uuid.uuid5`` makes it (the stored events' ids: it must never change), made without
+    ``UUID`` objects: one per event without a message id on the worker's path, ~1 µs
+    instead of ~2.
     """
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sightline:" + "\x1f".join(parts)))
+    name = _DERIVED_PREFIX + "\x1f".join(parts).encode()
+    digest = hashlib.sha1(name, usedforsecurity=False).digest()  # (uuid5 is SHA-1)
+    # RFC 9562: version 5 in the high nibble of octet 6, the variant 0b10 in octet 8.
+    (high,) = _HIGH.unpack_from(digest)
+    low = int.from_bytes(digest[8:16])
+    h = f"{high & ~0xF000 | 0x5000:016x}{low & ~(0xC << 60) | 0x8 << 60:016x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_DERIVED_PREFIX = uuid.NAMESPACE_URL.bytes + b"sightline:"
+_HIGH = struct.Struct(">Q")
 
 
 def new_key(prefix: str) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
@@ -34,3 +35,14 @@ def test_derived_ids_are_stable_and_keys_random() -> None:
     assert derived_id("env", "0") == derived_id("env", "0") != derived_id("env", "1")
     assert new_key("wk") != new_key("wk")
     assert new_key("wk").startswith("wk_")
+
+
+def test_derived_ids_are_the_uuid5_they_always_were() -> None:
+    """Stored events carry these ids: a replay matches them only if they never change."""
+    assert derived_id("env", "0") == "b3a2315d-85fb-51da-9e13-ef1c947dbd6d"
+    rng = random.Random(7)
+    alphabet = "ab\x1f\x00é☃𝄞-0"
+    for n in range(5_000):
+        parts = ["".join(rng.choices(alphabet, k=rng.randrange(40))) for _ in range(n % 4)]
+        expected = uuid.uuid5(uuid.NAMESPACE_URL, "sightline:" + "\x1f".join(parts))
+        assert derived_id(*parts) == str(expected)
