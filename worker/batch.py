@@ -300,7 +300,7 @@ class BatchProcessor:
 
 def _check_sizes(event: Event) -> None:
     values: tuple[str | None, ...] = _limited_values(event)
-    if max(len(v) if v is not None else 0 for v in values) <= _SHORTEST_LIMIT:
+    if max(map(len, filter(None, values)), default=0) <= _SHORTEST_LIMIT:  # (in C)
         return
     for (name, limit), value in zip(_LIMITS.items(), values, strict=True):
         if value is not None and len(value) > limit:
