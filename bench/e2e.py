@@ -23,6 +23,10 @@
    larger than after the first 5 s (plus one second of arrivals, for noise), and
    the probe's p99 is under 1 s. Prints one JSON line: each step, the highest
    sustained rate, and that rate divided by R (goal: >= 0.8).
+4. Each step also counts the CPU each part used per request sent (``up``'s process, the
+   collector; its workers; its Redis; every PostgreSQL process; autocannon, which runs on
+   the same cores) and the rate at which that total would fill every core: on a machine
+   of few cores, the bound that the sum of the parts puts on any sustained rate.
 
 Loopback only, bounded in time (at most ``(fractions + refine) x seconds`` plus set-up
 and the drains between steps).
@@ -34,6 +38,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -97,6 +102,40 @@ def backlog(redis: Redis, queue: str) -> int:
         [counter_key(queue, Counter.ACCEPTED), counter_key(queue, Counter.PROCESSED)]
     )
     return int(accepted or 0) - int(processed or 0)
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role(up_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each part of the system: ``up``'s own process (the
+    collector), its worker processes (with their children: RQ's scheduler), its Redis,
+    and every PostgreSQL process on the machine (the store, when it is PostgreSQL)."""
+    stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, name, seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        fields = rest.split()  # from the state, the 3rd field of stat(5)
+        stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
+    roles = {"collector": 0.0, "workers": 0.0, "redis": 0.0, "postgresql": 0.0}
+    for pid, (parent, name, seconds) in stats.items():
+        if name == "postgres":
+            roles["postgresql"] += seconds
+            continue
+        ancestors: list[int] = []
+        while parent in stats and len(ancestors) < 8:
+            ancestors.append(parent)
+            parent = stats[parent][0]
+        if pid == up_pid:
+            roles["collector"] += seconds
+        elif up_pid in ancestors:
+            roles["redis" if name.startswith("redis") else "workers"] += seconds
+    return roles
 
 
 class Probe(threading.Thread):
@@ -204,6 +243,7 @@ def flushes(base: str) -> tuple[float, float]:
 
 def step(
     base: str,
+    up_pid: int,
     product: dict[str, Any],
     rate: int,
     seconds: int,
@@ -224,7 +264,9 @@ def step(
     sampler.start()
     probe.start()
     envelopes_before, flushes_before = flushes(base)
+    cpu_before, generator_before = cpu_by_role(up_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     load = autocannon(base + "/v1/track", key, rate, seconds)
+    cpu_after, generator_after = cpu_by_role(up_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     envelopes_after, flushes_after = flushes(base)
     sampling.set()
     probe.stopping.set()
@@ -243,6 +285,9 @@ def step(
         "envelopes_per_job": round(
             (envelopes_after - envelopes_before) / max(1.0, flushes_after - flushes_before), 1
         ),
+        "cpu_us_per_request": cpu_per_request(
+            cpu_before, cpu_after, generator_before, generator_after, load["requests"]["total"]
+        ),
         "backlog_after_5s": early,
         "backlog_at_end": end,
         "probe_p99_s": None if p99 is None else round(p99, 3),
@@ -251,6 +296,30 @@ def step(
         and end <= early + rate
         and p99 is not None
         and p99 < 1.0,
+    }
+
+
+def cpu_per_request(
+    before: dict[str, float],
+    after: dict[str, float],
+    generator_before: resource.struct_rusage,
+    generator_after: resource.struct_rusage,
+    requests: int,
+) -> dict[str, float]:
+    """Each part's CPU per request sent during a step (the load generator's too: autocannon
+    runs on the same cores), their total, and the rate at which that total would fill
+    every core of the machine: what this machine can sustain at these costs."""
+    used = {role: after[role] - before[role] for role in after}
+    used["load_generator"] = (generator_after.ru_utime + generator_after.ru_stime) - (
+        generator_before.ru_utime + generator_before.ru_stime
+    )
+    per_request = {role: seconds / max(requests, 1) * 1e6 for role, seconds in used.items()}
+    total = sum(per_request.values())
+    cores = os.cpu_count() or 1
+    return {
+        **{role: round(us, 1) for role, us in per_request.items()},
+        "total": round(total, 1),
+        "cores_full_at_rps": round(cores / total * 1e6) if total else 0,
     }
 
 
@@ -351,6 +420,7 @@ def main() -> None:
             def run(rate: int) -> dict[str, Any]:
                 result = step(
                     f"http://127.0.0.1:{port}",
+                    up.pid,
                     product,
                     rate,
                     args.seconds,
