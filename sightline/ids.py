@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
-import struct
 import time
 import uuid
 
@@ -51,16 +50,14 @@ def derived_id(*parts: str) -> str:
     instead of ~2.
     """
     name = _DERIVED_PREFIX + "\x1f".join(parts).encode()
-    digest = hashlib.sha1(name, usedforsecurity=False).digest()  # (uuid5 is SHA-1)
-    # RFC 9562: version 5 in the high nibble of octet 6, the variant 0b10 in octet 8.
-    (high,) = _HIGH.unpack_from(digest)
-    low = int.from_bytes(digest[8:16])
-    h = f"{high & ~0xF000 | 0x5000:016x}{low & ~(0xC << 60) | 0x8 << 60:016x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(name, usedforsecurity=False).digest()[:16].hex()  # (uuid5 is SHA-1)
+    # RFC 9562: the version (5) is the 13th digit; the variant (0b10) is the top two bits
+    # of the 17th, whose low two bits are the hash's.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 _DERIVED_PREFIX = uuid.NAMESPACE_URL.bytes + b"sightline:"
-_HIGH = struct.Struct(">Q")
+_VARIANT = "89ab"
 
 
 def new_key(prefix: str) -> str:
