@@ -131,8 +131,10 @@ def test_a_row_is_taken_only_for_its_very_event_and_as_a_copy() -> None:
         [msgspec.json.encode(event.properties).decode()],
         [msgspec.json.encode(event.context).decode()],
     )
-    for taken in (rows, made.take([e for item in items for e in item.events])[0]):
-        taken["session_id"][0] = taken["account_id"][0] = "set by a transaction"
+    every = [e for item in items for e in item.events]
+    for taken in (rows, made.take(every)[0]):
+        for i in range(len(taken)):
+            taken["session_id"][i] = taken["account_id"][i] = "set by a transaction"
         again, _ = made.take([event])
         assert again["session_id"] == [None] and again["account_id"] == [None]
     # A message renamed (resolve_identities) or sanitised is a new event object: its row
@@ -145,6 +147,10 @@ def test_a_row_is_taken_only_for_its_very_event_and_as_a_copy() -> None:
     assert rows["user_id"] == ["someone else", first.user_id]
     assert rows["id"] == [event.id, first.id]
     assert rows["page_path"] == ["/p1", "/p0"]
+    every[1] = renamed  # (as many events as made)
+    rows, every_row = made.take(every)
+    assert not every_row
+    assert rows["user_id"][:3] == [e.user_id for e in every[:3]]
 
 
 def test_every_row_made_is_every_event_in_any_order_each_once() -> None:
