@@ -29,6 +29,7 @@ updated in the batch's transaction by the **newly stored** events only (the even
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -182,7 +183,7 @@ def session_deltas(rows: EventColumns, assigned: set[str]) -> list[dict[str, Any
     ``assigned``: the ids of the events :func:`assign_sessions` gave a session."""
     deltas: dict[tuple[str, str, str], dict[str, Any]] = {}
     client_ids: set[tuple[str, str, str]] = set()
-    firsts = [(name, rows[column]) for name, column in _FIRST_EVENT_SOURCES.items()]
+    first_columns = [rows[column] for column in _FIRST_EVENT_SOURCES.values()]
     for i, (product_id, user_id, anonymous_id, session_id, moment, kind, event_id) in enumerate(
         zip(
             rows["product_id"],
@@ -215,7 +216,7 @@ def session_deltas(rows: EventColumns, assigned: set[str]) -> list[dict[str, Any
                     "page_count": 0,
                     "interaction_count": 0,
                 }
-            delta.update((name, column[i]) for name, column in firsts)
+            delta.update(zip(_FIRST_EVENT_SOURCES, map(itemgetter(i), first_columns), strict=True))
             delta["is_bot"] = bool(delta["is_bot"])
             delta["started_at"] = moment
         elif moment > delta["ended_at"]:  # (an earlier first event leaves the end as it was)
