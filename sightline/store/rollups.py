@@ -88,16 +88,16 @@ def period_masks(start: datetime, end: datetime) -> dict[int, int]:
     return masks
 
 
-_READS = (
+READ_COLUMNS = (
     "product_id",
     "is_bot",
     "timestamp",
     "type",
     "user_id",
     "anonymous_id",
-    *dict.fromkeys(BREAKDOWN_COLUMNS.values()),
+    *BREAKDOWN_COLUMNS.values(),
 )
-"""What the rollups read of an event."""
+"""What the rollups read of an event (the deltas of rows given as dicts: these columns)."""
 
 
 class _Columns:
@@ -145,7 +145,7 @@ def _tally(
 
 def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What event rows add to ``visitor_days``, sorted by key (a stable lock order)."""
-    cols = _Columns(EventColumns.from_rows(rows, _READS))
+    cols = _Columns(EventColumns.from_rows(rows, READ_COLUMNS))
     return [dict(zip(DELTA_COLUMNS, row, strict=True)) for row in _visitor_day_rows(cols)]
 
 
@@ -164,7 +164,8 @@ def value_deltas(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What event rows add to ``value_days`` (times ``sign``) and ``value_visitors``,
     each sorted by key."""
-    day_rows, visitor_rows = _value_rows(_Columns(EventColumns.from_rows(list(rows), _READS)), sign)
+    cols = _Columns(EventColumns.from_rows(list(rows), READ_COLUMNS))
+    day_rows, visitor_rows = _value_rows(cols, sign)
     return (
         [dict(zip(VALUE_DAY_COLUMNS, row, strict=True)) for row in day_rows],
         [dict(zip(VALUE_VISITOR_COLUMNS, row, strict=True)) for row in visitor_rows],
