@@ -13,7 +13,7 @@ index (``sightline.store.matching``, ``sightline.store.sessions``).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -87,18 +87,15 @@ class EventColumns:
         """The rows at ``places``, in that order, in lists of their own: what is set in
         them (an account, a session) is set in no other's."""
         at = list(places)
-        if at == list(range(len(self))):
-            return EventColumns(
-                {name: column.copy() for name, column in self.columns.items()},
-                {name: texts.copy() for name, texts in self.texts.items()},
-            )
-        get = operator.itemgetter(*at) if len(at) > 1 else None
+        if at == list(range(len(self))):  # every row, in order (most often)
+            return self._each(list.copy)
+        if len(at) < 2:  # (an itemgetter of one place gives the value, not a tuple)
+            return self._each(lambda column: [column[i] for i in at])
+        get = operator.itemgetter(*at)
+        return self._each(lambda column: list(get(column)))
 
-        def pick(column: list[Any]) -> list[Any]:
-            if get is None:
-                return [column[i] for i in at]
-            return list(get(column))
-
+    def _each(self, pick: Callable[[list[Any]], list[Any]]) -> EventColumns:
+        """``pick`` of each column (and each column's JSON texts)."""
         return EventColumns(
             {name: pick(column) for name, column in self.columns.items()},
             {name: pick(texts) for name, texts in self.texts.items()},
