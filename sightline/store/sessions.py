@@ -124,7 +124,7 @@ def assign_sessions(conn: sa.Connection, rows: EventColumns) -> set[str]:
         zip(rows["product_id"], session_ids, rows["user_id"], rows["anonymous_id"], strict=True)
     ):
         if session_id is None:
-            visitor = user_id or anonymous_id  # (the visitor)
+            visitor = user_id or anonymous_id  # (the user, else the anonymous id)
             if visitor is not None:
                 pending.setdefault((product_id, visitor), []).append(i)
     if not pending:
