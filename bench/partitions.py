@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 
 from sightline.ids import uuid7
+from sightline.store.columns import EVENT_COLUMNS as _EVENT_COLUMNS
 from sightline.store.db import make_engine
 from sightline.store.migrate import upgrade
-from sightline.store.writer import _EVENT_COLUMNS, _PG_COPY_TEXT, _PG_CREATE_STAGE, _PG_MERGE
+from sightline.store.writer import _PG_COPY_TEXT, _PG_CREATE_STAGE, _PG_MERGE
 
 OLD_MERGE = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "

@@ -60,9 +60,10 @@ from sightline.dialects import resolve
 from sightline.embedded import EmbeddedRedis
 from sightline.envelope import envelope_from_job
 from sightline.ids import uuid7
+from sightline.model import Event
 from sightline.settings import Settings
+from sightline.store.columns import EVENT_COLUMNS, EventColumns
 from sightline.store.db import make_engine, read_connection
-from sightline.store.dimensions import add_dimensions
 from sightline.store.migrate import upgrade
 from sightline.store.partitions import split_default
 from sightline.store.products import Product, create_product
@@ -71,10 +72,7 @@ from sightline.store.schema import events, sessions, value_days, value_visitors,
 from sightline.store.sessions import record_sessions
 from sightline.store.stats import BREAKDOWNS, StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
-from sightline.store.writer import (
-    _EVENT_COLUMNS,
-    insert_sqlite_events,
-)
+from sightline.store.writer import insert_sqlite_events
 from worker.enricher import Enricher
 
 STATS_INDEXES = (
@@ -106,16 +104,12 @@ def enriched_pool(settings: Settings, product: Product, size: int) -> list[dict[
     """``size`` workload messages as the worker makes them: normalised, enriched, rows."""
     enrich = Enricher.from_settings(settings)
     normalise = resolve("native").normalise
-    rows: list[dict[str, Any]] = []
+    made: list[Event] = []
     for sent in Workload(count=size, product_id=product.id).envelopes():
         envelope = envelope_from_job(msgspec.json.decode(_json.encode(sent)))  # as a job
-        for event in enrich(normalise(envelope), product, envelope).events:
-            row = msgspec.structs.asdict(event)
-            row["type"] = event.type.value
-            rows.append(row)
+        made.extend(enrich(normalise(envelope), product, envelope).events)
     enrich.close()
-    add_dimensions(rows)
-    return rows
+    return EventColumns.of(made).rows()
 
 
 _VISIT_FIELDS = ("is_bot", "browser", "os", "device_type", "country")
@@ -171,12 +165,13 @@ def load(engine: sa.Engine, chunks: Iterator[list[dict[str, Any]]]) -> int:
         dropped = _drop_indexes(conn)
     for rows in chunks:
         with engine.begin() as conn:
+            batch = EventColumns.from_rows(rows)
             if conn.dialect.name == "sqlite":
-                insert_sqlite_events(conn, rows)
+                insert_sqlite_events(conn, batch)
             else:
                 _copy(conn, rows)
-            record_sessions(conn, rows, {r["id"] for r in rows})
-            record_visitor_days(conn, rows)
+            record_sessions(conn, batch, set(batch["id"]))
+            record_visitor_days(conn, batch)
         stored += len(rows)
     with engine.begin() as conn:
         # PostgreSQL: the past month's events went to the default partition; the
@@ -201,10 +196,10 @@ def _earlier_forms() -> dict[str, tuple[str, ...]]:
 def _copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     encode = _json.encode
-    with cursor.copy(f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
         for r in rows:
             copy.write_row(
-                tuple(encode(r[c]).decode() if c in _EVENT_JSON else r[c] for c in _EVENT_COLUMNS)
+                tuple(encode(r[c]).decode() if c in _EVENT_JSON else r[c] for c in EVENT_COLUMNS)
             )
     cursor.close()
 

@@ -88,14 +88,14 @@ class Runtime:
     def publish(self, result: WriteResult) -> None:
         """The batch's newly stored events to the live stream (after its commit), only
         while someone watches it (``sightline.live``)."""
-        if not result.stored_rows:
+        if not result.stored:
             return
         if self.viewers is None:
             self.viewers = Viewers(self.settings.queue_name)
         if not self.viewers.present(self.redis):
             return
         gap = self.viewers.gap_due
-        if publish(self.redis, self.settings.queue_name, result.stored_rows, gap=gap) and gap:
+        if publish(self.redis, self.settings.queue_name, result.stored_rows(), gap=gap) and gap:
             self.viewers.gap_due = False
 
     def close(self) -> None:

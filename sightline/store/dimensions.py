@@ -10,6 +10,7 @@ an index; the writer copies them into plain columns of ``events`` instead
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,27 +74,32 @@ _GROUPS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = tuple(
 )
 
 
-def add_dimensions(rows: list[dict[str, Any]]) -> None:
-    """Fill the dimension columns of event rows (as ``sightline.store.writer`` builds them):
-    :func:`dimensions` of their contexts, in place.
+def dimension_columns(contexts: Sequence[dict[str, Any]]) -> dict[str, list[str | None]]:
+    """The dimension columns of events with these (enriched) contexts, column by column
+    (in :func:`dimensions`' order): what ``sightline.store.columns`` stores with them.
 
     The enrichment shares one ``ua``, ``geo`` or ``campaign`` dict between the events of
     the same user agent, address or page (``worker/enricher.py``): each such dict is read
-    once per call, by identity, while the rows keep every one of them alive (no id is
+    once per call, by identity, while ``contexts`` keep every one of them alive (no id is
     reused before the call returns)."""
     found: dict[int, tuple[str | None, ...]] = {}
-    for row in rows:
-        context = row["context"]
-        row["page_path"] = page_path(context)
-        for outer, columns, inner in _GROUPS:
+    columns: dict[str, list[str | None]] = {"page_path": list(map(page_path, contexts))}
+    for outer, names, inner in _GROUPS:
+        values: list[tuple[str | None, ...]] = []
+        append = values.append
+        none = _NONE[: len(names)]
+        for context in contexts:
             part = context.get(outer)
             if isinstance(part, dict):
-                values = found.get(id(part))
-                if values is None:
-                    values = found[id(part)] = tuple(_text(part.get(key)) for key in inner)
-                row.update(zip(columns, values, strict=True))
+                got = found.get(id(part))
+                if got is None:
+                    got = found[id(part)] = tuple(_text(part.get(key)) for key in inner)
+                append(got)
             else:
-                row.update(zip(columns, _NONE, strict=False))  # (_NONE: as many as any group)
+                append(none)
+        transposed = zip(*values, strict=True) if values else [()] * len(names)
+        columns.update(zip(names, map(list, transposed), strict=True))
+    return columns
 
 
 _NONE = (None,) * len(_PATHS)

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sightline.store.db import read_connection
 from sightline.store.identity import identities
 from sightline.store.queries import as_utc
-from sightline.store.rollups import BREAKDOWN_COLUMNS, unrecord_events
+from sightline.store.rollups import READ_COLUMNS, unrecord_events
 from sightline.store.schema import (
     aliases,
     dead_letters,
@@ -297,17 +297,8 @@ class _Run:
                 return
 
 
-_ROLLUP_COLUMNS = (
-    "id",
-    "product_id",
-    "timestamp",
-    "is_bot",
-    "type",
-    "user_id",
-    "anonymous_id",
-    *BREAKDOWN_COLUMNS.values(),
-)
-"""What ``unrecord_events`` reads of an event."""
+_ROLLUP_COLUMNS = ("id", *READ_COLUMNS)
+"""What ``unrecord_events`` reads of an event, and its id."""
 
 
 def _limited_delete(

@@ -18,6 +18,7 @@ from sightline.model import (
     Normalised,
     UserChange,
 )
+from sightline.store.columns import EventColumns
 from sightline.store.schema import accounts, aliases, users
 from sightline.store.sql import IN_CHUNK, cached_statement
 
@@ -137,7 +138,7 @@ def _renamed(item: Normalised, renames: dict[str, str]) -> Normalised:
     )
 
 
-def inherit_accounts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def inherit_accounts(conn: sa.Connection, rows: EventColumns) -> None:
     """An event that names a user but no account belongs to the user's account.
 
     This is the architecture's "user -> account" resolution: Pyze and Gameball
@@ -145,10 +146,11 @@ def inherit_accounts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     Fuzy user, a Segment group call ...). Resolved when the event is written, so
     it is the account the user belonged to at that moment.
     """
+    product_ids, user_ids, account_ids = rows["product_id"], rows["user_id"], rows["account_id"]
     wanted: dict[str, set[str]] = {}
-    for row in rows:
-        if row["user_id"] is not None and row["account_id"] is None:
-            wanted.setdefault(row["product_id"], set()).add(row["user_id"])
+    for product_id, user_id, account_id in zip(product_ids, user_ids, account_ids, strict=True):
+        if user_id is not None and account_id is None:
+            wanted.setdefault(product_id, set()).add(user_id)
     found: dict[tuple[str, str], str] = {}
     query = cached_statement(conn, "user_accounts", _user_accounts_query)
     for product_id, external_ids in wanted.items():
@@ -158,9 +160,11 @@ def inherit_accounts(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
             for r in conn.execute(query, params):
                 found[(product_id, r.external_id)] = r.account
     if found:
-        for row in rows:
-            if row["account_id"] is None and row["user_id"] is not None:
-                row["account_id"] = found.get((row["product_id"], row["user_id"]))
+        for i, (product_id, user_id, account_id) in enumerate(
+            zip(product_ids, user_ids, account_ids, strict=True)
+        ):
+            if account_id is None and user_id is not None:
+                account_ids[i] = found.get((product_id, user_id))
 
 
 def _user_accounts_query(_conn: sa.Connection) -> Any:

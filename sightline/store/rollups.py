@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from sightline.store.columns import EventColumns
 from sightline.store.schema import value_days, value_visitors, visitor_days
 from sightline.store.sql import bulk_insert, cached_statement, execute_columns
 
@@ -87,28 +88,34 @@ def period_masks(start: datetime, end: datetime) -> dict[int, int]:
     return masks
 
 
-_get = operator.itemgetter
+READ_COLUMNS = (
+    "product_id",
+    "is_bot",
+    "timestamp",
+    "type",
+    "user_id",
+    "anonymous_id",
+    *BREAKDOWN_COLUMNS.values(),
+)
+"""What the rollups read of an event (the deltas of rows given as dicts: these columns)."""
 
 
 class _Columns:
     """What the rollups read of event rows, column by column (one pass of C per column)."""
 
-    __slots__ = ("anonymous", "bots", "days", "periods", "products", "rows", "users", "views")
+    __slots__ = ("anonymous", "bots", "days", "products", "rows", "users", "views")
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, rows: EventColumns) -> None:
         self.rows = rows
-        self.products: list[str] = list(map(_get("product_id"), rows))
-        self.bots: list[bool] = list(map(bool, map(_get("is_bot"), rows)))
-        self.days = _days(list(map(_get("timestamp"), rows)))
-        self.views: list[bool] = list(map(VIEW_TYPES.__contains__, map(_get("type"), rows)))
-        self.users: list[str | None] = list(map(_get("user_id"), rows))
-        self.anonymous: list[str | None] = list(map(_get("anonymous_id"), rows))
-        # period and bit of each day (a batch holds a few days)
-        places = {day: divmod((day - _EPOCH).days, PERIOD_DAYS) for day in set(self.days)}
-        self.periods: list[tuple[int, int]] = list(map(places.__getitem__, self.days))
+        self.products: list[str] = rows["product_id"]
+        self.bots: list[bool] = list(map(bool, rows["is_bot"]))
+        self.days = _days(rows["timestamp"])
+        self.views: list[bool] = list(map(VIEW_TYPES.__contains__, rows["type"]))
+        self.users: list[str | None] = rows["user_id"]
+        self.anonymous: list[str | None] = rows["anonymous_id"]
 
     def column(self, name: str) -> list[Any]:
-        return list(map(_get(name), self.rows))
+        return self.rows[name]
 
 
 def _days(moments: list[datetime]) -> list[datetime]:
@@ -138,7 +145,8 @@ def _tally(
 
 def visitor_day_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What event rows add to ``visitor_days``, sorted by key (a stable lock order)."""
-    return [dict(zip(DELTA_COLUMNS, row, strict=True)) for row in _visitor_day_rows(_Columns(rows))]
+    cols = _Columns(EventColumns.from_rows(rows, READ_COLUMNS))
+    return [dict(zip(DELTA_COLUMNS, row, strict=True)) for row in _visitor_day_rows(cols)]
 
 
 def _visitor_day_rows(cols: _Columns) -> list[tuple[Any, ...]]:
@@ -156,7 +164,8 @@ def value_deltas(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What event rows add to ``value_days`` (times ``sign``) and ``value_visitors``,
     each sorted by key."""
-    day_rows, visitor_rows = _value_rows(_Columns(list(rows)), sign)
+    cols = _Columns(EventColumns.from_rows(list(rows), READ_COLUMNS))
+    day_rows, visitor_rows = _value_rows(cols, sign)
     return (
         [dict(zip(VALUE_DAY_COLUMNS, row, strict=True)) for row in day_rows],
         [dict(zip(VALUE_VISITOR_COLUMNS, row, strict=True)) for row in visitor_rows],
@@ -236,7 +245,7 @@ class Deltas(NamedTuple):
     value_visitors: list[tuple[Any, ...]]
 
 
-def deltas_of(rows: list[dict[str, Any]]) -> Deltas:
+def deltas_of(rows: EventColumns) -> Deltas:
     """What ``rows`` (event rows with their dimension columns) add to the rollups: what
     :func:`record_visitor_days` writes. Reads the rows' product, bot flag, time, type,
     user and anonymous ids, name and dimension columns only."""
@@ -245,7 +254,7 @@ def deltas_of(rows: list[dict[str, Any]]) -> Deltas:
 
 
 def record_visitor_days(
-    conn: sa.Connection, new_rows: list[dict[str, Any]], deltas: Deltas | None = None
+    conn: sa.Connection, new_rows: EventColumns, deltas: Deltas | None = None
 ) -> None:
     """Add the newly stored events to the daily rollups (``visitor_days``,
     ``value_days``, ``value_visitors``): the writer's one hook for them, deltas computed
@@ -253,7 +262,7 @@ def record_visitor_days(
     (SQLite: the rows of one ``executemany`` each). (PostgreSQL's writer aggregates its
     staged events in the database instead: :func:`staged_sql`; the rows' ~13 rollup keys
     each cost more to send than to compute there.)"""
-    if not new_rows:
+    if not len(new_rows):
         return
     visitor_day_rows, day_rows, visitor_rows = deltas or deltas_of(new_rows)
     statement = cached_statement(conn, "upsert_visitor_days", _upsert_statement)

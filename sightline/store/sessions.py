@@ -28,13 +28,14 @@ updated in the batch's transaction by the **newly stored** events only (the even
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 
 from sightline.ids import uuid7
+from sightline.store.columns import EventColumns
 from sightline.store.schema import sessions
 from sightline.store.sql import (
     IN_CHUNK,
@@ -82,11 +83,6 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def visitor_of(row: dict[str, Any]) -> str | None:
-    visitor: str | None = row["user_id"] or row["anonymous_id"]
-    return visitor
-
-
 class _Span:
     __slots__ = ("end", "id", "start")
 
@@ -119,34 +115,40 @@ def place(spans: list[_Span], moment: datetime) -> _Span:
     return best
 
 
-def assign_sessions(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+def assign_sessions(conn: sa.Connection, rows: EventColumns) -> set[str]:
     """Give each event row without a client session id its Sightline session id; the
     ids of the events given one."""
-    pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["session_id"] is None:
-            visitor = visitor_of(row)
+    pending: dict[tuple[str, str], list[int]] = {}  # (product, visitor) -> rows
+    session_ids = rows["session_id"]
+    for i, (product_id, session_id, user_id, anonymous_id) in enumerate(
+        zip(rows["product_id"], session_ids, rows["user_id"], rows["anonymous_id"], strict=True)
+    ):
+        if session_id is None:
+            visitor = user_id or anonymous_id  # (the user, else the anonymous id)
             if visitor is not None:
-                pending.setdefault((row["product_id"], visitor), []).append(row)
+                pending.setdefault((product_id, visitor), []).append(i)
     if not pending:
         return set()
-    known = _known_spans(conn, pending)
+    times = [_utc(moment) for moment in rows["timestamp"]]
+    known = _known_spans(conn, pending, times)
     for key, group in pending.items():
-        group.sort(key=lambda r: _utc(r["timestamp"]))
+        group.sort(key=times.__getitem__)
         spans = known.get(key, [])
-        for row in group:
-            row["session_id"] = place(spans, _utc(row["timestamp"])).id
-    return {row["id"] for group in pending.values() for row in group}
+        for i in group:
+            session_ids[i] = place(spans, times[i]).id
+    ids = rows["id"]
+    return {ids[i] for group in pending.values() for i in group}
 
 
 def _known_spans(
-    conn: sa.Connection, pending: dict[tuple[str, str], list[dict[str, Any]]]
+    conn: sa.Connection, pending: dict[tuple[str, str], list[int]], times: list[datetime]
 ) -> dict[tuple[str, str], list[_Span]]:
-    """The visitors' Sightline sessions that an event of the batch could join."""
+    """The visitors' Sightline sessions that an event of the batch could join (``pending``:
+    their rows' places in ``times``)."""
     by_product: dict[str, list[tuple[str, datetime, datetime]]] = {}
     for (product_id, visitor), group in pending.items():
-        times = [_utc(r["timestamp"]) for r in group]
-        by_product.setdefault(product_id, []).append((visitor, min(times), max(times)))
+        moments = [times[i] for i in group]
+        by_product.setdefault(product_id, []).append((visitor, min(moments), max(moments)))
     query = cached_statement(conn, "known_sessions", _known_query)
     known: dict[tuple[str, str], list[_Span]] = {}
     for product_id, visitors in by_product.items():
@@ -176,24 +178,32 @@ def _known_query(_conn: sa.Connection) -> Any:
     )
 
 
-def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[dict[str, Any]]:
+def session_deltas(rows: EventColumns, assigned: set[str]) -> list[dict[str, Any]]:
     """What the (newly stored) event rows add to their sessions, one dict per session;
     ``assigned``: the ids of the events :func:`assign_sessions` gave a session."""
     deltas: dict[tuple[str, str, str], dict[str, Any]] = {}
     client_ids: set[tuple[str, str, str]] = set()
-    for row in rows:
-        session_id = row["session_id"]
+    first_columns = [rows[column] for column in _FIRST_EVENT_SOURCES.values()]
+    for i, (product_id, user_id, anonymous_id, session_id, moment, kind, event_id) in enumerate(
+        zip(
+            rows["product_id"],
+            rows["user_id"],
+            rows["anonymous_id"],
+            rows["session_id"],
+            rows["timestamp"],
+            rows["type"],
+            rows["id"],
+            strict=True,
+        )
+    ):
         if session_id is None:
             continue
-        # (visitor_of and _utc, inline: this runs per event)
-        key = (row["product_id"], row["user_id"] or row["anonymous_id"] or "", session_id)
-        moment = row["timestamp"]
+        # (the visitor and _utc, inline: this runs per event)
+        key = (product_id, user_id or anonymous_id or "", session_id)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        kind = row["type"]
         delta = deltas.get(key)
         if delta is None or moment < delta["started_at"]:
-            first = _first_event(row)
             if delta is None:
                 delta = deltas[key] = {
                     "product_id": key[0],
@@ -206,30 +216,28 @@ def session_deltas(rows: Iterable[dict[str, Any]], assigned: set[str]) -> list[d
                     "page_count": 0,
                     "interaction_count": 0,
                 }
-            delta.update(first)
+            delta.update(zip(_FIRST_EVENT_SOURCES, map(itemgetter(i), first_columns), strict=True))
+            delta["is_bot"] = bool(delta["is_bot"])
             delta["started_at"] = moment
         elif moment > delta["ended_at"]:  # (an earlier first event leaves the end as it was)
             delta["ended_at"] = moment
         delta["event_count"] += 1
         delta["page_count"] += kind in VIEW_TYPES
         delta["interaction_count"] += kind in INTERACTION_TYPES
-        if row["id"] not in assigned:
+        if event_id not in assigned:
             client_ids.add(key)
     for key in client_ids:
         deltas[key]["assigned"] = False
     return [deltas[k] for k in sorted(deltas)]
 
 
-def _first_event(row: dict[str, Any]) -> dict[str, Any]:
-    first = {name: row.get(name) for name in FIRST_EVENT_COLUMNS}
-    first["entry_page"] = row.get("page_path")
-    first["is_bot"] = bool(row["is_bot"])
-    return first
+_FIRST_EVENT_SOURCES = {
+    name: "page_path" if name == "entry_page" else name for name in FIRST_EVENT_COLUMNS
+}
+"""The event column each of a session's ``FIRST_EVENT_COLUMNS`` is its first event's."""
 
 
-def record_sessions(
-    conn: sa.Connection, new_rows: list[dict[str, Any]], assigned: set[str]
-) -> None:
+def record_sessions(conn: sa.Connection, new_rows: EventColumns, assigned: set[str]) -> None:
     """Add the newly stored events to their sessions (created when new): one statement.
     (PostgreSQL's writer aggregates its staged events in the database instead:
     :func:`staged_sql`.)"""

@@ -8,10 +8,10 @@ accounts, aliases), so a job that runs twice changes nothing the second time.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from sightline.model import (
     Event,
     Normalised,
 )
-from sightline.store.dimensions import add_dimensions
+from sightline.store.columns import EVENT_COLUMNS, JSON_COLUMNS, EventColumns
 from sightline.store.effects import SideEffects, link_aliases
 from sightline.store.matching import inherit_accounts, resolve_identities
 from sightline.store.partitions import insert_new_events_sql
@@ -64,18 +64,22 @@ class WriteResult(msgspec.Struct):
     refused_changes: int = 0
     """User and account changes the write-key policy refused (``sightline.store.effects``);
     their messages' events are stored."""
-    stored_rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    stored_events: list[EventColumns] = msgspec.field(default_factory=list)
     """The newly stored events as written (canonical records): published to the live
-    stream once the transaction has committed (``sightline.live``)."""
+    stream once the transaction has committed (``sightline.live``): :meth:`stored_rows`."""
 
     def add(self, other: WriteResult) -> None:
-        self.stored_rows.extend(other.stored_rows)
+        self.stored_events.extend(other.stored_events)
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
         self.bots_dropped += other.bots_dropped
         self.suppressed += other.suppressed
         self.refused_changes += other.refused_changes
+
+    def stored_rows(self) -> list[dict[str, Any]]:
+        """The newly stored events' rows, a dict each."""
+        return [row for stored in self.stored_events for row in stored.rows()]
 
 
 def write_batch(
@@ -90,10 +94,10 @@ def write_batch(
     result = WriteResult(dead_letters=len(dead))
     write_dead_letters(conn, dead, now)
     items = resolve_identities(conn, items)
-    rows, texts, owners, all_made = _event_rows(items, made)
+    rows, owners, all_made = _event_rows(items, made)
     inherit_accounts(conn, rows)
     assigned = assign_sessions(conn, rows)
-    new_keys = _insert_events(conn, rows, texts, assigned)
+    new_keys = _insert_events(conn, rows, assigned)
     result.stored = len(new_keys)
     result.duplicates = sum(len(n.events) for n in items) - result.stored
     links: list[tuple[str, AliasChange]] = []
@@ -109,17 +113,16 @@ def write_batch(
     new_rows = (
         rows
         if len(new_keys) == len(rows)
-        else [r for r in rows if (r["product_id"], r["message_id"]) in new_keys]
+        else rows.take(i for i, key in enumerate(rows.keys()) if key in new_keys)
     )
-    result.stored_rows = new_rows
+    result.stored_events = [new_rows]
     if _rollups_in_python(conn.dialect.name):  # PostgreSQL's went with the insert
         # The rollups made before the transaction count every row made: taken when every
         # one was new (the transaction changes none of what they read: _event_rows).
         rollups = made.rollups if made is not None and all_made and new_rows is rows else None
         _record_stats(conn, new_rows, assigned, rollups)
-    writes = effects.flush(
-        {(r["product_id"], r["user_id"]) for r in new_rows if r["user_id"] is not None}
-    )
+    users = zip(new_rows["product_id"], new_rows["user_id"], strict=True)
+    writes = effects.flush({key for key in users if key[1] is not None})
     with pipelined(conn):  # PostgreSQL: the users' writes in one round trip
         for write in writes:
             write()
@@ -138,7 +141,7 @@ def _rollups_in_python(dialect: str) -> bool:
 
 def _record_stats(
     conn: sa.Connection,
-    new_rows: list[dict[str, Any]],
+    new_rows: EventColumns,
     assigned: set[str],
     rollups: Deltas | None = None,
 ) -> None:
@@ -166,180 +169,134 @@ def write_dead_letters(conn: sa.Connection, dead: Sequence[DeadLetter], now: dat
         )
 
 
-JsonTexts = tuple[str, str]
-"""An event's properties and context as the JSON text the store keeps."""
-
-
-class _Made(NamedTuple):
-    event: Event
-    row: dict[str, Any]
-    texts: JsonTexts
-
-
 class EventRows:
     """What of a batch's event rows does not depend on the store, made before its
-    transaction: each event's row (its columns as :func:`write_batch` inserts them) with
-    the dimension columns the stats read (``sightline.store.dimensions``), and the JSON
-    text of its properties and context. The worker makes them in its prepare step, on its
-    main thread, while its writer thread writes the batch before (``worker.rqworker``),
-    so the writing, which one worker (SQLite: one process) does at a time, does less.
+    transaction: each event's row (its columns as :func:`write_batch` inserts them,
+    ``sightline.store.columns``) with the dimension columns the stats read
+    (``sightline.store.dimensions``) and the JSON text of its properties and context. The
+    worker makes them in its prepare step, on its main thread, while its writer thread
+    writes the batch before (``worker.rqworker``), so the writing, which one worker
+    (SQLite: one process) does at a time, does less.
 
     :func:`write_batch` takes an event's row from here only for that very event object
     (a message renamed by ``resolve_identities`` or sanitised is a new object: its row is
-    made again), and a copy: what a transaction sets in a row (the account, the session)
-    is not kept if it rolls back and the batch is written again."""
+    made again), and in lists of its own: what a transaction sets in a row (the account,
+    the session) is not kept if it rolls back and the batch is written again."""
 
     def __init__(self, items: Iterable[Normalised], *, dialect: str = "") -> None:
-        events = [event for item in items for event in item.events]
-        rows = _new_rows(events)
-        self._made = {
-            id(event): _Made(event, row, texts)
-            for event, row, texts in zip(events, rows, _json_texts(rows), strict=True)
-        }
+        self._events = [event for item in items for event in item.events]
+        self._columns = EventColumns.of(self._events)
+        self._at = {id(event): i for i, event in enumerate(self._events)}
         self.rollups: Deltas | None = (
-            deltas_of(rows) if rows and _rollups_in_python(dialect) else None
+            deltas_of(self._columns) if self._events and _rollups_in_python(dialect) else None
         )
         """What the rows add to the rollups (for the ``dialect`` where Python computes
         that), when every row made is written and new: see :func:`write_batch`."""
 
     def __len__(self) -> int:
-        return len(self._made)
+        return len(self._events)
 
-    def get(self, event: Event) -> tuple[dict[str, Any], JsonTexts] | None:
-        """A copy of ``event``'s row and its JSON texts, if made for this object."""
-        made = self._made.get(id(event))  # (each entry keeps its event alive: ids stay)
-        if made is None or made.event is not event:
-            return None
-        return made.row.copy(), made.texts
+    def index(self, event: Event) -> int | None:
+        """Where ``event``'s row is, if made for this very object."""
+        at = self._at.get(id(event))  # (self._events keeps each event alive: ids stay)
+        return at if at is not None and self._events[at] is event else None
 
-
-def _new_rows(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The events' rows with their dimension columns."""
-    rows = []
-    for event in events:
-        row = msgspec.structs.asdict(event)
-        row["type"] = event.type.value
-        rows.append(row)
-    add_dimensions(rows)
-    return rows
-
-
-def _json_texts(rows: list[dict[str, Any]]) -> list[JsonTexts]:
-    """Each row's properties and context as JSON text (map: half the time of a
-    comprehension calling ``.decode()``)."""
-    texts = [
-        list(map(bytes.decode, map(_json.encode, map(operator.itemgetter(c), rows)))) for c in _JSON
-    ]
-    return list(zip(*texts, strict=True)) if rows else []
+    def take(self, events: Sequence[Event]) -> tuple[EventColumns, bool]:
+        """The rows of ``events``, in their order and in lists of their own (those not
+        made here made now), and whether they are every row made here, none made now."""
+        made = self._columns
+        if len(events) == len(self._events) and all(map(operator.is_, events, self._events)):
+            return made.take(range(len(made))), True  # (the batch as prepared: most often)
+        found = list(map(self.index, events))
+        missing = [event for event, at in zip(events, found, strict=True) if at is None]
+        fresh = iter(range(len(made), len(made) + len(missing)))  # (their places after made)
+        places = [next(fresh) if at is None else at for at in found]
+        if missing:
+            made += EventColumns.of(missing)
+        # (an event comes once: as many places as rows made are every row made)
+        return made.take(places), not missing and len(places) == len(self._events)
 
 
 def _event_rows(
     items: Iterable[Normalised], made: EventRows | None = None
-) -> tuple[list[dict[str, Any]], list[JsonTexts], dict[tuple[str, str], Normalised], bool]:
-    """The rows of the items' events (the first of a message that comes twice), their
-    JSON texts, which item each (product, message id) is of, and whether the rows are
-    every row ``made`` holds (none made here, none left out).
+) -> tuple[EventColumns, dict[tuple[str, str], Normalised], bool]:
+    """The rows of the items' events (the first of a message that comes twice), which
+    item each (product, message id) is of, and whether the rows are every row ``made``
+    holds (none made here, none left out).
 
     What a transaction changes in the rows (``inherit_accounts``: the account;
     ``assign_sessions``: the session) is nothing :func:`~sightline.store.rollups.deltas_of`
     reads: ``made``'s rollups hold for them."""
-    rows: list[dict[str, Any]] = []
-    texts: list[JsonTexts] = []
     owners: dict[tuple[str, str], Normalised] = {}
-    missing: list[tuple[int, Event]] = []  # (made here, all at once)
+    firsts: list[Event] = []
     for item in items:
         for event in item.events:
             key = (event.product_id, event.message_id)
             if key in owners:  # the same message twice in one batch: the first one counts
                 continue
             owners[key] = item
-            found = made.get(event) if made is not None else None
-            if found is None:
-                missing.append((len(rows), event))
-                found = ({}, ("", ""))
-            rows.append(found[0])
-            texts.append(found[1])
-    if missing:
-        fresh = _new_rows([event for _, event in missing])
-        for (i, _), row, text in zip(missing, fresh, _json_texts(fresh), strict=True):
-            rows[i], texts[i] = row, text
-    all_made = made is not None and not missing and len(rows) == len(made)
-    return rows, texts, owners, all_made
+            firsts.append(event)
+    if made is None:
+        return EventColumns.of(firsts), owners, False
+    rows, all_made = made.take(firsts)
+    return rows, owners, all_made
 
 
-_EVENT_COLUMNS = tuple(c.name for c in events.columns)
-_EVENT_VALUES = operator.itemgetter(*_EVENT_COLUMNS)
-_JSON = ("properties", "context")
-_EVENT_JSON_AT = tuple(_EVENT_COLUMNS.index(c) for c in _JSON)
 _EVENT_TIMES = frozenset(c.name for c in events.columns if isinstance(c.type, sa.DateTime))
 _SQLITE_INSERT_EVENTS = SqliteRows(
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
     "ON CONFLICT (product_id, message_id) DO NOTHING",
-    len(_EVENT_COLUMNS),
+    len(EVENT_COLUMNS),
 )
-_json = msgspec.json.Encoder()
+_TIMES_AT = tuple(i for i, c in enumerate(EVENT_COLUMNS) if c in _EVENT_TIMES)
 
 
-_TIMES_AT = tuple(i for i, c in enumerate(_EVENT_COLUMNS) if c in _EVENT_TIMES)
+def _event_values(rows: EventColumns) -> list[Sequence[Any]]:
+    """The rows' columns in the ``events`` table's order, JSON as its text."""
+    return [rows.texts[name] if name in JSON_COLUMNS else rows[name] for name in EVENT_COLUMNS]
 
 
-def _sqlite_event_columns(
-    rows: list[dict[str, Any]], texts: Sequence[JsonTexts] | None = None
-) -> list[Sequence[Any]]:
+def _sqlite_event_columns(rows: EventColumns) -> list[Sequence[Any]]:
     """The rows' values as SQLAlchemy's SQLite types would bind them, without its
-    per-value work: column by column (taken out of the rows in C), only times (a column
-    at a time, :func:`sqlite_times`) and JSON converted (``texts``: the rows' JSON, made
-    already). ``rows`` is not empty."""
-    columns: list[Sequence[Any]] = list(zip(*map(_EVENT_VALUES, rows), strict=True))
+    per-value work: column by column, only times (a column at a time,
+    :func:`sqlite_times`) converted, JSON as the text made already."""
+    columns = _event_values(rows)
     for i in _TIMES_AT:
         columns[i] = sqlite_times(columns[i])
-    json = zip(*(texts or _json_texts(rows)), strict=True)
-    for i, column in zip(_EVENT_JSON_AT, json, strict=True):
-        columns[i] = column
     return columns
 
 
-def insert_sqlite_events(
-    conn: sa.Connection, rows: list[dict[str, Any]], texts: Sequence[JsonTexts] | None = None
-) -> int:
+def insert_sqlite_events(conn: sa.Connection, rows: EventColumns) -> int:
     """SQLite: insert the event rows that are new (``ON CONFLICT DO NOTHING``), many rows
-    per statement (``sql.execute_sqlite_rows``); how many went in. ``texts``: the rows'
-    JSON texts, if made already."""
-    if not rows:
+    per statement (``sql.execute_sqlite_rows``); how many went in."""
+    if not len(rows):
         return 0
-    return execute_sqlite_rows(conn, _SQLITE_INSERT_EVENTS, _sqlite_event_columns(rows, texts))
-
-
-_EVENT_KEY = operator.itemgetter("product_id", "message_id")
+    return execute_sqlite_rows(conn, _SQLITE_INSERT_EVENTS, _sqlite_event_columns(rows))
 
 
 def _insert_events(
-    conn: sa.Connection,
-    rows: list[dict[str, Any]],
-    texts: list[JsonTexts],
-    assigned: set[str],
+    conn: sa.Connection, rows: EventColumns, assigned: set[str]
 ) -> set[tuple[str, str]]:
-    """Insert the rows that are new (``texts``: their JSON); the keys of those.
-    PostgreSQL records their stats too (``assigned``: the events given a session by
+    """Insert the rows that are new; the keys of those. PostgreSQL records their stats
+    too (``assigned``: the events given a session by
     ``sightline.store.sessions.assign_sessions``)."""
-    if not rows:
+    if not len(rows):
         return set()
     if conn.dialect.name == "sqlite":
         # BEGIN IMMEDIATE holds the write lock: nobody else inserts until we commit, so
         # when fewer rows went in than were sent, the ids we generated tell which did.
-        if insert_sqlite_events(conn, rows, texts) == len(rows):
-            return set(map(_EVENT_KEY, rows))
-        by_id = {r["id"]: r for r in rows}
-        ids = list(by_id)
+        if insert_sqlite_events(conn, rows) == len(rows):
+            return set(rows.keys())
+        key_of = dict(zip(rows["id"], rows.keys(), strict=True))
+        ids = list(key_of)
         stored: set[tuple[str, str]] = set()
         query = cached_statement(conn, "event_ids", _event_ids_query)
         for start in range(0, len(ids), IN_CHUNK):
             for (event_id,) in conn.execute(query, {"ids": ids[start : start + IN_CHUNK]}):
-                row = by_id[event_id]
-                stored.add((row["product_id"], row["message_id"]))
+                stored.add(key_of[event_id])
         return stored
-    return _copy_events(conn, rows, texts, assigned)
+    return _copy_events(conn, rows, assigned)
 
 
 _PG_STAGE = "sightline_events_in"
@@ -347,7 +304,7 @@ _PG_CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGE} "
     "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_PG_COPY_TEXT = f"COPY {_PG_STAGE} ({', '.join(_EVENT_COLUMNS)}) FROM STDIN"
+_PG_COPY_TEXT = f"COPY {_PG_STAGE} ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 _PG_COPY = f"{_PG_COPY_TEXT} (FORMAT BINARY)"
 
 
@@ -370,41 +327,42 @@ def _binary_type(column: sa.Column[Any]) -> str:
 _PG_COPY_TYPES = tuple(_binary_type(c) for c in events.columns)
 
 
-def _values_of(kind: str) -> Callable[[dict[str, Any]], Sequence[Any]]:
-    """A row's values of the columns sent as ``kind``, in a tuple (even of one value)."""
-    names = [c for c, t in zip(_EVENT_COLUMNS, _PG_COPY_TYPES, strict=True) if t == kind]
-    get = operator.itemgetter(*names)
-    return get if len(names) > 1 else lambda row: (get(row),)
+def _sent_as(kind: str) -> tuple[str, ...]:
+    """The columns sent as ``kind``."""
+    return tuple(c for c, t in zip(EVENT_COLUMNS, _PG_COPY_TYPES, strict=True) if t == kind)
 
 
-_TEXT_VALUES = _values_of("text")
-_TIME_VALUES = _values_of("timestamptz")
-_FLAG_VALUES = _values_of("bool")
+_TEXTS = _sent_as("text")
+_TIMES = _sent_as("timestamptz")
+_FLAGS = _sent_as("bool")
 _TEXT_TYPES = frozenset((str, type(None)))
 _DATETIME = frozenset((datetime,))
 _BOOL = frozenset((bool,))
 _ZONE = operator.attrgetter("tzinfo")
 
 
-def _binary_ready(rows: list[dict[str, Any]]) -> bool:
+def _binary_ready(rows: EventColumns) -> bool:
     """Whether binary ``COPY`` takes every value as text ``COPY`` would: text as ``str``
     (or ``None``), times as ``datetime`` with a time zone, flags as ``bool`` (the JSON
     goes as the texts made for it either way). Otherwise the batch goes as text (a naive
     time is then the server's wall clock, a number a text column's digits): binary
     dumpers refuse such values half-way through the ``COPY``, which would fail the whole
-    transaction. A few type checks in C, about a microsecond a row."""
-    each = chain.from_iterable
-    if not _TEXT_TYPES.issuperset(map(type, each(map(_TEXT_VALUES, rows)))):
+    transaction. A few type checks in C, a column at a time."""
+
+    def values(names: tuple[str, ...]) -> Iterable[Any]:
+        return chain.from_iterable(rows[name] for name in names)
+
+    if not _TEXT_TYPES.issuperset(map(type, values(_TEXTS))):
         return False
-    times = [t for t in each(map(_TIME_VALUES, rows)) if t is not None]
+    times = [t for t in values(_TIMES) if t is not None]
     if not _DATETIME.issuperset(map(type, times)) or None in set(map(_ZONE, times)):
         return False
-    return _BOOL.issuperset(map(type, each(map(_FLAG_VALUES, rows))))
+    return _BOOL.issuperset(map(type, values(_FLAGS)))
 
 
 # Through the dedup keys of the partitioned table (sightline/store/partitions.py); the
 # stage keeps the new events only, for the stats' statements sent behind it.
-_PG_MERGE = insert_new_events_sql(_PG_STAGE, _EVENT_COLUMNS, unstage=True)
+_PG_MERGE = insert_new_events_sql(_PG_STAGE, EVENT_COLUMNS, unstage=True)
 _PG_SESSIONS = staged_sessions_sql(_PG_STAGE)
 _PG_ROLLUPS = staged_rollups_sql(_PG_STAGE)
 
@@ -421,7 +379,7 @@ def _forget_stage(conn: sa.Connection) -> None:
 
 
 def _copy_events(
-    conn: sa.Connection, rows: list[dict[str, Any]], texts: list[JsonTexts], assigned: set[str]
+    conn: sa.Connection, rows: EventColumns, assigned: set[str]
 ) -> set[tuple[str, str]]:
     """PostgreSQL: ``COPY`` the rows into a session-local stage (binary: half the
     worker's time per row of text ``COPY``, which a batch with a value binary ``COPY``
@@ -459,15 +417,11 @@ def _copy_events(
             set_json_dumps(str, cursor)  # the JSON texts are made already: sent as they are
         else:
             statement = _PG_COPY_TEXT
-        get, first, second = _EVENT_VALUES, *_EVENT_JSON_AT
         with cursor.copy(statement) as copy:
             if binary:
                 copy.set_types(_PG_COPY_TYPES)
             write = copy.write_row
-            for r, (properties, context) in zip(rows, texts, strict=True):
-                values = list(get(r))
-                values[first] = properties
-                values[second] = context
+            for values in zip(*_event_values(rows), strict=True):
                 write(values)
         statement = _PG_MERGE
         with driver.pipeline():  # type: ignore[union-attr]
@@ -489,15 +443,15 @@ def _event_ids_query(_conn: sa.Connection) -> Any:
     return sa.select(events.c.id).where(events.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
-def _touch_users(conn: sa.Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+def _touch_users(conn: sa.Connection, rows: EventColumns, now: datetime) -> None:
     """first_seen / last_seen / event_count of every identified user in the new events."""
     stats: dict[tuple[str, str], list[Any]] = {}  # [first_seen, last_seen, event_count]
-    for row in rows:
-        user_id = row["user_id"]
+    for product_id, user_id, seen in zip(
+        rows["product_id"], rows["user_id"], rows["timestamp"], strict=True
+    ):
         if user_id is None:
             continue
-        key = (row["product_id"], user_id)
-        seen = row["timestamp"]
+        key = (product_id, user_id)
         s = stats.get(key)
         if s is None:
             stats[key] = [seen, seen, 1]

@@ -1,9 +1,9 @@
 """``EventRows``: the event rows the worker makes before a batch's transaction (in its
 prepare step), and on SQLite what they add to the rollups, store exactly what rows made
 in the transaction store, the batch new, partly replayed or holding a message twice; a
-row is taken only for the very event it was made for, and as a copy, so a transaction
-that rolls back leaves nothing of itself in the rows written again. SQLite and
-PostgreSQL."""
+row is taken only for the very event it was made for, and in lists of its own, so a
+transaction that rolls back leaves nothing of itself in the rows written again. SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -122,19 +122,50 @@ def test_a_row_is_taken_only_for_its_very_event_and_as_a_copy() -> None:
     items = _items("p")
     made = EventRows(items)
     event = items[1].events[0]
-    found = made.get(event)
-    assert found is not None
-    row, texts = found
+    assert made.index(event) == 1
+    rows, every_row = made.take([event])
+    assert not every_row
+    (row,) = rows.rows()
     assert row["type"] == "page" and row["page_path"] == "/p1" and row["browser"] == "Firefox"
-    assert texts == (
-        msgspec.json.encode(event.properties).decode(),
-        msgspec.json.encode(event.context).decode(),
+    assert (rows.texts["properties"], rows.texts["context"]) == (
+        [msgspec.json.encode(event.properties).decode()],
+        [msgspec.json.encode(event.context).decode()],
     )
-    row["session_id"] = "set by a transaction"
-    again = made.get(event)
-    assert again is not None and again[0]["session_id"] is None
-    # A message renamed (resolve_identities) or sanitised is a new event object.
-    assert made.get(msgspec.structs.replace(event, user_id="someone else")) is None
+    every = [e for item in items for e in item.events]
+    for taken in (rows, made.take(every)[0]):
+        for i in range(len(taken)):
+            taken["session_id"][i] = taken["account_id"][i] = "set by a transaction"
+        again, _ = made.take([event])
+        assert again["session_id"] == [None] and again["account_id"] == [None]
+    # A message renamed (resolve_identities) or sanitised is a new event object: its row
+    # is made again, in its place.
+    renamed = msgspec.structs.replace(event, user_id="someone else")
+    assert made.index(renamed) is None
+    first = items[0].events[0]
+    rows, every_row = made.take([renamed, first])
+    assert not every_row
+    assert rows["user_id"] == ["someone else", first.user_id]
+    assert rows["id"] == [event.id, first.id]
+    assert rows["page_path"] == ["/p1", "/p0"]
+    every[1] = renamed  # (as many events as made)
+    rows, every_row = made.take(every)
+    assert not every_row
+    assert rows["user_id"][:3] == [e.user_id for e in every[:3]]
+
+
+def test_every_row_made_is_every_event_in_any_order_each_once() -> None:
+    items = _items("p", 6)
+    made = EventRows(items)
+    events_ = [item.events[0] for item in items]
+    for chosen, every_row in (
+        (events_, True),
+        (events_[::-1], True),
+        (events_[1:], False),
+        (events_[:3], False),
+    ):
+        rows, taken_every_row = made.take(chosen)
+        assert taken_every_row is every_row
+        assert rows["id"] == [e.id for e in chosen]
 
 
 def test_a_batch_written_again_after_a_rollback_is_stored_as_if_written_once(

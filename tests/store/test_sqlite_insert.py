@@ -11,20 +11,19 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 
 from sightline.model import Event, EventType
+from sightline.store.columns import EVENT_COLUMNS, EventColumns
 from sightline.store.db import make_engine
-from sightline.store.dimensions import add_dimensions
-from sightline.store.writer import _EVENT_COLUMNS, _sqlite_event_columns, insert_sqlite_events
+from sightline.store.writer import _sqlite_event_columns, insert_sqlite_events
 
 START = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
 
 
-def _rows(count: int, prefix: str) -> list[dict[str, Any]]:
-    rows = []
+def _rows(count: int, prefix: str) -> EventColumns:
+    made = []
     for n in range(count):
         zone = timezone(timedelta(hours=n % 3 - 1))
         event = Event(
@@ -40,27 +39,24 @@ def _rows(count: int, prefix: str) -> list[dict[str, Any]]:
             properties={"n": n, "text": "é'\\", "list": [1, None]},
             context={"page": {"url": f"https://x.test/{n}"}} if n % 3 else {},
         )
-        row = msgspec.structs.asdict(event)
-        row["type"] = event.type.value
-        rows.append(row)
-    add_dimensions(rows)
-    return rows
+        made.append(event)
+    return EventColumns.of(made)
 
 
 def _stored(engine: sa.Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         order = "ORDER BY message_id"
-        return list(conn.exec_driver_sql(f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events {order}"))
+        return list(conn.exec_driver_sql(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events {order}"))
 
 
 _ONE_ROW = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) "
     "ON CONFLICT (product_id, message_id) DO NOTHING"
 )
 
 
-def _reference(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
+def _reference(engine: sa.Engine, rows: EventColumns) -> None:
     """The same values by ``executemany``, one row per execution."""
     with engine.begin() as conn:
         conn.exec_driver_sql(_ONE_ROW, list(zip(*_sqlite_event_columns(rows), strict=True)))
@@ -101,7 +97,7 @@ def test_a_batch_in_multi_row_statements_stores_what_row_by_row_stores(
     assert _stored(together) == _stored(one_by_one)
 
     # Again, with half of them already stored: only the new ones count and go in.
-    again = rows[::2] + _rows(300, "n")
+    again = rows.take(range(0, len(rows), 2)) + _rows(300, "n")
     statements.clear()
     with together.begin() as conn:
         assert insert_sqlite_events(conn, again) == 300

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sightline.model import Event, EventType, Normalised
+from sightline.store.columns import EventColumns
 from sightline.store.db import make_engine
 from sightline.store.products import create_product
 from sightline.store.rollups import record_visitor_days
@@ -84,8 +85,8 @@ def test_the_stats_tables_are_the_python_deltas_of_the_stored_events(system: Sys
         for table in TABLES:
             conn.execute(sa.delete(table))
         # Not the writer's staged list: the deltas are computed here.
-        record_sessions(conn, rows, assigned)
-        record_visitor_days(conn, rows)
+        record_sessions(conn, EventColumns.from_rows(rows), assigned)
+        record_visitor_days(conn, EventColumns.from_rows(rows))
         expected = {table.name: _table(conn, table) for table in TABLES}
         conn.rollback()
     for table in TABLES:
