@@ -28,6 +28,8 @@ PARTIAL = {
     "ix_events_product_user": "user_id IS NOT NULL",
     "ix_events_product_account": "account_id IS NOT NULL",
     "ix_events_product_entity": "entity_type IS NOT NULL",
+    # the other way round (migration 0012): an identified event is in the user index only
+    "ix_events_product_anonymous": "user_id IS NULL",
 }
 
 
@@ -36,7 +38,8 @@ def test_the_person_account_and_entity_indexes_hold_the_events_that_have_one(
 ) -> None:
     """Migration 0011: an event without a user id, account or entity costs those indexes
     no insert (the comparison above does not look at an index's condition); on
-    PostgreSQL the event keys' time index is a BRIN index."""
+    PostgreSQL the event keys' time index is a BRIN index. Migration 0012: an event with
+    a user id costs the anonymous index none."""
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -53,5 +56,7 @@ def test_the_person_account_and_entity_indexes_hold_the_events_that_have_one(
                 assert "USING brin" in found["ix_event_keys_timestamp"]
         for name, condition in PARTIAL.items():
             assert found[name].replace("(", "").replace(")", "").endswith(f"WHERE {condition}")
+        # the user id, always NULL in it, is none of its columns
+        assert "user_id" not in found["ix_events_product_anonymous"].split("WHERE")[0]
     finally:
         engine.dispose()
