@@ -152,7 +152,8 @@ def _where(condition: str) -> dict[str, Any]:
 
 
 ONLY_ON = "only_on"
-"""``info`` key of a table or constraint that exists on one database only: its name."""
+"""``info`` key of a table, constraint or index that exists on one database only: its
+name."""
 
 events = sa.Table(
     "events",
@@ -202,7 +203,19 @@ events = sa.Table(
     # would give a page's whole order, and SQLite would rather walk a product's events
     # newest first than read a user's, a type's or a name's index (a scan of the product
     # for a light user).
-    sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS),
+    # PostgreSQL: keyed by the product and the time only, the stats' columns carried as
+    # INCLUDE columns (still read by index-only scans): an insert compares two columns on
+    # its way down, and the inner pages hold those two only (migration 0013). SQLite has
+    # no INCLUDE: every column is a key column there.
+    sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS, info={ONLY_ON: "sqlite"}).ddl_if(
+        dialect="sqlite"
+    ),
+    sa.Index(
+        "ix_events_product_time",
+        *TIME_INDEX_COLUMNS[:2],
+        postgresql_include=list(TIME_INDEX_COLUMNS[2:]),
+        info={ONLY_ON: "postgresql"},
+    ).ddl_if(dialect="postgresql"),
     # With the time: a person's newest events (the read API's user filter,
     # sightline/store/identity.py) are ranges of these two, in time order, whatever the
     # planner guesses of how many there are (migration 0008). Partial: the events
@@ -259,7 +272,7 @@ event_keys = sa.Table(
 
 
 def exists_on(dialect: str, item: object) -> bool:
-    """Whether a table or constraint of the metadata exists on the database ``dialect``."""
+    """Whether a table, constraint or index of the metadata exists on the database ``dialect``."""
     info = getattr(item, "info", None) or {}
     return bool(info.get(ONLY_ON, dialect) == dialect)
 

@@ -29,7 +29,7 @@ from sightline.store.partitions import apply_retention
 from sightline.store.products import create_product
 from sightline.store.queries import product_ids, recent_events
 from sightline.store.reads import EventQuery, iter_events, list_events
-from sightline.store.schema import events
+from sightline.store.schema import events, exists_on
 from sightline.store.stats import BREAKDOWNS, StatsQuery, traffic_stats
 from sightline.store.writer import write_batch
 
@@ -105,7 +105,7 @@ def _plans(
                 plans.append("\n".join(str(row[-1]) for row in rows))
             return plans
         for index in events.indexes:
-            if index.name not in keep:
+            if exists_on("postgresql", index) and index.name not in keep:
                 conn.exec_driver_sql(f"DROP INDEX {index.name}")
         if not primary_key:
             (name,) = conn.exec_driver_sql(
