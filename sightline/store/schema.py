@@ -204,9 +204,10 @@ events = sa.Table(
     # newest first than read a user's, a type's or a name's index (a scan of the product
     # for a light user).
     # PostgreSQL: keyed by the product and the time only, the stats' columns carried as
-    # INCLUDE columns (still read by index-only scans): an insert compares two columns on
-    # its way down, and the inner pages hold those two only (migration 0013). SQLite has
-    # no INCLUDE: every column is a key column there.
+    # INCLUDE columns (still read by index-only scans): an insert among events of the
+    # same moment no longer compares them (migration 0013); a page
+    # without bots reads the flag of the rows it fetches, the stats read it from the
+    # index still. SQLite has no INCLUDE: every column is a key column there.
     sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS, info={ONLY_ON: "sqlite"}).ddl_if(
         dialect="sqlite"
     ),

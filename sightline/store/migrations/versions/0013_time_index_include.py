@@ -4,9 +4,9 @@ columns as INCLUDE columns
 ``ix_events_product_time`` (migration 0010) is read as ranges of (product, time): the
 read API's pages, the export, retention, and the stats of ranges the rollups do not
 answer, which read its other columns from the index alone. As key columns those
-columns cost every insert comparisons on the way down (two columns decide, but each
-key is compared as a whole where they tie) and fill the inner pages; as INCLUDE columns
-they are in the leaf entries only, still read by index-only scans. Nothing filters or
+columns cost an insert comparisons wherever the product and the time tie (events of
+one moment: a batch, an import, second-resolution clocks); as INCLUDE columns they are
+in the leaf entries only, never compared, still read by index-only scans. Nothing filters or
 sorts on them through the index. SQLite has no INCLUDE: its index stays as it is. On
 PostgreSQL the index is the partitioned table's (so every partition's); built inside
 the migration's transaction, as 0010's.
