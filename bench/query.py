@@ -68,7 +68,14 @@ from sightline.store.migrate import upgrade
 from sightline.store.partitions import split_default
 from sightline.store.products import Product, create_product
 from sightline.store.rollups import record_visitor_days, utc_day
-from sightline.store.schema import events, sessions, value_days, value_visitors, visitor_days
+from sightline.store.schema import (
+    events,
+    exists_on,
+    sessions,
+    value_days,
+    value_visitors,
+    visitor_days,
+)
 from sightline.store.sessions import record_sessions
 from sightline.store.stats import BREAKDOWNS, StatsQuery, traffic_stats
 from sightline.store.tokens import TokenKind, create_token
@@ -151,8 +158,15 @@ def visits(
             chunk = []
 
 
+def _indexes(conn: sa.Connection) -> list[sa.Index]:
+    """The indexes of ``events`` and ``sessions`` on this database (some exist on one
+    only, in another form on the other: ``schema.exists_on``)."""
+    found = [*events.indexes, *sessions.indexes]
+    return [index for index in found if exists_on(conn.dialect.name, index)]
+
+
 def _drop_indexes(conn: sa.Connection) -> list[sa.Index]:
-    dropped = [*events.indexes, *sessions.indexes]
+    dropped = _indexes(conn)
     for index in dropped:
         index.drop(conn)
     return dropped
@@ -216,7 +230,7 @@ def add_stats_indexes(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         for name in _earlier_forms():
             conn.exec_driver_sql(f"DROP INDEX {name}")
-        for index in [*events.indexes, *sessions.indexes]:
+        for index in _indexes(conn):
             if index.name in STATS_INDEXES:
                 index.create(conn)
     analyze(engine)

@@ -11,7 +11,9 @@ fastest bulk load of the very rows the worker stored into an empty copy of the s
 table (SQLite: plain ``executemany``; PostgreSQL: ``COPY``), committing as often as the
 worker does (``rows_per_commit``).
 Prints one JSON line; ``worker_cpu_us_per_event`` is the worker process's CPU time
-(all its threads) per stored event, which moves less than the rate on a shared machine.
+(all its threads) per stored event, which moves less than the rate on a shared machine;
+``server_cpu_us_per_event`` the PostgreSQL cluster's meanwhile (every process of it,
+autovacuum included; a server on this host only, else ``null``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,48 @@ def storage_limit_sqlite(source: Path, target: Path, batch_size: int) -> tuple[f
     return len(rows) / elapsed, len(rows)
 
 
+def _proc_times(pid: int) -> list[int] | None:
+    """The parent's pid, then utime, stime, cutime, cstime (clock ticks) of a process of
+    this host (also of one that has exited and not been waited for yet)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return [int(fields[1]), *map(int, fields[11:15])]
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def server_cpu_seconds(engine: sa.Engine) -> float | None:
+    """CPU time the whole PostgreSQL cluster has used so far (the postmaster's, its live
+    children's, and its ended children's), if it runs on this host; else ``None``.
+    Moves less than the worker's rate on a shared machine: the server's own work."""
+    if engine.dialect.name != "postgresql" or not Path("/proc").is_dir():
+        return None
+    with engine.connect() as conn:
+        child = conn.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+        ).scalar()
+    # (a server in another PID namespace or on another host has other pids)
+    if child is None or b"checkpointer" not in _command(int(child)):
+        return None
+    found = _proc_times(int(child))
+    postmaster = _proc_times(found[0]) if found is not None else None
+    if found is None or postmaster is None:
+        return None
+    ticks = sum(postmaster[1:])
+    for entry in Path("/proc").iterdir():
+        times = _proc_times(int(entry.name)) if entry.name.isdigit() else None
+        if times is not None and times[0] == found[0]:
+            ticks += times[1] + times[2]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def storage_limit_postgres(url: str, batch_size: int) -> tuple[float, int]:
     """PostgreSQL's fastest bulk load of the stored rows: ``COPY``, committed per batch."""
     import psycopg
@@ -168,11 +212,18 @@ def main() -> None:
         workload = Workload(count=args.events, product_id=product.id)
         jobs = enqueue(settings, workload, args.batch_size)
 
+        server_started = server_cpu_seconds(engine)
         started, cpu_started = time.perf_counter(), time.process_time()
         run_worker(settings, burst=True)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        server_ended = server_cpu_seconds(engine)
         with engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+        server_cpu = (
+            None
+            if server_started is None or server_ended is None
+            else round((server_ended - server_started) / max(stored, 1) * 1e6, 1)
+        )
         engine.dispose()
 
         # The worker's transactions: whole jobs, up to the first reaching the bound.
@@ -198,6 +249,8 @@ def main() -> None:
                     "seconds": round(elapsed, 2),
                     "worker_events_per_s": round(worker_rate),
                     "worker_cpu_us_per_event": round(cpu / max(stored, 1) * 1e6, 1),
+                    # the PostgreSQL cluster's CPU meanwhile (a server on this host only)
+                    "server_cpu_us_per_event": server_cpu,
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                     "storage_limit_events_per_s": round(limit),
                     "ratio_to_storage_limit": round(worker_rate / limit, 3),

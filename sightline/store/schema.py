@@ -152,7 +152,8 @@ def _where(condition: str) -> dict[str, Any]:
 
 
 ONLY_ON = "only_on"
-"""``info`` key of a table or constraint that exists on one database only: its name."""
+"""``info`` key of a table, constraint or index that exists on one database only: its
+name."""
 
 events = sa.Table(
     "events",
@@ -202,7 +203,20 @@ events = sa.Table(
     # would give a page's whole order, and SQLite would rather walk a product's events
     # newest first than read a user's, a type's or a name's index (a scan of the product
     # for a light user).
-    sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS),
+    # PostgreSQL: keyed by the product and the time only, the stats' columns carried as
+    # INCLUDE columns (still read by index-only scans): an insert among events of the
+    # same moment no longer compares them (migration 0013); a page
+    # without bots reads the flag of the rows it fetches, the stats read it from the
+    # index still. SQLite has no INCLUDE: every column is a key column there.
+    sa.Index("ix_events_product_time", *TIME_INDEX_COLUMNS, info={ONLY_ON: "sqlite"}).ddl_if(
+        dialect="sqlite"
+    ),
+    sa.Index(
+        "ix_events_product_time",
+        *TIME_INDEX_COLUMNS[:2],
+        postgresql_include=list(TIME_INDEX_COLUMNS[2:]),
+        info={ONLY_ON: "postgresql"},
+    ).ddl_if(dialect="postgresql"),
     # With the time: a person's newest events (the read API's user filter,
     # sightline/store/identity.py) are ranges of these two, in time order, whatever the
     # planner guesses of how many there are (migration 0008). Partial: the events
@@ -215,9 +229,16 @@ events = sa.Table(
         "timestamp",
         **_where("user_id IS NOT NULL"),
     ),
-    # With user_id: "anonymous id in (...) and user id is null" is one index range, not a
-    # scan of every anonymous event.
-    sa.Index("ix_events_product_anonymous", "product_id", "anonymous_id", "user_id", "timestamp"),
+    # "Anonymous id in (...) and user id is null" (a person's events before their login,
+    # sightline/store/identity.py; the erasure's): one range per id. Partial: an event
+    # with a user id is never read through it (in the user index only; migration 0012).
+    sa.Index(
+        "ix_events_product_anonymous",
+        "product_id",
+        "anonymous_id",
+        "timestamp",
+        **_where("user_id IS NULL"),
+    ),
     # Partial too (migration 0011): the account and entity filters read the events that
     # have one (an equality or IN on the column: never NULL), a few of them.
     sa.Index(
@@ -252,7 +273,7 @@ event_keys = sa.Table(
 
 
 def exists_on(dialect: str, item: object) -> bool:
-    """Whether a table or constraint of the metadata exists on the database ``dialect``."""
+    """Whether a table, constraint or index of the metadata exists on the database ``dialect``."""
     info = getattr(item, "info", None) or {}
     return bool(info.get(ONLY_ON, dialect) == dialect)
 
