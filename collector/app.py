@@ -56,11 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         require_current(engine)  # only `sightline migrate` / `up` migrate
         redis = connect(settings, timeout=settings.redis_timeout)
         async_redis = connect_async(settings, timeout=settings.redis_timeout)
-        # The group commit's and the spool's writes, each bounded by their caller's timeout,
-        # on one connection: the flusher writes one job at a time, and the spool's drainer
-        # (this process's records, which the flushes join meanwhile, or a dead
-        # collector's) takes its turn.
-        commit_redis = connect_async(settings, timeout=None, single_connection=True)
+        # The group commit's and the spool's writes, each bounded by their caller's timeout.
+        commit_redis = connect_async(settings, timeout=None)
         builder = JobBuilder(
             make_queue(redis, settings.queue_name),
             max_retries=settings.max_retries,

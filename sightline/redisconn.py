@@ -25,22 +25,13 @@ def connect(settings: Settings, *, timeout: float | None) -> Redis:
     )
 
 
-def connect_async(
-    settings: Settings, *, timeout: float | None, single_connection: bool = False
-) -> AsyncRedis:
+def connect_async(settings: Settings, *, timeout: float | None) -> AsyncRedis:
     """A client on the event loop; ``timeout`` bounds every command, or ``None``: the
     callers bound each call themselves (the group commit's writes, ``asyncio.timeout``),
-    and no reply pays a timer of its own (connecting is still bounded).
-
-    ``single_connection``: one connection, its commands one at a time, for a client
-    that sends one at a time anyway (the group commit): no pool to take the connection
-    from and give it back to per command, nor its check for unread data (~13 µs of a
-    flush's CPU). A command cancelled half-way (a caller's timeout) closes the connection,
-    as in a pool; the next one connects again."""
+    and no reply pays a timer of its own (connecting is still bounded)."""
     return AsyncRedis.from_url(
         redis_url(settings),
         socket_timeout=timeout,
         socket_connect_timeout=timeout if timeout is not None else settings.redis_timeout,
         health_check_interval=30,
-        single_connection_client=single_connection,
     )
