@@ -3,10 +3,11 @@
 RQ is synchronous. Running its ``enqueue`` in a thread costs more than the write
 itself: the thread and the event loop hand the GIL back and forth at every
 socket call (measured: ~12 ms per flush under load, 5,300 req/s). So RQ builds
-the job exactly as it always does, on a pipeline that is never executed, and its
-queued commands are sent by ``redis.asyncio`` in one atomic round trip (a Lua script
-that runs them as MULTI/EXEC would: ``collector.groupcommit.write_async``), with our
-own counter in the same step.
+the job exactly as it always does, on a pipeline that is never executed (the first
+jobs; then a template of its commands that RQ's own jobs were checked to match:
+:class:`JobBuilder`), and the queued commands are sent by ``redis.asyncio`` in one
+atomic round trip (a Lua script that runs them as MULTI/EXEC would:
+``collector.groupcommit.write_async``), with our own counter in the same step.
 
 RQ stores a job's data zlib-compressed at zlib's default level (6), and compresses it
 again each time it saves the job (a worker saves every job it finishes). ``Job`` here
