@@ -107,10 +107,11 @@ def backlog(redis: Redis, queue: str) -> int:
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_role(up_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by each part of the system: ``up``'s own process (the
-    collector), its worker processes (with their children: RQ's scheduler), its Redis,
-    and every PostgreSQL process on the machine (the store, when it is PostgreSQL)."""
+def cpu_by_process(up_pid: int) -> dict[int, tuple[str, float]]:
+    """The role and the CPU seconds used so far of each process of the system: ``up``'s
+    own (the collector), its worker processes (with their children: RQ's scheduler), its
+    Redis, and every PostgreSQL process on the machine (the store, when it is
+    PostgreSQL)."""
     stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, name, seconds)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -122,19 +123,18 @@ def cpu_by_role(up_pid: int) -> dict[str, float]:
         name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
         fields = rest.split()  # from the state, the 3rd field of stat(5)
         stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
-    roles = {"collector": 0.0, "workers": 0.0, "redis": 0.0, "postgresql": 0.0}
+    roles: dict[int, tuple[str, float]] = {}
     for pid, (parent, name, seconds) in stats.items():
-        if name == "postgres":
-            roles["postgresql"] += seconds
-            continue
         ancestors: list[int] = []
         while parent in stats and len(ancestors) < 8:
             ancestors.append(parent)
             parent = stats[parent][0]
-        if pid == up_pid:
-            roles["collector"] += seconds
+        if name == "postgres":
+            roles[pid] = ("postgresql", seconds)
+        elif pid == up_pid:
+            roles[pid] = ("collector", seconds)
         elif up_pid in ancestors:
-            roles["redis" if name.startswith("redis") else "workers"] += seconds
+            roles[pid] = ("redis" if name.startswith("redis") else "workers", seconds)
     return roles
 
 
@@ -264,9 +264,15 @@ def step(
     sampler.start()
     probe.start()
     envelopes_before, flushes_before = flushes(base)
-    cpu_before, generator_before = cpu_by_role(up_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before, generator_before = (
+        cpu_by_process(up_pid),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     load = autocannon(base + "/v1/track", key, rate, seconds)
-    cpu_after, generator_after = cpu_by_role(up_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_after, generator_after = (
+        cpu_by_process(up_pid),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     envelopes_after, flushes_after = flushes(base)
     sampling.set()
     probe.stopping.set()
@@ -300,16 +306,19 @@ def step(
 
 
 def cpu_per_request(
-    before: dict[str, float],
-    after: dict[str, float],
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
     generator_before: resource.struct_rusage,
     generator_after: resource.struct_rusage,
     requests: int,
 ) -> dict[str, float]:
     """Each part's CPU per request sent during a step (the load generator's too: autocannon
     runs on the same cores), their total, and the rate at which that total would fill
-    every core of the machine: what this machine can sustain at these costs."""
-    used = {role: after[role] - before[role] for role in after}
+    every core of the machine: what this machine can sustain at these costs. A process
+    that ended meanwhile is not counted (its last seconds are unknown)."""
+    used = dict.fromkeys(("collector", "workers", "redis", "postgresql"), 0.0)
+    for pid, (role, seconds) in after.items():
+        used[role] += seconds - before.get(pid, (role, 0.0))[1]
     used["load_generator"] = (generator_after.ru_utime + generator_after.ru_stime) - (
         generator_before.ru_utime + generator_before.ru_stime
     )
