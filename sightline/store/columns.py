@@ -3,9 +3,10 @@
 The writer (``sightline.store.writer``) works on its batch's events in this form, not as
 a dict per event: the columns are taken out of the canonical records (``Event`` structs)
 in C (one ``msgspec.structs.astuple`` per event, transposed by ``zip``), and read a
-column at a time by what needs them: the dimension columns (``sightline.store.dimensions``), the events'
-JSON, the rollups (``sightline.store.rollups``), SQLite's parameters (a list per column
-already) and PostgreSQL's ``COPY`` (its rows: ``zip`` of the columns). What a
+column at a time by what needs them: the dimension columns
+(``sightline.store.dimensions``), the events' JSON, the rollups
+(``sightline.store.rollups``), SQLite's parameters (a list per column already) and
+PostgreSQL's ``COPY`` (its rows: ``zip`` of the columns). What a
 transaction sets in a row (its account, its session) is set in a column by the row's
 index (``sightline.store.matching``, ``sightline.store.sessions``).
 """
