@@ -41,6 +41,7 @@ import httpx
 from redis import Redis
 from rq.job import Job
 
+from bench.procfs import process_times
 from sightline.embedded import EmbeddedRedis
 from sightline.queue import make_queue
 from sightline.settings import Settings
@@ -190,8 +191,10 @@ class RssSampler:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = process_times(pid)
+    if times is None:
+        raise ProcessLookupError(pid)
+    return times.own
 
 
 def events_in_jobs(redis: Redis, queue_name: str) -> tuple[int, int]:

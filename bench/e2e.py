@@ -56,6 +56,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from bench.collector import LUA, free_port, wrk
+from bench.procfs import all_processes
 from sightline.redis_keys import Counter, counter_key
 from sightline.store.db import make_engine, read_connection
 from sightline.store.schema import event_keys, events
@@ -104,37 +105,25 @@ def backlog(redis: Redis, queue: str) -> int:
     return int(accepted or 0) - int(processed or 0)
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_by_process(up_pid: int) -> dict[int, tuple[str, float]]:
     """The role and the CPU seconds used so far of each process of the system: ``up``'s
     own (the collector), its worker processes (with their children: RQ's scheduler), its
     Redis, and every PostgreSQL process on the machine (the store, when it is
     PostgreSQL)."""
-    stats: dict[int, tuple[int, str, float]] = {}  # pid -> (parent, name, seconds)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
-        fields = rest.split()  # from the state, the 3rd field of stat(5)
-        stats[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
+    processes = all_processes()
     roles: dict[int, tuple[str, float]] = {}
-    for pid, (parent, name, seconds) in stats.items():
+    for pid, times in processes.items():
+        parent = times.parent
         ancestors: list[int] = []
-        while parent in stats and len(ancestors) < 8:
+        while parent in processes and len(ancestors) < 8:
             ancestors.append(parent)
-            parent = stats[parent][0]
-        if name == "postgres":
-            roles[pid] = ("postgresql", seconds)
+            parent = processes[parent].parent
+        if times.name == "postgres":
+            roles[pid] = ("postgresql", times.own)
         elif pid == up_pid:
-            roles[pid] = ("collector", seconds)
+            roles[pid] = ("collector", times.own)
         elif up_pid in ancestors:
-            roles[pid] = ("redis" if name.startswith("redis") else "workers", seconds)
+            roles[pid] = ("redis" if times.name.startswith("redis") else "workers", times.own)
     return roles
 
 

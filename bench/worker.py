@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from redis import Redis
 from rq import Queue
 
+from bench.procfs import all_processes, process_times
 from bench.workload import Workload
 from sightline.embedded import EmbeddedRedis
 from sightline.queue import Command, JobBuilder, make_queue
@@ -108,16 +109,6 @@ def storage_limit_sqlite(source: Path, target: Path, batch_size: int) -> tuple[f
     return len(rows) / elapsed, len(rows)
 
 
-def _proc_times(pid: int) -> list[int] | None:
-    """The parent's pid, then utime, stime, cutime, cstime (clock ticks) of a process of
-    this host (also of one that has exited and not been waited for yet)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return [int(fields[1]), *map(int, fields[11:15])]
-
-
 def _command(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -138,16 +129,15 @@ def server_cpu_seconds(engine: sa.Engine) -> float | None:
     # (a server in another PID namespace or on another host has other pids)
     if child is None or b"checkpointer" not in _command(int(child)):
         return None
-    found = _proc_times(int(child))
-    postmaster = _proc_times(found[0]) if found is not None else None
+    found = process_times(int(child))
+    postmaster = process_times(found.parent) if found is not None else None
     if found is None or postmaster is None:
         return None
-    ticks = sum(postmaster[1:])
-    for entry in Path("/proc").iterdir():
-        times = _proc_times(int(entry.name)) if entry.name.isdigit() else None
-        if times is not None and times[0] == found[0]:
-            ticks += times[1] + times[2]
-    return ticks / os.sysconf("SC_CLK_TCK")
+    seconds = postmaster.own + postmaster.children_user + postmaster.children_system
+    for times in all_processes().values():
+        if times.parent == found.parent:
+            seconds += times.own
+    return seconds
 
 
 def storage_limit_postgres(url: str, batch_size: int) -> tuple[float, int]:
